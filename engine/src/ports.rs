@@ -1,0 +1,220 @@
+//! The ports: small capability traits a backend implements. The engine names no database,
+//! cloud or protocol; the embedded SQLite crate and the Azure crate implement these.
+//!
+//! Shaped for Azure Table Storage and Storage Queues as much as for SQLite:
+//! - every update is a compare-and-set on an opaque [`Revision`] (row version / ETag); losing
+//!   the race is the expected `Err(Conflict)` inside `Ok`, not a `StoreError` (sled's habit);
+//! - inserts come in batches (Table Storage: entity-group transactions of up to 100);
+//! - listings are paged with an opaque continuation token (Table Storage: 1 000 per page);
+//! - queue messages are small strings (64 KiB limit) with a lease (visibility timeout), a
+//!   dequeue count, delayed delivery and a poison queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::events::JobEvent;
+use crate::ids::{JobId, TaskId};
+use crate::model::{ErrorInfo, JobRecord, Millis, Progress, Revision, StatusCounts, TaskRecord, TaskStatus};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The record changed since it was read: another writer won the compare-and-set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict;
+
+/// A compare-and-set outcome: the new revision, or the expected conflict.
+pub type Cas = Result<Revision, Conflict>;
+
+/// A storage failure (not a lost race).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("storage unavailable: {message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    #[error("stored record is corrupt: {message}")]
+    Corrupt { message: String },
+}
+
+impl StoreError {
+    pub fn unavailable(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StoreError::Unavailable { message: message.into(), source: Some(source.into()) }
+    }
+}
+
+/// A queue failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    #[error("queue unavailable: {message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The lease expired and someone else received the message (pop receipt mismatch).
+    #[error("lease lost on message {message_id}")]
+    LeaseLost { message_id: String },
+}
+
+impl QueueError {
+    pub fn unavailable(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        QueueError::Unavailable { message: message.into(), source: Some(source.into()) }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Continuation token for the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Which page to read.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+impl PageRequest {
+    pub fn first(limit: usize) -> Self {
+        PageRequest { after: None, limit }
+    }
+}
+
+/// A filter over one job's tasks.
+#[derive(Debug, Clone, Default)]
+pub struct TaskQuery {
+    /// Members of this group.
+    pub group: Option<String>,
+    pub status: Option<TaskStatus>,
+}
+
+/// Whether an insert created the record.
+#[derive(Debug)]
+pub enum Inserted<T> {
+    Created(Revision),
+    Existing(T),
+}
+
+/// Jobs, each updated by compare-and-set.
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Insert if absent; an existing job with that ID is returned untouched.
+    async fn insert_job(&self, job: &JobRecord) -> Result<Inserted<JobRecord>, StoreError>;
+    async fn get_job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError>;
+    /// Replace the job if its stored revision is still `job.revision`.
+    async fn update_job(&self, job: &JobRecord) -> Result<Cas, StoreError>;
+    /// Newest first.
+    async fn list_jobs(&self, page: PageRequest) -> Result<Page<JobRecord>, StoreError>;
+}
+
+/// Tasks of jobs, each updated by compare-and-set.
+#[async_trait]
+pub trait TaskStore: Send + Sync + 'static {
+    /// Insert the tasks whose IDs are absent (idempotent); returns how many were created.
+    /// All tasks belong to one job; backends batch them (100 per Table Storage transaction).
+    async fn insert_tasks(&self, job_id: &JobId, tasks: &[TaskRecord]) -> Result<u64, StoreError>;
+    async fn get_task(&self, job_id: &JobId, id: &TaskId) -> Result<Option<TaskRecord>, StoreError>;
+    /// Statuses of several tasks of one job (absent IDs are left out).
+    async fn task_statuses(&self, job_id: &JobId, ids: &[TaskId]) -> Result<Vec<(TaskId, TaskStatus)>, StoreError>;
+    /// Replace the task if its stored revision is still `task.revision`.
+    async fn update_task(&self, task: &TaskRecord) -> Result<Cas, StoreError>;
+    /// Advisory progress: written without a compare-and-set and without changing the revision.
+    async fn set_progress(&self, job_id: &JobId, id: &TaskId, progress: &Progress) -> Result<(), StoreError>;
+    /// Tasks of one job in a stable order, paged.
+    async fn list_tasks(&self, job_id: &JobId, query: &TaskQuery, page: PageRequest) -> Result<Page<TaskRecord>, StoreError>;
+    /// IDs of the tasks whose `depends_on` lists `id`.
+    async fn dependents(&self, job_id: &JobId, id: &TaskId) -> Result<Vec<TaskId>, StoreError>;
+    /// Counts by status, of the whole job or of one group.
+    async fn count_tasks(&self, job_id: &JobId, group: Option<&str>) -> Result<StatusCounts, StoreError>;
+    /// Is any task not terminal: in the job, or (with `group`) among the group's members and
+    /// the orchestrators feeding it? Must be cheap: it runs after every task.
+    async fn any_unfinished(&self, job_id: &JobId, group: Option<&str>) -> Result<bool, StoreError>;
+    /// Move every PENDING / QUEUED / RETRY_WAIT task of the job to `to` (CANCELLED or SKIPPED)
+    /// with `error`, changing their revisions. Returns how many moved.
+    async fn finish_unstarted(&self, job_id: &JobId, to: TaskStatus, error: &ErrorInfo) -> Result<u64, StoreError>;
+}
+
+/// A task queue with leases (visibility timeouts), like Azure Storage Queues.
+#[async_trait]
+pub trait TaskQueue: Send + Sync + 'static {
+    /// Enqueue message bodies, visible after `delay`.
+    async fn send(&self, bodies: &[String], delay: Duration) -> Result<(), QueueError>;
+    /// Receive up to `max` visible messages, each hidden for `lease`; the dequeue count of each
+    /// goes up by one.
+    async fn receive(&self, max: usize, lease: Duration) -> Result<Vec<Delivery>, QueueError>;
+    /// Hide the message for `lease` from now; updates `delivery.receipt`.
+    async fn extend_lease(&self, delivery: &mut Delivery, lease: Duration) -> Result<(), QueueError>;
+    async fn delete(&self, delivery: &Delivery) -> Result<(), QueueError>;
+    /// Move the message to the poison queue.
+    async fn dead_letter(&self, delivery: &Delivery) -> Result<(), QueueError>;
+    /// Wait until messages may be available, at most `max_wait` (a hint, not a promise).
+    async fn wait_for_messages(&self, max_wait: Duration) {
+        tokio::time::sleep(max_wait).await;
+    }
+}
+
+/// One received message.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message_id: String,
+    /// Proves the lease (pop receipt); changes on every extension.
+    pub receipt: String,
+    pub dequeue_count: u32,
+    pub body: String,
+}
+
+/// The per-job event stream.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError>;
+    /// Events of a job with sequence numbers greater than `after`, oldest first.
+    async fn events_after(&self, job_id: &JobId, after: u64, limit: usize) -> Result<Vec<(u64, JobEvent)>, StoreError>;
+}
+
+/// What the sweeper needs: find stranded work and expired jobs.
+#[async_trait]
+pub trait Maintenance: Send + Sync + 'static {
+    /// Tasks (of any job) in `status` not updated since `updated_before`.
+    async fn stale_tasks(&self, status: TaskStatus, updated_before: Millis, limit: usize) -> Result<Vec<TaskRecord>, StoreError>;
+    /// PENDING jobs created before `created_before` (a submitter died mid-plan).
+    async fn stale_pending_jobs(&self, created_before: Millis, limit: usize) -> Result<Vec<JobRecord>, StoreError>;
+    /// Terminal jobs finished before `finished_before`.
+    async fn jobs_finished_before(&self, finished_before: Millis, limit: usize) -> Result<Vec<JobId>, StoreError>;
+    /// Remove a job with its tasks and events.
+    async fn delete_job(&self, id: &JobId) -> Result<(), StoreError>;
+}
+
+/// Every port of one backend, as the runtime uses them.
+#[derive(Clone)]
+pub struct Backend {
+    pub jobs: Arc<dyn JobStore>,
+    pub tasks: Arc<dyn TaskStore>,
+    pub queue: Arc<dyn TaskQueue>,
+    pub events: Arc<dyn EventLog>,
+    pub maintenance: Arc<dyn Maintenance>,
+}
+
+impl Backend {
+    /// A backend that implements every port in one type.
+    pub fn from_all<B>(backend: Arc<B>) -> Self
+    where
+        B: JobStore + TaskStore + TaskQueue + EventLog + Maintenance,
+    {
+        Backend {
+            jobs: backend.clone(),
+            tasks: backend.clone(),
+            queue: backend.clone(),
+            events: backend.clone(),
+            maintenance: backend,
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! The thin I/O shell around the pure functions: submission, workers, completion, sweeping.
+
+mod finish;
+mod sweeper;
+mod worker;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::events::{EventKind, JobEvent};
+use crate::graph::{self, PlanError, PlanScope};
+use crate::handler::{Registry, ValidationError};
+use crate::ids::{CanonicalJsonError, JobId, job_id};
+use crate::model::{ErrorInfo, JobRecord, JobStatus, OutcomePolicy, StatusCounts, TaskMessage, TaskRecord, TaskStatus, codes, now_millis};
+use crate::ports::{Backend, Inserted, QueueError, StoreError};
+use crate::status::InvalidTransition;
+
+pub use sweeper::run_sweeper;
+pub use worker::{WorkerConfig, run_worker};
+
+/// Engine-wide settings (a `Config` struct rather than boolean parameters).
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Queue lease (visibility timeout) of a received message; heartbeats renew it.
+    pub lease: Duration,
+    /// Deliveries without an outcome before a message is poison.
+    pub max_dequeue: u32,
+    /// Tasks per insert call (a backend may split further).
+    pub insert_chunk: usize,
+    /// How often the sweeper runs.
+    pub sweep_interval: Duration,
+    /// QUEUED / RETRY_WAIT / PENDING-job records untouched this long are re-sent or resumed.
+    pub stale_after: Duration,
+    /// Finished jobs are removed this long after they finish.
+    pub retention: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            lease: Duration::from_secs(30),
+            max_dequeue: 5,
+            insert_chunk: 5_000,
+            sweep_interval: Duration::from_secs(30),
+            stale_after: Duration::from_secs(300),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// Counters of what the runtime did (exported as metrics by the host).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub tasks_succeeded: AtomicU64,
+    pub tasks_failed: AtomicU64,
+    pub tasks_retried: AtomicU64,
+    pub tasks_cancelled: AtomicU64,
+    pub tasks_skipped: AtomicU64,
+    pub tasks_poisoned: AtomicU64,
+    pub duplicate_deliveries: AtomicU64,
+    pub lost_races: AtomicU64,
+    pub invalid_transitions: AtomicU64,
+    pub jobs_closed: AtomicU64,
+    pub messages_resent: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A runtime step failed for a reason other than a lost race.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    InvalidTransition(#[from] InvalidTransition),
+}
+
+/// Why a submission was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    #[error("unknown job type {job_type:?} (known: {})", .known.join(", "))]
+    UnknownJobType { job_type: String, known: Vec<String> },
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("invalid plan: {0}")]
+    Plan(#[from] PlanError),
+    #[error("params cannot be canonicalized: {0}")]
+    Canonical(#[from] CanonicalJsonError),
+    #[error("job {id} is {status}; --force re-runs only FAILED or CANCELLED jobs")]
+    NotRerunnable { id: JobId, status: JobStatus },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+impl From<StoreError> for SubmitError {
+    fn from(e: StoreError) -> Self {
+        SubmitError::Runtime(e.into())
+    }
+}
+impl From<QueueError> for SubmitError {
+    fn from(e: QueueError) -> Self {
+        SubmitError::Runtime(e.into())
+    }
+}
+
+/// Why a status or cancel request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobQueryError {
+    #[error("no job with id {0}")]
+    NotFound(JobId),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+impl From<StoreError> for JobQueryError {
+    fn from(e: StoreError) -> Self {
+        JobQueryError::Runtime(e.into())
+    }
+}
+
+/// Submission options.
+#[derive(Clone, Debug, Default)]
+pub struct SubmitOptions {
+    /// Re-run a FAILED or CANCELLED job (same ID, attempt + 1).
+    pub force: bool,
+    /// Override the job type's outcome policy (not part of the job ID).
+    pub outcome_policy: Option<OutcomePolicy>,
+}
+
+/// The result of a submission.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub job: JobRecord,
+    /// False when the same request already existed (returned as it is, not run again).
+    pub created: bool,
+}
+
+/// A job with its task counts, as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    #[serde(flatten)]
+    pub job: JobRecord,
+    pub tasks: StatusCounts,
+    pub progress: f64,
+}
+
+/// The engine: a backend, the registry of job types and handlers, and settings.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub backend: Backend,
+    pub registry: Registry,
+    pub config: EngineConfig,
+    pub metrics: Metrics,
+}
+
+impl Engine {
+    pub fn new(backend: Backend, registry: Registry, config: EngineConfig) -> Self {
+        Engine { inner: Arc::new(Inner { backend, registry, config, metrics: Metrics::default() }) }
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Validate params and compute the job ID without storing anything.
+    pub fn normalize(&self, job_type: &str, params: Value) -> Result<(JobId, Value, u32), SubmitError> {
+        let controller = self.inner.registry.controller(job_type).ok_or_else(|| SubmitError::UnknownJobType {
+            job_type: job_type.to_owned(),
+            known: self.inner.registry.job_types().map(|c| c.job_type().to_owned()).collect(),
+        })?;
+        let params = controller.validate(params)?;
+        let id = job_id(job_type, controller.job_version(), &params)?;
+        Ok((id, params, controller.job_version()))
+    }
+
+    /// Submit a job: validate, plan, store, start. The same request returns the existing job.
+    pub async fn submit(&self, job_type: &str, params: Value, options: SubmitOptions) -> Result<Submission, SubmitError> {
+        let (id, params, job_version) = self.normalize(job_type, params)?;
+        let span = info_span!("submit", job_id = %id, job_type);
+        async move {
+            let mut attempt = 1;
+            if let Some(existing) = self.inner.backend.jobs.get_job(&id).await? {
+                match existing.status {
+                    JobStatus::Pending => {
+                        info!("resuming a job whose planning was interrupted");
+                        let job = self.plan_and_start(existing).await?;
+                        return Ok(Submission { job, created: false });
+                    }
+                    JobStatus::Failed | JobStatus::Cancelled if options.force => {
+                        info!(previous_attempt = existing.attempt, "re-running the job (--force)");
+                        attempt = existing.attempt + 1;
+                        self.inner.backend.maintenance.delete_job(&id).await?;
+                    }
+                    status if options.force => return Err(SubmitError::NotRerunnable { id, status }),
+                    _ => return Ok(Submission { job: existing, created: false }),
+                }
+            }
+            let controller = self.inner.registry.controller(job_type).expect("normalize checked the job type");
+            // Plan before storing anything: an invalid plan leaves no trace.
+            let specs = controller.plan(&id, &params)?;
+            let plan = graph::plan(&id, specs, PlanScope::Job, &|n| self.inner.registry.handler_defaults(n), now_millis())?;
+            let now = now_millis();
+            let job = JobRecord {
+                id: id.clone(),
+                job_type: job_type.to_owned(),
+                job_version,
+                params,
+                status: JobStatus::Pending,
+                attempt,
+                outcome_policy: options.outcome_policy.unwrap_or_else(|| controller.outcome_policy()),
+                barriers: plan.barriers.clone(),
+                planned_tasks: plan.tasks.len() as u64,
+                result: None,
+                error: None,
+                created_at: now,
+                updated_at: now,
+                started_at: None,
+                finished_at: None,
+                revision: Default::default(),
+            };
+            let job = match self.inner.backend.jobs.insert_job(&job).await? {
+                Inserted::Created(revision) => JobRecord { revision, ..job },
+                Inserted::Existing(existing) => return Ok(Submission { job: existing, created: false }),
+            };
+            self.store_tasks(&job, plan.tasks).await?;
+            let job = self.start(job).await?;
+            Ok(Submission { job, created: true })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Re-plan a PENDING job (idempotent inserts) and start it.
+    pub(crate) async fn plan_and_start(&self, job: JobRecord) -> Result<JobRecord, SubmitError> {
+        let controller = self.inner.registry.controller(&job.job_type).ok_or_else(|| SubmitError::UnknownJobType {
+            job_type: job.job_type.clone(),
+            known: self.inner.registry.job_types().map(|c| c.job_type().to_owned()).collect(),
+        })?;
+        let specs = controller.plan(&job.id, &job.params)?;
+        let plan = graph::plan(&job.id, specs, PlanScope::Job, &|n| self.inner.registry.handler_defaults(n), now_millis())?;
+        self.store_tasks(&job, plan.tasks).await?;
+        Ok(self.start(job).await?)
+    }
+
+    /// Insert tasks in chunks, sending the messages of each chunk's root tasks right after it.
+    pub(crate) async fn store_tasks(&self, job: &JobRecord, tasks: Vec<TaskRecord>) -> Result<(), RuntimeError> {
+        let chunk = self.inner.config.insert_chunk.max(1);
+        let mut tasks = tasks.into_iter().peekable();
+        let mut batch = Vec::with_capacity(chunk);
+        while tasks.peek().is_some() {
+            batch.clear();
+            batch.extend(tasks.by_ref().take(chunk));
+            self.inner.backend.tasks.insert_tasks(&job.id, &batch).await?;
+            let bodies: Vec<String> =
+                batch.iter().filter(|t| t.status == TaskStatus::Queued).map(|t| message_body(t, t.attempt)).collect();
+            if !bodies.is_empty() {
+                self.inner.backend.queue.send(&bodies, Duration::ZERO).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// PENDING -> RUNNING, then a completion check (everything may have finished already).
+    async fn start(&self, job: JobRecord) -> Result<JobRecord, RuntimeError> {
+        let mut running = job.clone();
+        running.status = JobStatus::Running;
+        running.started_at = Some(now_millis());
+        match self.cas_job(&job, running).await? {
+            Some(running) => {
+                let event = EventKind::JobStarted {
+                    job_type: running.job_type.clone(),
+                    attempt: running.attempt,
+                    planned_tasks: running.planned_tasks,
+                };
+                self.emit(&running.id, event).await;
+                self.check_completion(&running.id).await?;
+                Ok(self.inner.backend.jobs.get_job(&running.id).await?.unwrap_or(running))
+            }
+            None => {
+                // Cancelled (or failed fast) while planning: sweep what the last chunks added.
+                let current = self.inner.backend.jobs.get_job(&job.id).await?.unwrap_or(job);
+                if current.status.is_terminal() {
+                    let error = ErrorInfo::new(codes::JOB_CANCELLED, format!("job is {}", current.status));
+                    self.inner.backend.tasks.finish_unstarted(&current.id, TaskStatus::Cancelled, &error).await?;
+                }
+                Ok(current)
+            }
+        }
+    }
+
+    /// The job with task counts and progress.
+    pub async fn status(&self, id: &JobId) -> Result<JobView, JobQueryError> {
+        let job = self.inner.backend.jobs.get_job(id).await?.ok_or_else(|| JobQueryError::NotFound(id.clone()))?;
+        let tasks = self.inner.backend.tasks.count_tasks(id, None).await?;
+        let progress = if job.status.is_terminal() { 1.0 } else { crate::schedule::job_progress(&tasks, 0.0) };
+        Ok(JobView { job, tasks, progress })
+    }
+
+    /// Cancel a job: every task not yet running is cancelled at once; running handlers see it
+    /// through their context. Cancelling a finished job returns it unchanged.
+    pub async fn cancel(&self, id: &JobId) -> Result<JobRecord, JobQueryError> {
+        loop {
+            let job = self.inner.backend.jobs.get_job(id).await?.ok_or_else(|| JobQueryError::NotFound(id.clone()))?;
+            if job.status.is_terminal() {
+                return Ok(job);
+            }
+            let mut cancelled = job.clone();
+            cancelled.status = JobStatus::Cancelled;
+            cancelled.finished_at = Some(now_millis());
+            cancelled.error = Some(ErrorInfo::new(codes::JOB_CANCELLED, "cancelled on request"));
+            if let Some(cancelled) = self.cas_job(&job, cancelled).await? {
+                Metrics::inc(&self.inner.metrics.jobs_closed);
+                self.emit(id, EventKind::JobCompleted { status: JobStatus::Cancelled }).await;
+                let n = self
+                    .inner
+                    .backend
+                    .tasks
+                    .finish_unstarted(id, TaskStatus::Cancelled, &ErrorInfo::new(codes::JOB_CANCELLED, "job cancelled"))
+                    .await
+                    .map_err(RuntimeError::from)?;
+                info!(job_id = %id, tasks_cancelled = n, "job cancelled");
+                return Ok(cancelled);
+            }
+        }
+    }
+
+    /// Compare-and-set a job to `next` (checked against the status machine).
+    pub(crate) async fn cas_job(&self, current: &JobRecord, mut next: JobRecord) -> Result<Option<JobRecord>, RuntimeError> {
+        if next.status != current.status {
+            if let Err(e) = crate::status::check_job_transition(current.status, next.status) {
+                Metrics::inc(&self.inner.metrics.invalid_transitions);
+                warn!(job_id = %current.id, error = %e, "refused job transition");
+                return Err(e.into());
+            }
+        }
+        next.revision = current.revision.clone();
+        next.updated_at = now_millis();
+        match self.inner.backend.jobs.update_job(&next).await? {
+            Ok(revision) => Ok(Some(JobRecord { revision, ..next })),
+            Err(_conflict) => {
+                Metrics::inc(&self.inner.metrics.lost_races);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Compare-and-set a task to `to`, applying `change` (checked against the status machine).
+    pub(crate) async fn cas_task(
+        &self,
+        current: &TaskRecord,
+        to: TaskStatus,
+        change: impl FnOnce(&mut TaskRecord),
+    ) -> Result<Option<TaskRecord>, RuntimeError> {
+        if let Err(e) = crate::status::check_task_transition(current.status, to) {
+            Metrics::inc(&self.inner.metrics.invalid_transitions);
+            warn!(task_id = %current.id, error = %e, "refused task transition");
+            return Err(e.into());
+        }
+        let mut next = current.clone();
+        next.status = to;
+        next.updated_at = now_millis();
+        if to.is_terminal() {
+            next.finished_at = Some(next.updated_at);
+            next.lease_until = None;
+        }
+        change(&mut next);
+        match self.inner.backend.tasks.update_task(&next).await? {
+            Ok(revision) => Ok(Some(TaskRecord { revision, ..next })),
+            Err(_conflict) => {
+                Metrics::inc(&self.inner.metrics.lost_races);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Publish an event; a failure to store it is logged, never fatal to the task.
+    pub(crate) async fn emit(&self, job_id: &JobId, kind: EventKind) {
+        let event = JobEvent::now(job_id, kind);
+        if let Err(e) = self.inner.backend.events.emit(std::slice::from_ref(&event)).await {
+            warn!(job_id = %job_id, error = %e, event = event.kind.name(), "event not stored");
+        }
+    }
+}
+
+/// The queue message of a task attempt: IDs only.
+pub(crate) fn message_body(task: &TaskRecord, attempt: u32) -> String {
+    serde_json::to_string(&TaskMessage { job_id: task.job_id.clone(), task_id: task.id.clone(), attempt })
+        .expect("a message of IDs always serializes")
+}

@@ -1,0 +1,487 @@
+//! Queue workers: receive a message, run the task's handler under a lease, record the outcome.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::{Engine, Metrics, RuntimeError, message_body};
+use crate::events::EventKind;
+use crate::graph::{self, PlanScope};
+use crate::handler::{HandlerError, TaskContext, TaskOutput};
+use crate::model::{ErrorInfo, JobRecord, Millis, TaskKind, TaskMessage, TaskRecord, TaskStatus, codes, now_millis};
+use crate::ports::Delivery;
+use crate::retry::{RetryDecision, decide_retry};
+
+/// One worker's settings.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Handlers running at once.
+    pub concurrency: usize,
+    /// Shortest and longest wait between two empty receives.
+    pub poll_min: Duration,
+    pub poll_max: Duration,
+    /// Identifies the worker in task records and logs.
+    pub worker_id: String,
+    /// After shutdown is requested, how long running handlers may take to finish.
+    pub drain_timeout: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 8,
+            poll_min: Duration::from_millis(2),
+            poll_max: Duration::from_millis(200),
+            worker_id: format!("worker-{}", std::process::id()),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Receive and process messages until `shutdown`; then let running handlers finish
+/// (up to `drain_timeout`; what is still running is re-delivered after its lease).
+pub async fn run_worker(engine: Engine, config: WorkerConfig, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let mut running = JoinSet::new();
+    let mut idle = config.poll_min;
+    let config = Arc::new(config);
+    info!(worker = %config.worker_id, concurrency = config.concurrency, "worker started");
+    while !shutdown.is_cancelled() {
+        while running.try_join_next().is_some() {}
+        let free = slots.available_permits();
+        if free == 0 {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = running.join_next() => continue,
+            }
+        }
+        let received = engine.inner.backend.queue.receive(free.min(32), engine.inner.config.lease).await;
+        match received {
+            Ok(deliveries) if deliveries.is_empty() => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = engine.inner.backend.queue.wait_for_messages(idle) => {}
+                }
+                idle = (idle * 2).min(config.poll_max);
+            }
+            Ok(deliveries) => {
+                idle = config.poll_min;
+                for delivery in deliveries {
+                    let permit = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+                    let engine = engine.clone();
+                    let config = config.clone();
+                    running.spawn(async move {
+                        engine.process_delivery(delivery, &config).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "receive failed; backing off");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(config.poll_max) => {}
+                }
+            }
+        }
+    }
+    info!(worker = %config.worker_id, in_flight = running.len(), "worker stopping");
+    if tokio::time::timeout(config.drain_timeout, async { while running.join_next().await.is_some() {} }).await.is_err() {
+        warn!(worker = %config.worker_id, "handlers still running at shutdown; their tasks will be re-delivered");
+        running.abort_all();
+    }
+}
+
+/// How a handler run ended.
+enum RunEnd {
+    Output(TaskOutput),
+    Error(HandlerError),
+    /// The job was closed (cancelled / failed fast) or the task taken away while it ran.
+    Cancelled(String),
+    Panicked(String),
+}
+
+impl Engine {
+    /// Process one delivery. Never panics on bad input; storage errors leave the message to be
+    /// re-delivered after its lease.
+    pub async fn process_delivery(&self, delivery: Delivery, config: &WorkerConfig) {
+        let message: TaskMessage = match serde_json::from_str(&delivery.body) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(message_id = %delivery.message_id, error = %e, "malformed message moved to the poison queue");
+                if let Err(e) = self.inner.backend.queue.dead_letter(&delivery).await {
+                    warn!(error = %e, "dead-lettering failed");
+                }
+                return;
+            }
+        };
+        let span = info_span!(
+            "task",
+            job_id = %message.job_id,
+            task_id = %message.task_id,
+            task = tracing::field::Empty,
+            task_version = tracing::field::Empty,
+            attempt = message.attempt,
+        );
+        let result = self.process_message(delivery, &message, config).instrument(span).await;
+        if let Err(e) = result {
+            warn!(job_id = %message.job_id, task_id = %message.task_id, error = %e, "delivery not completed; it will be re-delivered");
+        }
+    }
+
+    async fn process_message(&self, mut delivery: Delivery, message: &TaskMessage, config: &WorkerConfig) -> Result<(), RuntimeError> {
+        let backend = &self.inner.backend;
+        let Some(mut task) = backend.tasks.get_task(&message.job_id, &message.task_id).await? else {
+            debug!("message for an unknown task (job removed or re-planned); dropped");
+            backend.queue.delete(&delivery).await.ok();
+            return Ok(());
+        };
+        let span = tracing::Span::current();
+        span.record("task", task.task.as_str());
+        span.record("task_version", task.task_version);
+
+        let Some(job) = backend.jobs.get_job(&message.job_id).await? else {
+            backend.queue.delete(&delivery).await.ok();
+            return Ok(());
+        };
+
+        if delivery.dequeue_count > self.inner.config.max_dequeue && !task.status.is_terminal() {
+            warn!(dequeue_count = delivery.dequeue_count, "poison message: delivered too often without an outcome");
+            backend.queue.dead_letter(&delivery).await?;
+            let error = ErrorInfo::new(
+                codes::POISONED,
+                format!("delivered {} times without an outcome (max_dequeue {})", delivery.dequeue_count, self.inner.config.max_dequeue),
+            );
+            if let Some(failed) = self.cas_task(&task, TaskStatus::Failed, |t| t.error = Some(error.clone())).await? {
+                Metrics::inc(&self.inner.metrics.tasks_poisoned);
+                Metrics::inc(&self.inner.metrics.tasks_failed);
+                self.emit_failed(&failed, error, false).await;
+                self.after_terminal(&job, failed).await?;
+            }
+            return Ok(());
+        }
+
+        if task.status.is_terminal() || message.attempt < task.attempt {
+            // A duplicate or stale delivery: redo the idempotent follow-up (a crash may have
+            // interrupted it), then drop the message.
+            Metrics::inc(&self.inner.metrics.duplicate_deliveries);
+            if task.status.is_terminal() {
+                self.after_terminal(&job, task).await?;
+            }
+            backend.queue.delete(&delivery).await.ok();
+            return Ok(());
+        }
+
+        let now = now_millis();
+        match task.status {
+            TaskStatus::Pending => {
+                warn!("message for a task that was never released; dropped");
+                backend.queue.delete(&delivery).await.ok();
+                return Ok(());
+            }
+            TaskStatus::RetryWait => {
+                let wait = task.not_before.unwrap_or(0) - now;
+                if wait > 50 {
+                    // Early (a sweeper re-send): come back when the backoff is over.
+                    let lease = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+                    backend.queue.extend_lease(&mut delivery, lease).await?;
+                    return Ok(());
+                }
+                match self.cas_task(&task, TaskStatus::Queued, |t| t.not_before = None).await? {
+                    Some(queued) => task = queued,
+                    None => return Ok(()),
+                }
+            }
+            TaskStatus::Running if task.lease_until.is_some_and(|l| l > now) => {
+                debug!(holder = ?task.worker, "task is held by a live worker; duplicate dropped");
+                Metrics::inc(&self.inner.metrics.duplicate_deliveries);
+                backend.queue.delete(&delivery).await.ok();
+                return Ok(());
+            }
+            _ => {}
+        }
+
+        let lease_until = now + millis(self.inner.config.lease);
+        let took_over = task.status == TaskStatus::Running;
+        let Some(running) = self
+            .cas_task(&task, TaskStatus::Running, |t| {
+                t.lease_until = Some(lease_until);
+                t.worker = Some(config.worker_id.clone());
+                t.started_at = Some(now);
+                t.error = None;
+            })
+            .await?
+        else {
+            return Ok(()); // another delivery won the task
+        };
+        if took_over {
+            info!(previous = ?task.worker, "took over a task whose lease expired");
+        }
+
+        // Fresh job status after the task is ours: a job cancelled before this point never
+        // sees this handler start.
+        let job = backend.jobs.get_job(&job.id).await?.unwrap_or(job);
+        if job.status.is_terminal() {
+            let error = ErrorInfo::new(codes::JOB_CANCELLED, format!("job is {}", job.status));
+            if let Some(cancelled) = self.cas_task(&running, TaskStatus::Cancelled, |t| t.error = Some(error)).await? {
+                Metrics::inc(&self.inner.metrics.tasks_cancelled);
+                self.after_terminal(&job, cancelled).await?;
+            }
+            backend.queue.delete(&delivery).await.ok();
+            return Ok(());
+        }
+
+        self.emit(
+            &job.id,
+            EventKind::TaskStarted {
+                task_id: running.id.clone(),
+                task: running.task.clone(),
+                key: running.key.clone(),
+                attempt: running.attempt,
+            },
+        )
+        .await;
+        let (end, running) = self.run_handler(&job, running, &mut delivery).await?;
+        let Some(finished) = self.record_outcome(&job, &running, end).await? else {
+            // Lost the task while it ran (taken over, or cancelled): the winner follows up.
+            let current = backend.tasks.get_task(&job.id, &running.id).await?;
+            if let Some(current) = current.filter(|t| t.status.is_terminal()) {
+                self.after_terminal(&job, current).await?;
+            }
+            backend.queue.delete(&delivery).await.ok();
+            return Ok(());
+        };
+        if finished.status.is_terminal() {
+            self.after_terminal(&job, finished).await?;
+        }
+        if let Err(e) = backend.queue.delete(&delivery).await {
+            debug!(error = %e, "message already gone");
+        }
+        Ok(())
+    }
+
+    /// Run the handler with a timeout, a heartbeat that renews the lease, and a watch on the
+    /// job so that cancellation reaches the handler through its context.
+    async fn run_handler(&self, job: &JobRecord, task: TaskRecord, delivery: &mut Delivery) -> Result<(RunEnd, TaskRecord), RuntimeError> {
+        let Some(handler) = self.inner.registry.handler(&task.task).cloned() else {
+            let error = HandlerError::permanent(codes::NO_HANDLER, format!("no handler named {:?} in this worker", task.task));
+            return Ok((RunEnd::Error(error), task));
+        };
+        let cancel = CancellationToken::new();
+        let ctx = Arc::new(TaskContext {
+            job_id: job.id.clone(),
+            task_id: task.id.clone(),
+            task: task.task.clone(),
+            key: task.key.clone(),
+            attempt: task.attempt,
+            params: task.params.clone(),
+            job_params: job.params.clone(),
+            group: task.group.clone(),
+            waits_for: task.waits_for.clone(),
+            cancel: cancel.clone(),
+            backend: self.inner.backend.clone(),
+            last_progress: Mutex::new(None),
+        });
+        let run_ctx = ctx.clone();
+        let mut join = tokio::spawn(async move { handler.run(&run_ctx).await }.in_current_span());
+        let timeout = Duration::from_millis(task.timeout_ms);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let lease = self.inner.config.lease;
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
+        let mut task = task;
+        let mut cancelled_because: Option<String> = None;
+        let grace = Duration::from_secs(30);
+        let end = loop {
+            tokio::select! {
+                joined = &mut join => {
+                    break match (joined, cancelled_because.take()) {
+                        (_, Some(reason)) => RunEnd::Cancelled(reason),
+                        (Ok(Ok(output)), None) => RunEnd::Output(output),
+                        (Ok(Err(error)), None) => RunEnd::Error(error),
+                        (Err(e), None) if e.is_panic() => RunEnd::Panicked(panic_message(e)),
+                        (Err(e), None) => RunEnd::Cancelled(e.to_string()),
+                    };
+                }
+                _ = tokio::time::sleep_until(deadline), if cancelled_because.is_none() => {
+                    cancel.cancel();
+                    join.abort();
+                    break RunEnd::Error(HandlerError::timeout(format!("no result within {timeout:?}")));
+                }
+                _ = tokio::time::sleep(grace), if cancelled_because.is_some() => {
+                    join.abort();
+                    break RunEnd::Cancelled(cancelled_because.take().unwrap_or_default());
+                }
+                _ = heartbeat.tick() => {
+                    if let Some(reason) = self.heartbeat(job, &mut task, delivery).await? {
+                        cancel.cancel();
+                        cancelled_because = Some(reason);
+                    }
+                }
+            }
+        };
+        Ok((end, task))
+    }
+
+    /// Renew the lease (queue and task record); report a reason to stop if the job was closed
+    /// or the task was taken away.
+    async fn heartbeat(&self, job: &JobRecord, task: &mut TaskRecord, delivery: &mut Delivery) -> Result<Option<String>, RuntimeError> {
+        let lease = self.inner.config.lease;
+        if let Err(e) = self.inner.backend.queue.extend_lease(delivery, lease).await {
+            warn!(error = %e, "lease renewal failed");
+        }
+        let lease_until = now_millis() + millis(lease);
+        match self.cas_task(task, TaskStatus::Running, |t| t.lease_until = Some(lease_until)).await? {
+            Some(renewed) => *task = renewed,
+            None => {
+                let current = self.inner.backend.tasks.get_task(&task.job_id, &task.id).await?;
+                match current {
+                    Some(current) if current.status == TaskStatus::Running && current.worker == task.worker => *task = current,
+                    Some(current) => return Ok(Some(format!("task is now {} (held by {:?})", current.status, current.worker))),
+                    None => return Ok(Some("task was removed".into())),
+                }
+            }
+        }
+        let status = self.inner.backend.jobs.get_job(&job.id).await?.map(|j| j.status);
+        Ok(match status {
+            Some(status) if status.is_terminal() => Some(format!("job is {status}")),
+            None => Some("job was removed".into()),
+            _ => None,
+        })
+    }
+
+    /// Store the outcome of a run: SUCCEEDED (with children for orchestrators), RETRY_WAIT
+    /// (and the delayed message), FAILED or CANCELLED. `None` when the task changed under us.
+    async fn record_outcome(&self, job: &JobRecord, task: &TaskRecord, end: RunEnd) -> Result<Option<TaskRecord>, RuntimeError> {
+        let duration_ms = now_millis() - task.started_at.unwrap_or_else(now_millis);
+        let error = match end {
+            RunEnd::Output(output) => {
+                if !output.children.is_empty() {
+                    if let Err(error) = self.store_children(job, task, output.children).await? {
+                        return self.fail_or_retry(task, error).await;
+                    }
+                }
+                let succeeded = self
+                    .cas_task(task, TaskStatus::Succeeded, |t| {
+                        t.result = Some(output.result);
+                        if let Some(p) = &mut t.progress {
+                            p.fraction = 1.0;
+                        }
+                    })
+                    .await?;
+                if let Some(done) = &succeeded {
+                    Metrics::inc(&self.inner.metrics.tasks_succeeded);
+                    self.emit(
+                        &job.id,
+                        EventKind::TaskCompleted {
+                            task_id: done.id.clone(),
+                            task: done.task.clone(),
+                            key: done.key.clone(),
+                            attempt: done.attempt,
+                            duration_ms,
+                        },
+                    )
+                    .await;
+                }
+                return Ok(succeeded);
+            }
+            RunEnd::Cancelled(reason) => {
+                let error = ErrorInfo::new(codes::JOB_CANCELLED, reason);
+                let cancelled = self.cas_task(task, TaskStatus::Cancelled, |t| t.error = Some(error)).await?;
+                if cancelled.is_some() {
+                    Metrics::inc(&self.inner.metrics.tasks_cancelled);
+                }
+                return Ok(cancelled);
+            }
+            RunEnd::Error(error) => error,
+            RunEnd::Panicked(message) => HandlerError::permanent(codes::HANDLER_PANICKED, message),
+        };
+        self.fail_or_retry(task, error).await
+    }
+
+    async fn fail_or_retry(&self, task: &TaskRecord, error: HandlerError) -> Result<Option<TaskRecord>, RuntimeError> {
+        let jitter: f64 = rand::rng().random();
+        match decide_retry(&task.retry, task.attempt, error.class, jitter) {
+            RetryDecision::RetryAfter(delay) => {
+                let not_before = now_millis() + millis(delay);
+                let waiting = self
+                    .cas_task(task, TaskStatus::RetryWait, |t| {
+                        t.attempt += 1;
+                        t.not_before = Some(not_before);
+                        t.error = Some(error.info());
+                        t.lease_until = None;
+                    })
+                    .await?;
+                if let Some(waiting) = &waiting {
+                    Metrics::inc(&self.inner.metrics.tasks_retried);
+                    info!(error = %error, delay_ms = millis(delay), "attempt failed; retry scheduled");
+                    self.inner.backend.queue.send(&[message_body(waiting, waiting.attempt)], delay).await?;
+                    self.emit_failed(task, error.info(), true).await;
+                }
+                Ok(waiting)
+            }
+            RetryDecision::GiveUp => {
+                let failed = self.cas_task(task, TaskStatus::Failed, |t| t.error = Some(error.info())).await?;
+                if failed.is_some() {
+                    Metrics::inc(&self.inner.metrics.tasks_failed);
+                    warn!(error = %error, "task failed");
+                    self.emit_failed(task, error.info(), false).await;
+                }
+                Ok(failed)
+            }
+        }
+    }
+
+    /// Validate and store an orchestrator's children (idempotent by ID), then send the
+    /// messages of those that can start. `Ok(Err(_))` is a permanent planning error.
+    async fn store_children(
+        &self,
+        job: &JobRecord,
+        task: &TaskRecord,
+        children: Vec<crate::model::TaskSpec>,
+    ) -> Result<Result<(), HandlerError>, RuntimeError> {
+        if task.kind != TaskKind::Orchestrator {
+            let msg = format!("{} tasks cannot create children (only orchestrators can)", task.kind);
+            return Ok(Err(HandlerError::permanent(codes::INVALID_CHILDREN, msg)));
+        }
+        let scope = PlanScope::Children { group: task.child_group.as_deref() };
+        let plan = match graph::plan(&job.id, children, scope, &|n| self.inner.registry.handler_defaults(n), now_millis()) {
+            Ok(plan) => plan,
+            Err(e) => return Ok(Err(HandlerError::permanent(codes::INVALID_CHILDREN, e.to_string()))),
+        };
+        info!(children = plan.tasks.len(), "orchestrator created children");
+        self.store_tasks(job, plan.tasks).await?;
+        Ok(Ok(()))
+    }
+
+    async fn emit_failed(&self, task: &TaskRecord, error: ErrorInfo, will_retry: bool) {
+        let kind = EventKind::TaskFailed {
+            task_id: task.id.clone(),
+            task: task.task.clone(),
+            key: task.key.clone(),
+            attempt: task.attempt,
+            error,
+            will_retry,
+        };
+        self.emit(&task.job_id, kind).await;
+    }
+}
+
+fn millis(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    let payload = e.into_panic();
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("handler panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("handler panicked: {s}")
+    } else {
+        "handler panicked".to_owned()
+    }
+}
