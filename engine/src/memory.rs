@@ -419,3 +419,16 @@ impl Maintenance for MemoryBackend {
         Ok(())
     }
 }
+
+#[cfg(all(test, feature = "conformance"))]
+mod conformance {
+    use std::sync::Arc;
+
+    use crate::ports::Backend;
+
+    async fn make() -> (Backend, ()) {
+        (Backend::from_all(Arc::new(super::MemoryBackend::new())), ())
+    }
+
+    crate::conformance_tests!(make);
+}

@@ -1,1 +1,702 @@
+//! Tessera's embedded backend: jobs, tasks, the task queue and the event log in one SQLite file
+//! in WAL mode. Several processes (e.g. `tessera worker` twice) may share the file: SQLite's
+//! locking serializes writers, and the queue's leases hand each message to one worker at a time.
+//!
+//! Durability: `synchronous=NORMAL` in WAL mode survives any process crash (SIGKILL included);
+//! only an OS crash or power loss may lose the last commits. `SqliteConfig::durable_fsync`
+//! selects `synchronous=FULL` for that too.
 
+mod db;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use engine::events::JobEvent;
+use engine::ids::{JobId, TaskId};
+use engine::model::{ErrorInfo, JobRecord, Millis, Progress, Revision, StatusCounts, TaskRecord, TaskStatus, now_millis};
+use engine::ports::*;
+use rand::Rng;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::Notify;
+
+use db::{Db, sql};
+
+const TASKS_QUEUE: &str = "tasks";
+const POISON_QUEUE: &str = "tasks-poison";
+const TERMINAL: &str = "('SUCCEEDED','FAILED','SKIPPED','CANCELLED')";
+const UNSTARTED: &str = "('PENDING','QUEUED','RETRY_WAIT')";
+
+/// Settings of the embedded backend.
+#[derive(Clone, Debug)]
+pub struct SqliteConfig {
+    /// `synchronous=FULL` (fsync every commit) instead of `NORMAL`.
+    pub durable_fsync: bool,
+    /// How long a writer waits for another process's lock.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        SqliteConfig { durable_fsync: false, busy_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// The database could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open database {path}: {source}")]
+pub struct OpenError {
+    pub path: PathBuf,
+    #[source]
+    pub source: rusqlite::Error,
+}
+
+/// Every engine port on one SQLite file.
+pub struct SqliteBackend {
+    db: Db,
+    notify: Notify,
+    path: PathBuf,
+}
+
+impl SqliteBackend {
+    /// Open (creating if needed) the database at `path` and its schema.
+    pub fn open(path: impl AsRef<Path>, config: &SqliteConfig) -> Result<Arc<Self>, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let err = |source| OpenError { path: path.clone(), source };
+        let conn = Connection::open(&path).map_err(err)?;
+        conn.busy_timeout(config.busy_timeout).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", if config.durable_fsync { "FULL" } else { "NORMAL" }).map_err(err)?;
+        conn.pragma_update(None, "cache_size", -65_536).map_err(err)?;
+        conn.execute_batch(include_str!("schema.sql")).map_err(err)?;
+        conn.pragma_update(None, "user_version", 1).map_err(err)?;
+        Ok(Arc::new(SqliteBackend { db: Db::start(conn), notify: Notify::new(), path }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of messages in the poison queue.
+    pub async fn poison_count(&self) -> Result<u64, StoreError> {
+        self.db
+            .call(|c| {
+                c.query_row("SELECT count(*) FROM queue WHERE queue = ?1", [POISON_QUEUE], |r| r.get::<_, i64>(0))
+                    .map(|n| n as u64)
+                    .map_err(sql)
+            })
+            .await
+    }
+}
+
+fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt { message: format!("{what}: {e}") }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt { message: format!("cannot serialize: {e}") })
+}
+
+fn revision_of(rev: &Revision) -> i64 {
+    rev.0.parse().unwrap_or(-1)
+}
+
+fn job_from_row(doc: &str, revision: i64) -> Result<JobRecord, StoreError> {
+    let mut job: JobRecord = serde_json::from_str(doc).map_err(|e| corrupt("job", e))?;
+    job.revision = Revision(revision.to_string());
+    Ok(job)
+}
+
+fn task_from_row(doc: &str, revision: i64, progress: Option<String>) -> Result<TaskRecord, StoreError> {
+    let mut task: TaskRecord = serde_json::from_str(doc).map_err(|e| corrupt("task", e))?;
+    task.revision = Revision(revision.to_string());
+    if let Some(p) = progress {
+        task.progress = Some(serde_json::from_str(&p).map_err(|e| corrupt("progress", e))?);
+    }
+    Ok(task)
+}
+
+const TASK_COLUMNS: &str = "doc, revision, progress";
+
+fn read_task(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, Option<String>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+#[async_trait]
+impl JobStore for SqliteBackend {
+    async fn insert_job(&self, job: &JobRecord) -> Result<Inserted<JobRecord>, StoreError> {
+        let job = job.clone();
+        let doc = to_json(&job)?;
+        self.db
+            .call(move |c| {
+                let n = c
+                    .execute(
+                        "INSERT OR IGNORE INTO jobs (id, status, created_at, finished_at, revision, doc) VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+                        params![job.id.as_str(), job.status.as_str(), job.created_at, job.finished_at, doc],
+                    )
+                    .map_err(sql)?;
+                if n == 1 {
+                    return Ok(Inserted::Created(Revision("1".into())));
+                }
+                let (doc, rev): (String, i64) = c
+                    .query_row("SELECT doc, revision FROM jobs WHERE id = ?1", [job.id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(sql)?;
+                Ok(Inserted::Existing(job_from_row(&doc, rev)?))
+            })
+            .await
+    }
+
+    async fn get_job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let id = id.clone();
+        self.db
+            .call(move |c| {
+                let row = c
+                    .prepare_cached("SELECT doc, revision FROM jobs WHERE id = ?1")
+                    .map_err(sql)?
+                    .query_row([id.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .optional()
+                    .map_err(sql)?;
+                row.map(|(doc, rev)| job_from_row(&doc, rev)).transpose()
+            })
+            .await
+    }
+
+    async fn update_job(&self, job: &JobRecord) -> Result<Cas, StoreError> {
+        let doc = to_json(job)?;
+        let (id, status, finished_at, expected) =
+            (job.id.clone(), job.status.as_str(), job.finished_at, revision_of(&job.revision));
+        self.db
+            .call(move |c| {
+                let n = c
+                    .prepare_cached(
+                        "UPDATE jobs SET status = ?1, finished_at = ?2, doc = ?3, revision = revision + 1 WHERE id = ?4 AND revision = ?5",
+                    )
+                    .map_err(sql)?
+                    .execute(params![status, finished_at, doc, id.as_str(), expected])
+                    .map_err(sql)?;
+                Ok(if n == 1 { Ok(Revision((expected + 1).to_string())) } else { Err(Conflict) })
+            })
+            .await
+    }
+
+    async fn list_jobs(&self, page: PageRequest) -> Result<Page<JobRecord>, StoreError> {
+        self.db
+            .call(move |c| {
+                let limit = page.limit.max(1);
+                // Token: "<created_at>:<id>" of the last row of the previous page.
+                let (created, id) = match &page.after {
+                    Some(token) => {
+                        let (t, id) = token.split_once(':').unwrap_or(("0", ""));
+                        (t.parse::<i64>().unwrap_or(i64::MAX), id.to_owned())
+                    }
+                    None => (i64::MAX, String::new()),
+                };
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT doc, revision FROM jobs WHERE (created_at < ?1 OR (created_at = ?1 AND id > ?2))
+                         ORDER BY created_at DESC, id LIMIT ?3",
+                    )
+                    .map_err(sql)?;
+                let rows = stmt
+                    .query_map(params![created, id, limit as i64 + 1], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .map_err(sql)?;
+                let mut items = Vec::new();
+                for row in rows {
+                    let (doc, rev) = row.map_err(sql)?;
+                    items.push(job_from_row(&doc, rev)?);
+                }
+                let next = if items.len() > limit {
+                    items.truncate(limit);
+                    items.last().map(|j| format!("{}:{}", j.created_at, j.id))
+                } else {
+                    None
+                };
+                Ok(Page { items, next })
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl TaskStore for SqliteBackend {
+    async fn insert_tasks(&self, job_id: &JobId, tasks: &[TaskRecord]) -> Result<u64, StoreError> {
+        let mut rows = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            rows.push((
+                t.id.clone(),
+                t.status.as_str(),
+                t.group.clone(),
+                t.child_group.clone(),
+                t.updated_at,
+                to_json(t)?,
+                t.depends_on.clone(),
+            ));
+        }
+        let job_id = job_id.clone();
+        self.db
+            .call(move |c| {
+                let mut insert = c
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO tasks (job_id, id, status, grp, child_group, updated_at, revision, doc)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)",
+                    )
+                    .map_err(sql)?;
+                let mut edge = c
+                    .prepare_cached("INSERT OR IGNORE INTO task_edges (job_id, dep_id, task_id) VALUES (?1, ?2, ?3)")
+                    .map_err(sql)?;
+                let mut created = 0;
+                for (id, status, group, child_group, updated_at, doc, deps) in rows {
+                    let n = insert
+                        .execute(params![job_id.as_str(), id.as_str(), status, group, child_group, updated_at, doc])
+                        .map_err(sql)?;
+                    if n == 1 {
+                        created += 1;
+                        for dep in deps {
+                            edge.execute(params![job_id.as_str(), dep.as_str(), id.as_str()]).map_err(sql)?;
+                        }
+                    }
+                }
+                Ok(created)
+            })
+            .await
+    }
+
+    async fn get_task(&self, job_id: &JobId, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let (job_id, id) = (job_id.clone(), id.clone());
+        self.db
+            .call(move |c| {
+                let row = c
+                    .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE job_id = ?1 AND id = ?2"))
+                    .map_err(sql)?
+                    .query_row([job_id.as_str(), id.as_str()], read_task)
+                    .optional()
+                    .map_err(sql)?;
+                row.map(|(doc, rev, progress)| task_from_row(&doc, rev, progress)).transpose()
+            })
+            .await
+    }
+
+    async fn task_statuses(&self, job_id: &JobId, ids: &[TaskId]) -> Result<Vec<(TaskId, TaskStatus)>, StoreError> {
+        let (job_id, ids) = (job_id.clone(), ids.to_vec());
+        self.db
+            .call(move |c| {
+                let mut stmt = c.prepare_cached("SELECT status FROM tasks WHERE job_id = ?1 AND id = ?2").map_err(sql)?;
+                let mut out = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let status: Option<String> =
+                        stmt.query_row([job_id.as_str(), id.as_str()], |r| r.get(0)).optional().map_err(sql)?;
+                    if let Some(status) = status {
+                        let status = status.parse().map_err(|e| StoreError::Corrupt { message: format!("{e}") })?;
+                        out.push((id, status));
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn update_task(&self, task: &TaskRecord) -> Result<Cas, StoreError> {
+        let mut stored = task.clone();
+        stored.progress = None;
+        let doc = to_json(&stored)?;
+        let (job_id, id, status, updated_at, expected) =
+            (task.job_id.clone(), task.id.clone(), task.status.as_str(), task.updated_at, revision_of(&task.revision));
+        self.db
+            .call(move |c| {
+                let n = c
+                    .prepare_cached(
+                        "UPDATE tasks SET status = ?1, updated_at = ?2, doc = ?3, revision = revision + 1
+                         WHERE job_id = ?4 AND id = ?5 AND revision = ?6",
+                    )
+                    .map_err(sql)?
+                    .execute(params![status, updated_at, doc, job_id.as_str(), id.as_str(), expected])
+                    .map_err(sql)?;
+                Ok(if n == 1 { Ok(Revision((expected + 1).to_string())) } else { Err(Conflict) })
+            })
+            .await
+    }
+
+    async fn set_progress(&self, job_id: &JobId, id: &TaskId, progress: &Progress) -> Result<(), StoreError> {
+        let (job_id, id, progress) = (job_id.clone(), id.clone(), to_json(progress)?);
+        self.db
+            .call(move |c| {
+                c.prepare_cached("UPDATE tasks SET progress = ?1 WHERE job_id = ?2 AND id = ?3")
+                    .map_err(sql)?
+                    .execute(params![progress, job_id.as_str(), id.as_str()])
+                    .map_err(sql)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_tasks(&self, job_id: &JobId, query: &TaskQuery, page: PageRequest) -> Result<Page<TaskRecord>, StoreError> {
+        let (job_id, query) = (job_id.clone(), query.clone());
+        self.db
+            .call(move |c| {
+                let limit = page.limit.max(1);
+                let after = page.after.unwrap_or_default();
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {TASK_COLUMNS} FROM tasks WHERE job_id = ?1 AND id > ?2
+                         AND (?3 IS NULL OR grp = ?3) AND (?4 IS NULL OR status = ?4) ORDER BY id LIMIT ?5"
+                    ))
+                    .map_err(sql)?;
+                let rows = stmt
+                    .query_map(
+                        params![job_id.as_str(), after, query.group, query.status.map(|s| s.as_str()), limit as i64 + 1],
+                        read_task,
+                    )
+                    .map_err(sql)?;
+                let mut items = Vec::new();
+                for row in rows {
+                    let (doc, rev, progress) = row.map_err(sql)?;
+                    items.push(task_from_row(&doc, rev, progress)?);
+                }
+                let next = if items.len() > limit {
+                    items.truncate(limit);
+                    items.last().map(|t| t.id.to_string())
+                } else {
+                    None
+                };
+                Ok(Page { items, next })
+            })
+            .await
+    }
+
+    async fn dependents(&self, job_id: &JobId, id: &TaskId) -> Result<Vec<TaskId>, StoreError> {
+        let (job_id, id) = (job_id.clone(), id.clone());
+        self.db
+            .call(move |c| {
+                let mut stmt = c.prepare_cached("SELECT task_id FROM task_edges WHERE job_id = ?1 AND dep_id = ?2").map_err(sql)?;
+                let rows = stmt.query_map([job_id.as_str(), id.as_str()], |r| r.get::<_, String>(0)).map_err(sql)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let text = row.map_err(sql)?;
+                    out.push(TaskId::try_from(text).map_err(|e| StoreError::Corrupt { message: e.to_string() })?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn count_tasks(&self, job_id: &JobId, group: Option<&str>) -> Result<StatusCounts, StoreError> {
+        let (job_id, group) = (job_id.clone(), group.map(str::to_owned));
+        self.db
+            .call(move |c| {
+                let mut stmt = match &group {
+                    Some(_) => c.prepare_cached("SELECT status, count(*) FROM tasks WHERE job_id = ?1 AND grp = ?2 GROUP BY status"),
+                    None => c.prepare_cached("SELECT status, count(*) FROM tasks WHERE job_id = ?1 AND ?2 IS NULL GROUP BY status"),
+                }
+                .map_err(sql)?;
+                let rows = stmt
+                    .query_map(params![job_id.as_str(), group], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .map_err(sql)?;
+                let mut counts = StatusCounts::default();
+                for row in rows {
+                    let (status, n) = row.map_err(sql)?;
+                    let status: TaskStatus = status.parse().map_err(|e| StoreError::Corrupt { message: format!("{e}") })?;
+                    counts.add(status, n as u64);
+                }
+                Ok(counts)
+            })
+            .await
+    }
+
+    async fn any_unfinished(&self, job_id: &JobId, group: Option<&str>) -> Result<bool, StoreError> {
+        let (job_id, group) = (job_id.clone(), group.map(str::to_owned));
+        self.db
+            .call(move |c| {
+                let found = match &group {
+                    None => c
+                        .prepare_cached(&format!(
+                            "SELECT EXISTS (SELECT 1 FROM tasks WHERE job_id = ?1 AND status NOT IN {TERMINAL})"
+                        ))
+                        .map_err(sql)?
+                        .query_row([job_id.as_str()], |r| r.get::<_, bool>(0)),
+                    Some(g) => c
+                        .prepare_cached(&format!(
+                            "SELECT EXISTS (SELECT 1 FROM tasks WHERE job_id = ?1 AND grp = ?2 AND status NOT IN {TERMINAL})
+                                 OR EXISTS (SELECT 1 FROM tasks WHERE job_id = ?1 AND child_group = ?2 AND status NOT IN {TERMINAL})"
+                        ))
+                        .map_err(sql)?
+                        .query_row([job_id.as_str(), g.as_str()], |r| r.get::<_, bool>(0)),
+                };
+                found.map_err(sql)
+            })
+            .await
+    }
+
+    async fn finish_unstarted(&self, job_id: &JobId, to: TaskStatus, error: &ErrorInfo) -> Result<u64, StoreError> {
+        let (job_id, error) = (job_id.clone(), to_json(error)?);
+        let now = now_millis();
+        self.db
+            .call(move |c| {
+                let n = c
+                    .execute(
+                        &format!(
+                            "UPDATE tasks SET status = ?1, updated_at = ?2, revision = revision + 1,
+                               doc = json_set(doc, '$.status', ?1, '$.error', json(?3), '$.updated_at', ?2, '$.finished_at', ?2)
+                             WHERE job_id = ?4 AND status IN {UNSTARTED}"
+                        ),
+                        params![to.as_str(), now, error, job_id.as_str()],
+                    )
+                    .map_err(sql)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl TaskQueue for SqliteBackend {
+    async fn send(&self, bodies: &[String], delay: Duration) -> Result<(), QueueError> {
+        let bodies = bodies.to_vec();
+        let now = now_millis();
+        let visible_at = now + delay.as_millis() as Millis;
+        self.db
+            .call(move |c| {
+                let mut stmt = c
+                    .prepare_cached("INSERT INTO queue (queue, body, visible_at, inserted_at) VALUES (?1, ?2, ?3, ?4)")
+                    .map_err(sql)?;
+                for body in bodies {
+                    stmt.execute(params![TASKS_QUEUE, body, visible_at, now]).map_err(sql)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(queue_error)?;
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, lease: Duration) -> Result<Vec<Delivery>, QueueError> {
+        let now = now_millis();
+        let hidden_until = now + lease.as_millis() as Millis;
+        let receipt_base: i64 = rand::rng().random_range(1..i64::MAX / 2);
+        self.db
+            .call(move |c| {
+                let mut select = c
+                    .prepare_cached(
+                        "SELECT id, body, dequeue_count FROM queue WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3",
+                    )
+                    .map_err(sql)?;
+                let rows: Vec<(i64, String, i64)> = select
+                    .query_map(params![TASKS_QUEUE, now, max as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(sql)?
+                    .collect::<Result<_, _>>()
+                    .map_err(sql)?;
+                let mut update = c
+                    .prepare_cached("UPDATE queue SET visible_at = ?1, dequeue_count = dequeue_count + 1, receipt = ?2 WHERE id = ?3")
+                    .map_err(sql)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for (i, (id, body, dequeue_count)) in rows.into_iter().enumerate() {
+                    let receipt = receipt_base + i as i64;
+                    update.execute(params![hidden_until, receipt, id]).map_err(sql)?;
+                    out.push(Delivery {
+                        message_id: id.to_string(),
+                        receipt: receipt.to_string(),
+                        dequeue_count: (dequeue_count + 1) as u32,
+                        body,
+                    });
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(queue_error)
+    }
+
+    async fn extend_lease(&self, delivery: &mut Delivery, lease: Duration) -> Result<(), QueueError> {
+        let hidden_until = now_millis() + lease.as_millis() as Millis;
+        let receipt: i64 = rand::rng().random_range(1..i64::MAX / 2);
+        let (id, old) = (delivery.message_id.clone(), delivery.receipt.clone());
+        let n = self
+            .db
+            .call(move |c| {
+                c.prepare_cached("UPDATE queue SET visible_at = ?1, receipt = ?2 WHERE id = ?3 AND receipt = ?4")
+                    .map_err(sql)?
+                    .execute(params![hidden_until, receipt, id, old])
+                    .map_err(sql)
+            })
+            .await
+            .map_err(queue_error)?;
+        if n == 1 {
+            delivery.receipt = receipt.to_string();
+            Ok(())
+        } else {
+            Err(QueueError::LeaseLost { message_id: delivery.message_id.clone() })
+        }
+    }
+
+    async fn delete(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        let (id, receipt) = (delivery.message_id.clone(), delivery.receipt.clone());
+        let n = self
+            .db
+            .call(move |c| {
+                c.prepare_cached("DELETE FROM queue WHERE id = ?1 AND receipt = ?2")
+                    .map_err(sql)?
+                    .execute(params![id, receipt])
+                    .map_err(sql)
+            })
+            .await
+            .map_err(queue_error)?;
+        if n == 1 { Ok(()) } else { Err(QueueError::LeaseLost { message_id: delivery.message_id.clone() }) }
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        let (id, receipt) = (delivery.message_id.clone(), delivery.receipt.clone());
+        let n = self
+            .db
+            .call(move |c| {
+                c.prepare_cached("UPDATE queue SET queue = ?1 WHERE id = ?2 AND receipt = ?3")
+                    .map_err(sql)?
+                    .execute(params![POISON_QUEUE, id, receipt])
+                    .map_err(sql)
+            })
+            .await
+            .map_err(queue_error)?;
+        if n == 1 { Ok(()) } else { Err(QueueError::LeaseLost { message_id: delivery.message_id.clone() }) }
+    }
+
+    async fn wait_for_messages(&self, max_wait: Duration) {
+        // Sends from this process wake us at once; other processes' sends are seen by polling.
+        let _ = tokio::time::timeout(max_wait, self.notify.notified()).await;
+    }
+}
+
+fn queue_error(e: StoreError) -> QueueError {
+    QueueError::Unavailable { message: e.to_string(), source: Some(Box::new(e)) }
+}
+
+#[async_trait]
+impl EventLog for SqliteBackend {
+    async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError> {
+        let rows: Vec<(String, String)> =
+            events.iter().map(|e| Ok((e.job_id.to_string(), to_json(e)?))).collect::<Result<_, StoreError>>()?;
+        self.db
+            .call(move |c| {
+                let mut stmt = c.prepare_cached("INSERT INTO events (job_id, doc) VALUES (?1, ?2)").map_err(sql)?;
+                for (job_id, doc) in rows {
+                    stmt.execute([job_id, doc]).map_err(sql)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn events_after(&self, job_id: &JobId, after: u64, limit: usize) -> Result<Vec<(u64, JobEvent)>, StoreError> {
+        let job_id = job_id.clone();
+        self.db
+            .call(move |c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT seq, doc FROM events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
+                    .map_err(sql)?;
+                let rows = stmt
+                    .query_map(params![job_id.as_str(), after as i64, limit as i64], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .map_err(sql)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (seq, doc) = row.map_err(sql)?;
+                    out.push((seq as u64, serde_json::from_str(&doc).map_err(|e| corrupt("event", e))?));
+                }
+                Ok(out)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Maintenance for SqliteBackend {
+    async fn stale_tasks(&self, status: TaskStatus, updated_before: Millis, limit: usize) -> Result<Vec<TaskRecord>, StoreError> {
+        self.db
+            .call(move |c| {
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {TASK_COLUMNS} FROM tasks WHERE status = ?1 AND updated_at < ?2 ORDER BY updated_at LIMIT ?3"
+                    ))
+                    .map_err(sql)?;
+                let rows = stmt.query_map(params![status.as_str(), updated_before, limit as i64], read_task).map_err(sql)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (doc, rev, progress) = row.map_err(sql)?;
+                    out.push(task_from_row(&doc, rev, progress)?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn stale_pending_jobs(&self, created_before: Millis, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        self.db
+            .call(move |c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT doc, revision FROM jobs WHERE status = 'PENDING' AND created_at < ?1 LIMIT ?2")
+                    .map_err(sql)?;
+                let rows = stmt
+                    .query_map(params![created_before, limit as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .map_err(sql)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (doc, rev) = row.map_err(sql)?;
+                    out.push(job_from_row(&doc, rev)?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn jobs_finished_before(&self, finished_before: Millis, limit: usize) -> Result<Vec<JobId>, StoreError> {
+        self.db
+            .call(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT id FROM jobs WHERE status IN ('SUCCEEDED','COMPLETED_WITH_ERRORS','FAILED','CANCELLED')
+                         AND finished_at < ?1 LIMIT ?2",
+                    )
+                    .map_err(sql)?;
+                let rows = stmt.query_map(params![finished_before, limit as i64], |r| r.get::<_, String>(0)).map_err(sql)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    out.push(JobId::try_from(row.map_err(sql)?).map_err(|e| StoreError::Corrupt { message: e.to_string() })?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn delete_job(&self, id: &JobId) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.db
+            .call(move |c| {
+                for table in ["tasks", "task_edges", "events"] {
+                    c.execute(&format!("DELETE FROM {table} WHERE job_id = ?1"), [id.as_str()]).map_err(sql)?;
+                }
+                c.execute("DELETE FROM queue WHERE body LIKE ?1", [format!("{{\"job_id\":\"{id}\"%")]).map_err(sql)?;
+                c.execute("DELETE FROM jobs WHERE id = ?1", [id.as_str()]).map_err(sql)?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod conformance {
+    use std::sync::Arc;
+
+    use engine::ports::Backend;
+
+    async fn make() -> (Backend, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = super::SqliteBackend::open(dir.path().join("t.db"), &super::SqliteConfig::default()).unwrap();
+        (Backend::from_all(backend), dir)
+    }
+
+    engine::conformance_tests!(make);
+
+    #[allow(dead_code)]
+    fn _assert_send_sync(b: Arc<super::SqliteBackend>) -> Backend {
+        Backend::from_all(b)
+    }
+}

@@ -1,0 +1,54 @@
+-- Tessera embedded backend schema (version 1). Statuses are stored as their string spelling.
+CREATE TABLE IF NOT EXISTS jobs (
+    id          TEXT PRIMARY KEY,
+    status      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    revision    INTEGER NOT NULL,
+    doc         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at DESC, id);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, finished_at);
+
+CREATE TABLE IF NOT EXISTS tasks (
+    job_id      TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    grp         TEXT,
+    child_group TEXT,
+    updated_at  INTEGER NOT NULL,
+    revision    INTEGER NOT NULL,
+    progress    TEXT,
+    doc         TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_id ON tasks (job_id, id);
+CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (job_id, status);
+CREATE INDEX IF NOT EXISTS tasks_by_group ON tasks (job_id, grp, status) WHERE grp IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_feeding ON tasks (job_id, child_group, status) WHERE child_group IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_in_flight ON tasks (status, updated_at)
+    WHERE status IN ('QUEUED', 'RETRY_WAIT', 'RUNNING');
+
+CREATE TABLE IF NOT EXISTS task_edges (
+    job_id  TEXT NOT NULL,
+    dep_id  TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    PRIMARY KEY (job_id, dep_id, task_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS queue (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue         TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    dequeue_count INTEGER NOT NULL DEFAULT 0,
+    receipt       INTEGER NOT NULL DEFAULT 0,
+    inserted_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_visible ON queue (queue, visible_at, id);
+
+CREATE TABLE IF NOT EXISTS events (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    doc    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, seq);
