@@ -1,1 +1,233 @@
-fn main() {}
+//! `tessera`: the command-line host. Wires the engine to the embedded SQLite backend and the
+//! registered job types, and maps errors to documented exit codes.
+
+mod cli;
+mod output;
+mod run;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use engine::ports::{Backend, PageRequest};
+use engine::runtime::{JobQueryError, SubmitError, WorkerConfig, run_sweeper, run_worker};
+use engine::{Engine, EngineConfig, JobId, OutcomePolicy, SubmitOptions};
+use engine_sqlite::{SqliteBackend, SqliteConfig};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use cli::{Cli, Command, DbArgs, LogFormat, ParamsArgs};
+
+/// Exit codes (docs/errors.md).
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_JOB_UNSUCCESSFUL: u8 = 1;
+pub const EXIT_INVALID_INPUT: u8 = 2;
+pub const EXIT_INTERNAL: u8 = 3;
+
+/// Bad input from the command line (params text, file, ID).
+#[derive(Debug)]
+struct InputError(String);
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for InputError {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Worker { .. } => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code_of(&e))
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).init(),
+    }
+}
+
+/// Invalid input -> 2, anything else -> 3.
+fn exit_code_of(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if cause.is::<InputError>() || cause.is::<engine::ids::InvalidId>() {
+            return EXIT_INVALID_INPUT;
+        }
+        if let Some(e) = cause.downcast_ref::<SubmitError>() {
+            return match e {
+                SubmitError::Runtime(_) => EXIT_INTERNAL,
+                _ => EXIT_INVALID_INPUT,
+            };
+        }
+        if let Some(JobQueryError::NotFound(_)) = cause.downcast_ref::<JobQueryError>() {
+            return EXIT_INVALID_INPUT;
+        }
+    }
+    EXIT_INTERNAL
+}
+
+fn open_engine(db: &DbArgs) -> anyhow::Result<Engine> {
+    if let Some(parent) = db.db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            return Err(InputError(format!("--db {}: directory {} does not exist", db.db.display(), parent.display())).into());
+        }
+    }
+    let backend = SqliteBackend::open(&db.db, &SqliteConfig::default())?;
+    let config = EngineConfig { lease: Duration::from_secs(db.lease_secs), ..EngineConfig::default() };
+    Ok(Engine::new(Backend::from_all(backend), controllers::registry(), config))
+}
+
+fn read_params(args: &ParamsArgs) -> anyhow::Result<Value> {
+    let (text, source) = match (&args.params, &args.params_file) {
+        (Some(text), _) => (text.clone(), "--params".to_owned()),
+        (None, Some(path)) => (read_file(path)?, format!("params file {}", path.display())),
+        (None, None) => return Ok(Value::Null),
+    };
+    serde_json::from_str(&text).map_err(|e| InputError(format!("{source} is not valid JSON: {e}")).into())
+}
+
+fn read_file(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| InputError(format!("cannot read params file {}: {e}", path.display())).into())
+}
+
+fn submit_options(args: &ParamsArgs, force: bool) -> SubmitOptions {
+    SubmitOptions {
+        force,
+        outcome_policy: args.outcome.as_deref().and_then(|o| o.parse::<OutcomePolicy>().ok()),
+    }
+}
+
+fn parse_id(id: &str) -> anyhow::Result<JobId> {
+    Ok(id.parse::<JobId>()?)
+}
+
+pub fn worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Run { job_type, params, db, workers, force, json } => {
+            let engine = open_engine(&db)?;
+            let options = submit_options(&params, force);
+            let params = read_params(&params)?;
+            run::run(&engine, &job_type, params, options, workers as usize, json).await
+        }
+        Command::Worker { db, concurrency } => {
+            let engine = open_engine(&db)?;
+            let shutdown = CancellationToken::new();
+            let config = WorkerConfig { concurrency: concurrency as usize, worker_id: worker_id(), ..WorkerConfig::default() };
+            let worker = tokio::spawn(run_worker(engine.clone(), config, shutdown.clone()));
+            let sweeper = tokio::spawn(run_sweeper(engine.clone(), shutdown.clone()));
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing running tasks");
+            shutdown.cancel();
+            worker.await.context("worker task")?;
+            sweeper.await.context("sweeper task")?;
+            Ok(EXIT_OK)
+        }
+        Command::Submit { job_type, params, db, force, json } => {
+            let engine = open_engine(&db)?;
+            let options = submit_options(&params, force);
+            let params = read_params(&params)?;
+            let submission = engine.submit(&job_type, params, options).await?;
+            let view = engine.status(&submission.job.id).await?;
+            if json {
+                output::print_json(&view)?;
+            } else {
+                let verb = if submission.created { "submitted" } else { "exists:" };
+                println!("{verb} job {} ({}) {}", view.job.id, view.job.job_type, view.job.status);
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Status { id, db, json } => {
+            let engine = open_engine(&db)?;
+            let view = engine.status(&parse_id(&id)?).await?;
+            if json {
+                output::print_json(&view)?;
+            } else {
+                output::print_summary(&view);
+            }
+            Ok(output::exit_code(view.job.status))
+        }
+        Command::Cancel { id, db, json } => {
+            let engine = open_engine(&db)?;
+            let id = parse_id(&id)?;
+            engine.cancel(&id).await?;
+            let view = engine.status(&id).await?;
+            if json {
+                output::print_json(&view)?;
+            } else {
+                println!("job {} is {}", view.job.id, view.job.status);
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Jobs { db, limit, json } => {
+            let engine = open_engine(&db)?;
+            let page = engine.backend().jobs.list_jobs(PageRequest::first(limit.max(1))).await?;
+            if json {
+                let mut views = Vec::with_capacity(page.items.len());
+                for job in &page.items {
+                    views.push(engine.status(&job.id).await?);
+                }
+                output::print_json(&views)?;
+            } else {
+                output::print_job_table(&page.items);
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Events { id, db, follow } => {
+            let engine = open_engine(&db)?;
+            let id = parse_id(&id)?;
+            engine.status(&id).await?;
+            output::print_events(&engine, &id, follow).await?;
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::events::{EventKind, JobEvent};
 use crate::graph::{self, PlanError, PlanScope};
@@ -203,7 +203,7 @@ impl Engine {
     /// Submit a job: validate, plan, store, start. The same request returns the existing job.
     pub async fn submit(&self, job_type: &str, params: Value, options: SubmitOptions) -> Result<Submission, SubmitError> {
         let (id, params, job_version) = self.normalize(job_type, params)?;
-        let span = info_span!("submit", job_id = %id, job_type);
+        let span = tracing::error_span!("submit", job_id = %id, job_type);
         async move {
             let mut attempt = 1;
             if let Some(existing) = self.inner.backend.jobs.get_job(&id).await? {

@@ -7,7 +7,7 @@ use rand::Rng;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::{Engine, Metrics, RuntimeError, message_body};
 use crate::events::EventKind;
@@ -120,7 +120,8 @@ impl Engine {
                 return;
             }
         };
-        let span = info_span!(
+        // ERROR level: the span is recorded whatever the log filter, so every line carries its IDs.
+        let span = tracing::error_span!(
             "task",
             job_id = %message.job_id,
             task_id = %message.task_id,

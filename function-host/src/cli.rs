@@ -1,0 +1,130 @@
+//! Command-line interface (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Tessera: a job/task orchestration engine for batch geospatial pipelines.
+///
+/// A job (e.g. `hello_world`) is validated, expanded into tasks and run by workers on the
+/// embedded SQLite backend (`--db`, default ./tessera.db). The same request is the same job:
+/// running it again returns the existing job.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Exit codes: 0 job SUCCEEDED (or command done), 1 job FAILED / COMPLETED_WITH_ERRORS / CANCELLED, \
+2 invalid input (message on stderr names the field), 3 storage or internal error.\n\n\
+Job types: hello_world {n, message, fail_every}, synthetic {shape, n, sleep_ms, label}.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TESSERA_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DbArgs {
+    /// SQLite database file (created if missing).
+    #[arg(long, default_value = "tessera.db", env = "TESSERA_DB")]
+    pub db: PathBuf,
+    /// Queue lease (visibility timeout) in seconds; a crashed worker's tasks come back after it.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub lease_secs: u64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ParamsArgs {
+    /// Job params as a JSON object, e.g. '{"n": 1000}'.
+    #[arg(long, conflicts_with = "params_file")]
+    pub params: Option<String>,
+    /// Read the params from a JSON file.
+    #[arg(long, value_name = "PATH")]
+    pub params_file: Option<PathBuf>,
+    /// Outcome policy override: fail_fast (first failure fails the job) or continue.
+    #[arg(long, value_parser = ["fail_fast", "continue"])]
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Submit a job and run it with in-process workers until it finishes.
+    Run {
+        /// Job type, e.g. hello_world.
+        job_type: String,
+        #[command(flatten)]
+        params: ParamsArgs,
+        #[command(flatten)]
+        db: DbArgs,
+        /// Handlers running at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        workers: u64,
+        /// Re-run a FAILED or CANCELLED job (same ID, attempt + 1).
+        #[arg(long)]
+        force: bool,
+        /// Print the final job record as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a worker against the database until interrupted (SIGINT / SIGTERM).
+    Worker {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Handlers running at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        concurrency: u64,
+    },
+    /// Submit a job without running it (a worker picks it up).
+    Submit {
+        job_type: String,
+        #[command(flatten)]
+        params: ParamsArgs,
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a job with its task counts.
+    Status {
+        /// Job ID (64 hex characters).
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job: tasks not yet running are cancelled at once, running ones are told to stop.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List jobs, newest first.
+    Jobs {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Most jobs to list.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a job's events as JSON lines (job_started, task_started, progress_update, ...).
+    Events {
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+        /// Keep printing new events until the job finishes.
+        #[arg(long)]
+        follow: bool,
+    },
+}

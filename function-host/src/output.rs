@@ -1,0 +1,75 @@
+//! What the CLI prints: JSON records on stdout, human summaries, tables.
+
+use std::time::Duration;
+
+use engine::runtime::JobView;
+use engine::{Engine, JobId, JobRecord, JobStatus};
+use serde::Serialize;
+
+use crate::{EXIT_JOB_UNSUCCESSFUL, EXIT_OK};
+
+pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+/// 0 for SUCCEEDED (and unfinished jobs), 1 for FAILED / COMPLETED_WITH_ERRORS / CANCELLED.
+pub fn exit_code(status: JobStatus) -> u8 {
+    match status {
+        JobStatus::Failed | JobStatus::CompletedWithErrors | JobStatus::Cancelled => EXIT_JOB_UNSUCCESSFUL,
+        _ => EXIT_OK,
+    }
+}
+
+fn counts_line(view: &JobView) -> String {
+    view.tasks.0.iter().map(|(status, n)| format!("{n} {status}")).collect::<Vec<_>>().join(", ")
+}
+
+pub fn print_summary(view: &JobView) {
+    let job = &view.job;
+    let mark = match job.status {
+        JobStatus::Succeeded => "✔",
+        JobStatus::Pending | JobStatus::Running => "…",
+        _ => "✘",
+    };
+    let took = match (job.started_at, job.finished_at) {
+        (Some(s), Some(f)) => format!(" in {:.2} s", (f - s) as f64 / 1000.0),
+        _ => String::new(),
+    };
+    println!("{mark} job {} ({} v{}, attempt {}) {}{took}", job.id, job.job_type, job.job_version, job.attempt, job.status);
+    println!("  tasks:  {} ({} in all)", counts_line(view), view.tasks.total());
+    if let Some(error) = &job.error {
+        println!("  error:  {}: {}", error.code, error.message);
+    }
+    if let Some(result) = &job.result {
+        println!("  result: {result}");
+    }
+}
+
+pub fn print_job_table(jobs: &[JobRecord]) {
+    println!("{:<64}  {:<14}  {:<22}  {:>7}  CREATED", "ID", "TYPE", "STATUS", "TASKS");
+    for job in jobs {
+        let created = chrono::DateTime::from_timestamp_millis(job.created_at)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        println!("{:<64}  {:<14}  {:<22}  {:>7}  {created}", job.id, job.job_type, job.status.as_str(), job.planned_tasks);
+    }
+}
+
+pub async fn print_events(engine: &Engine, id: &JobId, follow: bool) -> anyhow::Result<()> {
+    let mut after = 0;
+    loop {
+        let events = engine.backend().events.events_after(id, after, 1_000).await?;
+        for (seq, event) in &events {
+            after = *seq;
+            println!("{}", serde_json::to_string(event)?);
+        }
+        if events.is_empty() {
+            let job = engine.status(id).await?.job;
+            if !follow || job.status.is_terminal() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
