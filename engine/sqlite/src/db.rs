@@ -30,15 +30,33 @@ impl Db {
         Db { sender }
     }
 
-    /// Run `f` inside the next group transaction and return its result once committed.
+    /// Run `f` (a single statement, or reads) inside the next group transaction and return
+    /// its result once committed.
     pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(false, f).await
+    }
+
+    /// Like `call`, for several writes that must apply all or none (a savepoint around them).
+    pub async fn call_atomic<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(true, f).await
+    }
+
+    async fn submit<T, F>(&self, atomic: bool, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let op: Op = Box::new(move |conn: &Connection| {
-            let result = in_savepoint(conn, f);
+            let result = if atomic { in_savepoint(conn, f) } else { f(conn) };
             Box::new(move |commit_error: Option<&str>| {
                 let result = match (result, commit_error) {
                     (Ok(_), Some(e)) => Err(StoreError::Unavailable { message: format!("sqlite commit failed: {e}"), source: None }),
@@ -55,10 +73,10 @@ impl Db {
 }
 
 fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT op").map_err(sql)?;
+    conn.prepare_cached("SAVEPOINT op").and_then(|mut s| s.execute([])).map_err(sql)?;
     match f(conn) {
         Ok(v) => {
-            conn.execute_batch("RELEASE op").map_err(sql)?;
+            conn.prepare_cached("RELEASE op").and_then(|mut s| s.execute([])).map_err(sql)?;
             Ok(v)
         }
         Err(e) => {

@@ -20,17 +20,17 @@ impl Engine {
         while let Some(task) = worklist.pop() {
             debug_assert!(task.status.is_terminal());
             if task.status == TaskStatus::Failed && job.outcome_policy == OutcomePolicy::FailFast {
-                self.fail_fast(&job.id, &task).await?;
+                // Closes the job and cancels everything not started: nothing left to release.
+                return self.fail_fast(&job.id, &task).await;
             }
-            let current = self.inner.backend.jobs.get_job(&job.id).await?;
-            let Some(current) = current else { return Ok(()) };
-            if current.status.is_terminal() {
-                if task.kind == TaskKind::Orchestrator {
+            if task.kind == TaskKind::Orchestrator {
+                let current = self.inner.backend.jobs.get_job(&job.id).await?;
+                if let Some(current) = current.filter(|j| j.status.is_terminal()) {
                     // Its children may have been stored after the job was closed.
                     let error = ErrorInfo::new(codes::JOB_CANCELLED, format!("job is {}", current.status));
                     self.inner.backend.tasks.finish_unstarted(&job.id, TaskStatus::Cancelled, &error).await?;
+                    return Ok(());
                 }
-                return Ok(());
             }
             if task.n_dependents > 0 {
                 for successor in self.inner.backend.tasks.dependents(&job.id, &task.id).await? {
@@ -43,6 +43,10 @@ impl Engine {
             for group in groups.into_iter().flatten() {
                 let Some(barriers) = job.barriers.get(group) else { continue };
                 let unsuccessful = task.status != TaskStatus::Succeeded;
+                // Cheap check first: most members finish while others still run.
+                if !unsuccessful && self.inner.backend.tasks.any_unfinished(&job.id, Some(group)).await? {
+                    continue;
+                }
                 for barrier in barriers {
                     if let Some(skipped) = self.try_release(job, barrier, unsuccessful).await? {
                         worklist.push(skipped);
@@ -131,8 +135,11 @@ impl Engine {
     pub(crate) async fn check_completion(&self, job_id: &JobId) -> Result<(), RuntimeError> {
         let backend = &self.inner.backend;
         loop {
+            if backend.tasks.any_unfinished(job_id, None).await? {
+                return Ok(());
+            }
             let Some(job) = backend.jobs.get_job(job_id).await? else { return Ok(()) };
-            if job.status != JobStatus::Running || backend.tasks.any_unfinished(job_id, None).await? {
+            if job.status != JobStatus::Running {
                 return Ok(());
             }
             let counts = backend.tasks.count_tasks(job_id, None).await?;

@@ -146,11 +146,6 @@ impl Engine {
         span.record("task", task.task.as_str());
         span.record("task_version", task.task_version);
 
-        let Some(job) = backend.jobs.get_job(&message.job_id).await? else {
-            backend.queue.delete(&delivery).await.ok();
-            return Ok(());
-        };
-
         if delivery.dequeue_count > self.inner.config.max_dequeue && !task.status.is_terminal() {
             warn!(dequeue_count = delivery.dequeue_count, "poison message: delivered too often without an outcome");
             backend.queue.dead_letter(&delivery).await?;
@@ -162,7 +157,9 @@ impl Engine {
                 Metrics::inc(&self.inner.metrics.tasks_poisoned);
                 Metrics::inc(&self.inner.metrics.tasks_failed);
                 self.emit_failed(&failed, error, false).await;
-                self.after_terminal(&job, failed).await?;
+                if let Some(job) = backend.jobs.get_job(&message.job_id).await? {
+                    self.after_terminal(&job, failed).await?;
+                }
             }
             return Ok(());
         }
@@ -172,7 +169,9 @@ impl Engine {
             // interrupted it), then drop the message.
             Metrics::inc(&self.inner.metrics.duplicate_deliveries);
             if task.status.is_terminal() {
-                self.after_terminal(&job, task).await?;
+                if let Some(job) = backend.jobs.get_job(&message.job_id).await? {
+                    self.after_terminal(&job, task).await?;
+                }
             }
             backend.queue.delete(&delivery).await.ok();
             return Ok(());
@@ -226,7 +225,10 @@ impl Engine {
 
         // Fresh job status after the task is ours: a job cancelled before this point never
         // sees this handler start.
-        let job = backend.jobs.get_job(&job.id).await?.unwrap_or(job);
+        let Some(job) = backend.jobs.get_job(&message.job_id).await? else {
+            backend.queue.delete(&delivery).await.ok();
+            return Ok(());
+        };
         if job.status.is_terminal() {
             let error = ErrorInfo::new(codes::JOB_CANCELLED, format!("job is {}", job.status));
             if let Some(cancelled) = self.cas_task(&running, TaskStatus::Cancelled, |t| t.error = Some(error)).await? {
