@@ -5,7 +5,9 @@
 
 use async_trait::async_trait;
 use engine::graph::PlanError;
-use engine::{Controller, HandlerError, JobId, JobRecord, JobResults, TaskSpec, TriggerRule, ValidationError};
+use engine::{
+    Controller, HandlerError, JobId, JobRecord, JobResults, TaskSpec, TriggerRule, ValidationError,
+};
 use serde_json::{Value, json};
 
 use crate::params::Params;
@@ -31,13 +33,21 @@ impl Controller for HelloWorld {
     }
     fn plan(&self, _job_id: &JobId, params: &Value) -> Result<Vec<TaskSpec>, PlanError> {
         let n = params["n"].as_i64().unwrap_or(3);
-        let mut specs: Vec<TaskSpec> = (0..n).map(|i| TaskSpec::parallel("greet", i).in_group(GROUP)).collect();
+        let mut specs: Vec<TaskSpec> = (0..n)
+            .map(|i| TaskSpec::parallel("greet", i).in_group(GROUP))
+            .collect();
         // all_done: under the `continue` policy the summary still runs and counts the failures.
         specs.push(TaskSpec::barrier("summarize", 0, GROUP).trigger(TriggerRule::AllDone));
         Ok(specs)
     }
-    async fn aggregate(&self, _job: &JobRecord, results: &JobResults) -> Result<Value, HandlerError> {
+    async fn aggregate(
+        &self,
+        _job: &JobRecord,
+        results: &JobResults,
+    ) -> Result<Value, HandlerError> {
         let summary = results.task("summarize", 0).await?;
-        Ok(summary.and_then(|s| s.result).unwrap_or_else(|| json!({ "greetings": 0 })))
+        Ok(summary
+            .and_then(|s| s.result)
+            .unwrap_or_else(|| json!({ "greetings": 0 })))
     }
 }

@@ -9,7 +9,9 @@ use engine::Registry;
 
 /// Every job type with the handlers it needs.
 pub fn registry() -> Registry {
-    let registry = Registry::default().with_controller(hello_world::HelloWorld).with_controller(synthetic::Synthetic);
+    let registry = Registry::default()
+        .with_controller(hello_world::HelloWorld)
+        .with_controller(synthetic::Synthetic);
     services::register(registry)
 }
 
@@ -29,20 +31,78 @@ mod tests {
     #[test]
     fn hello_world_params() {
         let c = &hello_world::HelloWorld;
-        check(c, json!({"n": 1000}), Ok(json!({"fail_every": 0, "message": "hello", "n": 1000})));
-        check(c, json!({}), Ok(json!({"fail_every": 0, "message": "hello", "n": 3})));
-        check(c, Value::Null, Ok(json!({"fail_every": 0, "message": "hello", "n": 3})));
-        check(c, json!({"n": 5.0, "message": "hé"}), Ok(json!({"fail_every": 0, "message": "hé", "n": 5})));
-        check(c, json!({"n": 0}), Err("invalid params: n: must be an integer between 1 and 100000, got 0"));
-        check(c, json!({"n": 100001}), Err("invalid params: n: must be an integer between 1 and 100000, got 100001"));
-        check(c, json!({"n": "3"}), Err("invalid params: n: must be an integer between 1 and 100000, got \"3\""));
-        check(c, json!({"n": 2.5}), Err("invalid params: n: must be an integer between 1 and 100000, got 2.5"));
-        check(c, json!({"message": ""}), Err("invalid params: message: must be 1 to 200 characters long, got 0"));
-        check(c, json!({"message": "x".repeat(201)}), Err("invalid params: message: must be 1 to 200 characters long, got 201"));
-        check(c, json!({"message": 7}), Err("invalid params: message: must be a string, got a number"));
-        check(c, json!({"fail_every": -1}), Err("invalid params: fail_every: must be an integer between 0 and 100000, got -1"));
-        check(c, json!({"n": 3, "colour": "red"}), Err("invalid params: colour: unknown field (known fields: [\"fail_every\", \"message\", \"n\"])"));
-        check(c, json!([1]), Err("invalid params: params: must be a JSON object, got an array"));
+        check(
+            c,
+            json!({"n": 1000}),
+            Ok(json!({"fail_every": 0, "message": "hello", "n": 1000})),
+        );
+        check(
+            c,
+            json!({}),
+            Ok(json!({"fail_every": 0, "message": "hello", "n": 3})),
+        );
+        check(
+            c,
+            Value::Null,
+            Ok(json!({"fail_every": 0, "message": "hello", "n": 3})),
+        );
+        check(
+            c,
+            json!({"n": 5.0, "message": "hé"}),
+            Ok(json!({"fail_every": 0, "message": "hé", "n": 5})),
+        );
+        check(
+            c,
+            json!({"n": 0}),
+            Err("invalid params: n: must be an integer between 1 and 100000, got 0"),
+        );
+        check(
+            c,
+            json!({"n": 100001}),
+            Err("invalid params: n: must be an integer between 1 and 100000, got 100001"),
+        );
+        check(
+            c,
+            json!({"n": "3"}),
+            Err("invalid params: n: must be an integer between 1 and 100000, got \"3\""),
+        );
+        check(
+            c,
+            json!({"n": 2.5}),
+            Err("invalid params: n: must be an integer between 1 and 100000, got 2.5"),
+        );
+        check(
+            c,
+            json!({"message": ""}),
+            Err("invalid params: message: must be 1 to 200 characters long, got 0"),
+        );
+        check(
+            c,
+            json!({"message": "x".repeat(201)}),
+            Err("invalid params: message: must be 1 to 200 characters long, got 201"),
+        );
+        check(
+            c,
+            json!({"message": 7}),
+            Err("invalid params: message: must be a string, got a number"),
+        );
+        check(
+            c,
+            json!({"fail_every": -1}),
+            Err("invalid params: fail_every: must be an integer between 0 and 100000, got -1"),
+        );
+        check(
+            c,
+            json!({"n": 3, "colour": "red"}),
+            Err(
+                "invalid params: colour: unknown field (known fields: [\"fail_every\", \"message\", \"n\"])",
+            ),
+        );
+        check(
+            c,
+            json!([1]),
+            Err("invalid params: params: must be a JSON object, got an array"),
+        );
     }
 
     #[test]
@@ -51,18 +111,34 @@ mod tests {
         let c = engine_registry.controller("hello_world").unwrap();
         let a = c.validate(json!({})).unwrap();
         let b = c.validate(json!({"n": 3, "message": "hello"})).unwrap();
-        assert_eq!(engine::ids::job_id("hello_world", 1, &a).unwrap(), engine::ids::job_id("hello_world", 1, &b).unwrap());
+        assert_eq!(
+            engine::ids::job_id("hello_world", 1, &a).unwrap(),
+            engine::ids::job_id("hello_world", 1, &b).unwrap()
+        );
     }
 
     #[test]
     fn synthetic_params_and_plans() {
         let c = &synthetic::Synthetic;
-        check(c, json!({}), Ok(json!({"label": "", "n": 10, "shape": "fan_out", "sleep_ms": 0})));
-        check(c, json!({"shape": "ring"}), Err("invalid params: shape: must be one of [\"fan_out\", \"chain\"], got \"ring\""));
+        check(
+            c,
+            json!({}),
+            Ok(json!({"label": "", "n": 10, "shape": "fan_out", "sleep_ms": 0})),
+        );
+        check(
+            c,
+            json!({"shape": "ring"}),
+            Err("invalid params: shape: must be one of [\"fan_out\", \"chain\"], got \"ring\""),
+        );
         let id = engine::ids::job_id("synthetic", 1, &json!({})).unwrap();
         let chain = c.plan(&id, &json!({"shape": "chain", "n": 3})).unwrap();
         assert_eq!(chain.len(), 3);
         assert_eq!(chain[2].depends_on[0].key, engine::TaskKey::Int(1));
-        assert_eq!(c.plan(&id, &json!({"shape": "fan_out", "n": 3})).unwrap().len(), 4);
+        assert_eq!(
+            c.plan(&id, &json!({"shape": "fan_out", "n": 3}))
+                .unwrap()
+                .len(),
+            4
+        );
     }
 }

@@ -17,23 +17,50 @@ impl Params {
         let input = match value {
             Value::Null => Map::new(),
             Value::Object(map) => map,
-            other => return Err(ValidationError::new("params", format!("must be a JSON object, got {}", kind(&other)))),
+            other => {
+                return Err(ValidationError::new(
+                    "params",
+                    format!("must be a JSON object, got {}", kind(&other)),
+                ));
+            }
         };
-        Ok(Params { input, output: Map::new() })
+        Ok(Params {
+            input,
+            output: Map::new(),
+        })
     }
 
     /// An integer in `range`; `default` when absent (required when `None`).
-    pub fn int(&mut self, name: &str, range: RangeInclusive<i64>, default: Option<i64>) -> Result<i64, ValidationError> {
+    pub fn int(
+        &mut self,
+        name: &str,
+        range: RangeInclusive<i64>,
+        default: Option<i64>,
+    ) -> Result<i64, ValidationError> {
         let value = match self.input.remove(name) {
-            None | Some(Value::Null) => default.ok_or_else(|| ValidationError::new(name, "is required"))?,
+            None | Some(Value::Null) => {
+                default.ok_or_else(|| ValidationError::new(name, "is required"))?
+            }
             Some(v) => as_integer(&v).ok_or_else(|| {
-                ValidationError::new(name, format!("must be an integer between {} and {}, got {}", range.start(), range.end(), v))
+                ValidationError::new(
+                    name,
+                    format!(
+                        "must be an integer between {} and {}, got {}",
+                        range.start(),
+                        range.end(),
+                        v
+                    ),
+                )
             })?,
         };
         if !range.contains(&value) {
             return Err(ValidationError::new(
                 name,
-                format!("must be an integer between {} and {}, got {value}", range.start(), range.end()),
+                format!(
+                    "must be an integer between {} and {}, got {value}",
+                    range.start(),
+                    range.end()
+                ),
             ));
         }
         self.output.insert(name.to_owned(), Value::from(value));
@@ -41,28 +68,53 @@ impl Params {
     }
 
     /// A string whose length in characters is in `chars`.
-    pub fn string(&mut self, name: &str, chars: RangeInclusive<usize>, default: Option<&str>) -> Result<String, ValidationError> {
+    pub fn string(
+        &mut self,
+        name: &str,
+        chars: RangeInclusive<usize>,
+        default: Option<&str>,
+    ) -> Result<String, ValidationError> {
         let value = match self.input.remove(name) {
-            None | Some(Value::Null) => default.map(str::to_owned).ok_or_else(|| ValidationError::new(name, "is required"))?,
+            None | Some(Value::Null) => default
+                .map(str::to_owned)
+                .ok_or_else(|| ValidationError::new(name, "is required"))?,
             Some(Value::String(s)) => s,
-            Some(other) => return Err(ValidationError::new(name, format!("must be a string, got {}", kind(&other)))),
+            Some(other) => {
+                return Err(ValidationError::new(
+                    name,
+                    format!("must be a string, got {}", kind(&other)),
+                ));
+            }
         };
         let n = value.chars().count();
         if !chars.contains(&n) {
             return Err(ValidationError::new(
                 name,
-                format!("must be {} to {} characters long, got {n}", chars.start(), chars.end()),
+                format!(
+                    "must be {} to {} characters long, got {n}",
+                    chars.start(),
+                    chars.end()
+                ),
             ));
         }
-        self.output.insert(name.to_owned(), Value::String(value.clone()));
+        self.output
+            .insert(name.to_owned(), Value::String(value.clone()));
         Ok(value)
     }
 
     /// One of `choices`.
-    pub fn choice(&mut self, name: &str, choices: &[&str], default: &str) -> Result<String, ValidationError> {
+    pub fn choice(
+        &mut self,
+        name: &str,
+        choices: &[&str],
+        default: &str,
+    ) -> Result<String, ValidationError> {
         let value = self.string(name, 1..=64, Some(default))?;
         if !choices.contains(&value.as_str()) {
-            return Err(ValidationError::new(name, format!("must be one of {choices:?}, got {value:?}")));
+            return Err(ValidationError::new(
+                name,
+                format!("must be one of {choices:?}, got {value:?}"),
+            ));
         }
         Ok(value)
     }
@@ -71,7 +123,10 @@ impl Params {
     pub fn finish(self) -> Result<Value, ValidationError> {
         if let Some(unknown) = self.input.keys().next() {
             let known: Vec<&String> = self.output.keys().collect();
-            return Err(ValidationError::new(unknown.as_str(), format!("unknown field (known fields: {known:?})")));
+            return Err(ValidationError::new(
+                unknown.as_str(),
+                format!("unknown field (known fields: {known:?})"),
+            ));
         }
         Ok(Value::Object(self.output))
     }
@@ -79,7 +134,11 @@ impl Params {
 
 fn as_integer(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                .map(|f| f as i64)
+        }),
         _ => None,
     }
 }

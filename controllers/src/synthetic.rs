@@ -33,17 +33,31 @@ impl Controller for Synthetic {
         let n = params["n"].as_i64().unwrap_or(10);
         Ok(match params["shape"].as_str() {
             Some("chain") => (0..n)
-                .map(|i| if i == 0 { TaskSpec::parallel("noop", 0) } else { TaskSpec::sequential("noop", i).after("noop", i - 1) })
+                .map(|i| {
+                    if i == 0 {
+                        TaskSpec::parallel("noop", 0)
+                    } else {
+                        TaskSpec::sequential("noop", i).after("noop", i - 1)
+                    }
+                })
                 .collect(),
             _ => {
-                let mut specs: Vec<TaskSpec> = (0..n).map(|i| TaskSpec::parallel("noop", i).in_group("all")).collect();
+                let mut specs: Vec<TaskSpec> = (0..n)
+                    .map(|i| TaskSpec::parallel("noop", i).in_group("all"))
+                    .collect();
                 specs.push(TaskSpec::barrier("noop_barrier", 0, "all"));
                 specs
             }
         })
     }
-    async fn aggregate(&self, job: &JobRecord, results: &JobResults) -> Result<Value, HandlerError> {
+    async fn aggregate(
+        &self,
+        job: &JobRecord,
+        results: &JobResults,
+    ) -> Result<Value, HandlerError> {
         let counts = results.counts().await?;
-        Ok(json!({ "shape": job.params["shape"], "tasks": counts.total(), "succeeded": counts.get(engine::TaskStatus::Succeeded) }))
+        Ok(
+            json!({ "shape": job.params["shape"], "tasks": counts.total(), "succeeded": counts.get(engine::TaskStatus::Succeeded) }),
+        )
     }
 }

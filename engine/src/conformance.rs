@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 
 use crate::events::{EventKind, JobEvent};
 use crate::graph::{self, HandlerDefaults, PlanError, PlanScope};
-use crate::handler::{Controller, HandlerError, JobResults, Registry, TaskContext, TaskHandler, TaskOutput, ValidationError};
+use crate::handler::{
+    Controller, HandlerError, JobResults, Registry, TaskContext, TaskHandler, TaskOutput,
+    ValidationError,
+};
 use crate::ids::{JobId, job_id};
 use crate::model::*;
 use crate::ports::*;
@@ -72,20 +75,31 @@ fn job(n: u64) -> JobRecord {
 }
 
 fn defaults(_: &str) -> Option<HandlerDefaults> {
-    Some(HandlerDefaults { task_version: 1, retry: RetryPolicy::NO_RETRY, timeout: Duration::from_secs(10) })
+    Some(HandlerDefaults {
+        task_version: 1,
+        retry: RetryPolicy::NO_RETRY,
+        timeout: Duration::from_secs(10),
+    })
 }
 
 /// `a[0..n]` in group "g", `b` after `a[0]`, barrier `z` over "g".
 fn tasks(job: &JobId, n: i64) -> Vec<TaskRecord> {
-    let mut specs: Vec<TaskSpec> = (0..n).map(|i| TaskSpec::parallel("a", i).in_group("g")).collect();
+    let mut specs: Vec<TaskSpec> = (0..n)
+        .map(|i| TaskSpec::parallel("a", i).in_group("g"))
+        .collect();
     specs.push(TaskSpec::sequential("b", 0).after("a", 0));
     specs.push(TaskSpec::barrier("z", 0, "g"));
-    graph::plan(job, specs, PlanScope::Job, &defaults, 5).unwrap().tasks
+    graph::plan(job, specs, PlanScope::Job, &defaults, 5)
+        .unwrap()
+        .tasks
 }
 
 async fn insert_job(b: &Backend, j: &JobRecord) -> JobRecord {
     match b.jobs.insert_job(j).await.unwrap() {
-        Inserted::Created(revision) => JobRecord { revision, ..j.clone() },
+        Inserted::Created(revision) => JobRecord {
+            revision,
+            ..j.clone()
+        },
         Inserted::Existing(_) => panic!("job existed"),
     }
 }
@@ -93,7 +107,9 @@ async fn insert_job(b: &Backend, j: &JobRecord) -> JobRecord {
 pub async fn jobs_insert_get_and_compare_and_set(b: Backend) {
     let j = job(1);
     let stored = insert_job(&b, &j).await;
-    let Inserted::Existing(again) = b.jobs.insert_job(&j).await.unwrap() else { panic!("second insert created") };
+    let Inserted::Existing(again) = b.jobs.insert_job(&j).await.unwrap() else {
+        panic!("second insert created")
+    };
     assert_eq!(again.id, j.id);
     let got = b.jobs.get_job(&j.id).await.unwrap().unwrap();
     assert_eq!(got.params, j.params);
@@ -101,7 +117,12 @@ pub async fn jobs_insert_get_and_compare_and_set(b: Backend) {
 
     let mut running = got.clone();
     running.status = JobStatus::Running;
-    let rev = b.jobs.update_job(&running).await.unwrap().expect("first CAS wins");
+    let rev = b
+        .jobs
+        .update_job(&running)
+        .await
+        .unwrap()
+        .expect("first CAS wins");
     // A writer holding the old revision loses.
     assert_eq!(b.jobs.update_job(&running).await.unwrap(), Err(Conflict));
     let got = b.jobs.get_job(&j.id).await.unwrap().unwrap();
@@ -132,20 +153,47 @@ pub async fn tasks_insert_is_idempotent_and_updates_compare_and_set(b: Backend) 
     let j = insert_job(&b, &job(1)).await;
     let ts = tasks(&j.id, 3);
     assert_eq!(b.tasks.insert_tasks(&j.id, &ts).await.unwrap(), 5);
-    assert_eq!(b.tasks.insert_tasks(&j.id, &ts).await.unwrap(), 0, "re-insert creates nothing");
+    assert_eq!(
+        b.tasks.insert_tasks(&j.id, &ts).await.unwrap(),
+        0,
+        "re-insert creates nothing"
+    );
     let t = b.tasks.get_task(&j.id, &ts[0].id).await.unwrap().unwrap();
-    assert_eq!((t.status, t.task.as_str(), t.group.as_deref()), (TaskStatus::Queued, "a", Some("g")));
+    assert_eq!(
+        (t.status, t.task.as_str(), t.group.as_deref()),
+        (TaskStatus::Queued, "a", Some("g"))
+    );
 
     let mut running = t.clone();
     running.status = TaskStatus::Running;
     running.worker = Some("w1".into());
-    let rev = b.tasks.update_task(&running).await.unwrap().expect("CAS wins");
-    assert_eq!(b.tasks.update_task(&running).await.unwrap(), Err(Conflict), "stale revision loses");
+    let rev = b
+        .tasks
+        .update_task(&running)
+        .await
+        .unwrap()
+        .expect("CAS wins");
+    assert_eq!(
+        b.tasks.update_task(&running).await.unwrap(),
+        Err(Conflict),
+        "stale revision loses"
+    );
     let got = b.tasks.get_task(&j.id, &t.id).await.unwrap().unwrap();
-    assert_eq!((got.status, got.worker.as_deref(), got.revision), (TaskStatus::Running, Some("w1"), rev));
+    assert_eq!(
+        (got.status, got.worker.as_deref(), got.revision),
+        (TaskStatus::Running, Some("w1"), rev)
+    );
     // Re-inserting does not reset a task that moved on.
     b.tasks.insert_tasks(&j.id, &ts).await.unwrap();
-    assert_eq!(b.tasks.get_task(&j.id, &t.id).await.unwrap().unwrap().status, TaskStatus::Running);
+    assert_eq!(
+        b.tasks
+            .get_task(&j.id, &t.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        TaskStatus::Running
+    );
 }
 
 pub async fn tasks_list_pages_and_filters(b: Backend) {
@@ -153,10 +201,17 @@ pub async fn tasks_list_pages_and_filters(b: Backend) {
     let ts = tasks(&j.id, 25);
     b.tasks.insert_tasks(&j.id, &ts).await.unwrap();
     let mut ids = Vec::new();
-    let query = TaskQuery { group: Some("g".into()), status: None };
+    let query = TaskQuery {
+        group: Some("g".into()),
+        status: None,
+    };
     let mut page = PageRequest::first(10);
     loop {
-        let p = b.tasks.list_tasks(&j.id, &query, page.clone()).await.unwrap();
+        let p = b
+            .tasks
+            .list_tasks(&j.id, &query, page.clone())
+            .await
+            .unwrap();
         ids.extend(p.items.into_iter().map(|t| t.id));
         match p.next {
             Some(next) => page.after = Some(next),
@@ -166,8 +221,15 @@ pub async fn tasks_list_pages_and_filters(b: Backend) {
     assert_eq!(ids.len(), 25, "every group member exactly once");
     ids.dedup();
     assert_eq!(ids.len(), 25);
-    let pending = TaskQuery { group: None, status: Some(TaskStatus::Pending) };
-    let p = b.tasks.list_tasks(&j.id, &pending, PageRequest::first(100)).await.unwrap();
+    let pending = TaskQuery {
+        group: None,
+        status: Some(TaskStatus::Pending),
+    };
+    let p = b
+        .tasks
+        .list_tasks(&j.id, &pending, PageRequest::first(100))
+        .await
+        .unwrap();
     let mut names: Vec<_> = p.items.iter().map(|t| t.task.clone()).collect();
     names.sort();
     assert_eq!(names, ["b", "z"]);
@@ -178,23 +240,64 @@ pub async fn tasks_dependents_statuses_counts_and_unfinished(b: Backend) {
     let ts = tasks(&j.id, 3);
     b.tasks.insert_tasks(&j.id, &ts).await.unwrap();
     let (a0, b0) = (&ts[0], &ts[3]);
-    assert_eq!(b.tasks.dependents(&j.id, &a0.id).await.unwrap(), vec![b0.id.clone()]);
-    assert!(b.tasks.dependents(&j.id, &ts[1].id).await.unwrap().is_empty());
-    let statuses = b.tasks.task_statuses(&j.id, &[a0.id.clone(), b0.id.clone()]).await.unwrap();
-    assert_eq!(statuses, vec![(a0.id.clone(), TaskStatus::Queued), (b0.id.clone(), TaskStatus::Pending)]);
+    assert_eq!(
+        b.tasks.dependents(&j.id, &a0.id).await.unwrap(),
+        vec![b0.id.clone()]
+    );
+    assert!(
+        b.tasks
+            .dependents(&j.id, &ts[1].id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let statuses = b
+        .tasks
+        .task_statuses(&j.id, &[a0.id.clone(), b0.id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses,
+        vec![
+            (a0.id.clone(), TaskStatus::Queued),
+            (b0.id.clone(), TaskStatus::Pending)
+        ]
+    );
 
     let counts = b.tasks.count_tasks(&j.id, None).await.unwrap();
-    assert_eq!((counts.get(TaskStatus::Queued), counts.get(TaskStatus::Pending)), (3, 2));
-    assert_eq!(b.tasks.count_tasks(&j.id, Some("g")).await.unwrap().total(), 3);
+    assert_eq!(
+        (
+            counts.get(TaskStatus::Queued),
+            counts.get(TaskStatus::Pending)
+        ),
+        (3, 2)
+    );
+    assert_eq!(
+        b.tasks.count_tasks(&j.id, Some("g")).await.unwrap().total(),
+        3
+    );
     assert!(b.tasks.any_unfinished(&j.id, Some("g")).await.unwrap());
     for t in &ts[..3] {
         let mut done = b.tasks.get_task(&j.id, &t.id).await.unwrap().unwrap();
         done.status = TaskStatus::Succeeded;
         b.tasks.update_task(&done).await.unwrap().unwrap();
     }
-    assert!(!b.tasks.any_unfinished(&j.id, Some("g")).await.unwrap(), "group finished");
-    assert!(b.tasks.any_unfinished(&j.id, None).await.unwrap(), "b and z still pending");
-    assert_eq!(b.tasks.count_tasks(&j.id, Some("g")).await.unwrap().get(TaskStatus::Succeeded), 3);
+    assert!(
+        !b.tasks.any_unfinished(&j.id, Some("g")).await.unwrap(),
+        "group finished"
+    );
+    assert!(
+        b.tasks.any_unfinished(&j.id, None).await.unwrap(),
+        "b and z still pending"
+    );
+    assert_eq!(
+        b.tasks
+            .count_tasks(&j.id, Some("g"))
+            .await
+            .unwrap()
+            .get(TaskStatus::Succeeded),
+        3
+    );
     assert!(!b.tasks.any_unfinished(&j.id, Some("nobody")).await.unwrap());
 }
 
@@ -207,13 +310,32 @@ pub async fn tasks_finish_unstarted_leaves_running_alone(b: Backend) {
     b.tasks.update_task(&running).await.unwrap().unwrap();
     let stale = b.tasks.get_task(&j.id, &ts[1].id).await.unwrap().unwrap();
     let error = ErrorInfo::new("JOB_CANCELLED", "test");
-    assert_eq!(b.tasks.finish_unstarted(&j.id, TaskStatus::Cancelled, &error).await.unwrap(), 3);
+    assert_eq!(
+        b.tasks
+            .finish_unstarted(&j.id, TaskStatus::Cancelled, &error)
+            .await
+            .unwrap(),
+        3
+    );
     let counts = b.tasks.count_tasks(&j.id, None).await.unwrap();
-    assert_eq!((counts.get(TaskStatus::Running), counts.get(TaskStatus::Cancelled)), (1, 3));
+    assert_eq!(
+        (
+            counts.get(TaskStatus::Running),
+            counts.get(TaskStatus::Cancelled)
+        ),
+        (1, 3)
+    );
     let cancelled = b.tasks.get_task(&j.id, &ts[1].id).await.unwrap().unwrap();
-    assert_eq!(cancelled.error.as_ref().map(|e| e.code.as_str()), Some("JOB_CANCELLED"));
+    assert_eq!(
+        cancelled.error.as_ref().map(|e| e.code.as_str()),
+        Some("JOB_CANCELLED")
+    );
     assert_eq!(cancelled.status, TaskStatus::Cancelled);
-    assert_eq!(b.tasks.update_task(&stale).await.unwrap(), Err(Conflict), "bulk change bumps revisions");
+    assert_eq!(
+        b.tasks.update_task(&stale).await.unwrap(),
+        Err(Conflict),
+        "bulk change bumps revisions"
+    );
 }
 
 pub async fn progress_is_advisory(b: Backend) {
@@ -221,85 +343,217 @@ pub async fn progress_is_advisory(b: Backend) {
     let ts = tasks(&j.id, 1);
     b.tasks.insert_tasks(&j.id, &ts).await.unwrap();
     let before = b.tasks.get_task(&j.id, &ts[0].id).await.unwrap().unwrap();
-    let p = Progress { fraction: 0.5, text: "half".into(), at: 7 };
+    let p = Progress {
+        fraction: 0.5,
+        text: "half".into(),
+        at: 7,
+    };
     b.tasks.set_progress(&j.id, &ts[0].id, &p).await.unwrap();
     let after = b.tasks.get_task(&j.id, &ts[0].id).await.unwrap().unwrap();
     assert_eq!(after.progress, Some(p));
     assert_eq!(after.revision, before.revision);
     let mut running = before.clone();
     running.status = TaskStatus::Running;
-    b.tasks.update_task(&running).await.unwrap().expect("progress did not break the CAS");
+    b.tasks
+        .update_task(&running)
+        .await
+        .unwrap()
+        .expect("progress did not break the CAS");
 }
 
 pub async fn queue_lease_hides_and_redelivers(b: Backend) {
-    b.queue.send(&["m1".into(), "m2".into()], Duration::ZERO).await.unwrap();
-    let got = b.queue.receive(10, Duration::from_millis(400)).await.unwrap();
+    b.queue
+        .send(&["m1".into(), "m2".into()], Duration::ZERO)
+        .await
+        .unwrap();
+    let got = b
+        .queue
+        .receive(10, Duration::from_millis(400))
+        .await
+        .unwrap();
     let mut bodies: Vec<_> = got.iter().map(|d| d.body.as_str()).collect();
     bodies.sort();
     assert_eq!(bodies, ["m1", "m2"]);
     assert!(got.iter().all(|d| d.dequeue_count == 1));
-    assert!(b.queue.receive(10, Duration::from_secs(5)).await.unwrap().is_empty(), "leased messages are hidden");
+    assert!(
+        b.queue
+            .receive(10, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased messages are hidden"
+    );
     b.queue.delete(&got[0]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     let again = b.queue.receive(10, Duration::from_secs(5)).await.unwrap();
-    assert_eq!(again.len(), 1, "the undeleted message comes back after its lease");
-    assert_eq!((again[0].body.as_str(), again[0].dequeue_count), (got[1].body.as_str(), 2));
+    assert_eq!(
+        again.len(),
+        1,
+        "the undeleted message comes back after its lease"
+    );
+    assert_eq!(
+        (again[0].body.as_str(), again[0].dequeue_count),
+        (got[1].body.as_str(), 2)
+    );
 }
 
 pub async fn queue_delay_and_receipts(b: Backend) {
-    b.queue.send(&["later".into()], Duration::from_millis(500)).await.unwrap();
-    assert!(b.queue.receive(1, Duration::from_secs(5)).await.unwrap().is_empty(), "delayed message not visible yet");
+    b.queue
+        .send(&["later".into()], Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert!(
+        b.queue
+            .receive(1, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_empty(),
+        "delayed message not visible yet"
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let mut d = b.queue.receive(1, Duration::from_millis(300)).await.unwrap().pop().expect("visible after the delay");
+    let mut d = b
+        .queue
+        .receive(1, Duration::from_millis(300))
+        .await
+        .unwrap()
+        .pop()
+        .expect("visible after the delay");
     let old = d.clone();
-    b.queue.extend_lease(&mut d, Duration::from_secs(5)).await.unwrap();
+    b.queue
+        .extend_lease(&mut d, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_ne!(d.receipt, old.receipt, "extending changes the receipt");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(b.queue.receive(1, Duration::from_secs(5)).await.unwrap().is_empty(), "extended lease still hides it");
-    assert!(matches!(b.queue.delete(&old).await, Err(QueueError::LeaseLost { .. })), "old receipt is refused");
+    assert!(
+        b.queue
+            .receive(1, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_empty(),
+        "extended lease still hides it"
+    );
+    assert!(
+        matches!(
+            b.queue.delete(&old).await,
+            Err(QueueError::LeaseLost { .. })
+        ),
+        "old receipt is refused"
+    );
     b.queue.delete(&d).await.unwrap();
 }
 
 pub async fn queue_dead_letter(b: Backend) {
     b.queue.send(&["bad".into()], Duration::ZERO).await.unwrap();
-    let d = b.queue.receive(1, Duration::from_millis(100)).await.unwrap().pop().unwrap();
+    let d = b
+        .queue
+        .receive(1, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
     b.queue.dead_letter(&d).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(b.queue.receive(1, Duration::from_secs(1)).await.unwrap().is_empty(), "poisoned message gone from the queue");
+    assert!(
+        b.queue
+            .receive(1, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "poisoned message gone from the queue"
+    );
 }
 
 pub async fn events_are_ordered_per_job(b: Backend) {
     let (j1, j2) = (job(1).id, job(2).id);
-    let e = |j: &JobId, status| JobEvent { job_id: j.clone(), at: 1, kind: EventKind::JobCompleted { status } };
-    b.events.emit(&[e(&j1, JobStatus::Running), e(&j2, JobStatus::Failed)]).await.unwrap();
-    b.events.emit(&[e(&j1, JobStatus::Succeeded)]).await.unwrap();
+    let e = |j: &JobId, status| JobEvent {
+        job_id: j.clone(),
+        at: 1,
+        kind: EventKind::JobCompleted { status },
+    };
+    b.events
+        .emit(&[e(&j1, JobStatus::Running), e(&j2, JobStatus::Failed)])
+        .await
+        .unwrap();
+    b.events
+        .emit(&[e(&j1, JobStatus::Succeeded)])
+        .await
+        .unwrap();
     let got = b.events.events_after(&j1, 0, 10).await.unwrap();
     assert_eq!(got.len(), 2);
     assert!(got[0].0 < got[1].0);
     assert_eq!(got[1].1, e(&j1, JobStatus::Succeeded));
-    assert_eq!(b.events.events_after(&j1, got[0].0, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        b.events
+            .events_after(&j1, got[0].0, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 pub async fn maintenance_finds_stale_work_and_deletes_jobs(b: Backend) {
     let j = insert_job(&b, &job(1)).await;
     let ts = tasks(&j.id, 2);
     b.tasks.insert_tasks(&j.id, &ts).await.unwrap();
-    let stale = b.maintenance.stale_tasks(TaskStatus::Queued, 6, 10).await.unwrap();
+    let stale = b
+        .maintenance
+        .stale_tasks(TaskStatus::Queued, 6, 10)
+        .await
+        .unwrap();
     assert_eq!(stale.len(), 2, "tasks updated at 5 are stale before 6");
-    assert!(b.maintenance.stale_tasks(TaskStatus::Queued, 5, 10).await.unwrap().is_empty());
-    assert_eq!(b.maintenance.stale_pending_jobs(1_002, 10).await.unwrap().len(), 1);
+    assert!(
+        b.maintenance
+            .stale_tasks(TaskStatus::Queued, 5, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        b.maintenance
+            .stale_pending_jobs(1_002, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     let mut done = j.clone();
     done.status = JobStatus::Cancelled;
     done.finished_at = Some(2_000);
     b.jobs.update_job(&done).await.unwrap().unwrap();
-    assert!(b.maintenance.jobs_finished_before(2_000, 10).await.unwrap().is_empty());
-    assert_eq!(b.maintenance.jobs_finished_before(2_001, 10).await.unwrap(), vec![j.id.clone()]);
-    b.events.emit(&[JobEvent { job_id: j.id.clone(), at: 1, kind: EventKind::JobCompleted { status: JobStatus::Cancelled } }]).await.unwrap();
+    assert!(
+        b.maintenance
+            .jobs_finished_before(2_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        b.maintenance.jobs_finished_before(2_001, 10).await.unwrap(),
+        vec![j.id.clone()]
+    );
+    b.events
+        .emit(&[JobEvent {
+            job_id: j.id.clone(),
+            at: 1,
+            kind: EventKind::JobCompleted {
+                status: JobStatus::Cancelled,
+            },
+        }])
+        .await
+        .unwrap();
     b.maintenance.delete_job(&j.id).await.unwrap();
     assert!(b.jobs.get_job(&j.id).await.unwrap().is_none());
     assert!(b.tasks.get_task(&j.id, &ts[0].id).await.unwrap().is_none());
-    assert!(b.events.events_after(&j.id, 0, 10).await.unwrap().is_empty());
+    assert!(
+        b.events
+            .events_after(&j.id, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 // ---- the runtime on this backend ----
@@ -315,19 +569,36 @@ impl Controller for Fan {
         "n parallel tasks, a chain after the first, a barrier over all"
     }
     fn validate(&self, params: Value) -> Result<Value, ValidationError> {
-        let n = params.get("n").and_then(Value::as_u64).ok_or_else(|| ValidationError::new("n", "required integer"))?;
+        let n = params
+            .get("n")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| ValidationError::new("n", "required integer"))?;
         Ok(json!({ "n": n }))
     }
     fn plan(&self, _job_id: &JobId, params: &Value) -> Result<Vec<TaskSpec>, PlanError> {
         let n = params["n"].as_i64().unwrap_or(1);
-        let mut specs: Vec<TaskSpec> = (0..n).map(|i| TaskSpec::parallel("add", i).in_group("g")).collect();
-        specs.push(TaskSpec::sequential("add", "chain").after("add", 0).in_group("g"));
+        let mut specs: Vec<TaskSpec> = (0..n)
+            .map(|i| TaskSpec::parallel("add", i).in_group("g"))
+            .collect();
+        specs.push(
+            TaskSpec::sequential("add", "chain")
+                .after("add", 0)
+                .in_group("g"),
+        );
         specs.push(TaskSpec::orchestrator("spawn", 0).children_in("g"));
         specs.push(TaskSpec::barrier("sum", 0, "g"));
         Ok(specs)
     }
-    async fn aggregate(&self, _job: &JobRecord, results: &JobResults) -> Result<Value, HandlerError> {
-        Ok(results.task("sum", 0).await?.and_then(|m| m.result).unwrap_or(Value::Null))
+    async fn aggregate(
+        &self,
+        _job: &JobRecord,
+        results: &JobResults,
+    ) -> Result<Value, HandlerError> {
+        Ok(results
+            .task("sum", 0)
+            .await?
+            .and_then(|m| m.result)
+            .unwrap_or(Value::Null))
     }
 }
 
@@ -352,7 +623,9 @@ impl TaskHandler for Spawn {
         "spawn"
     }
     async fn run(&self, _ctx: &TaskContext) -> Result<TaskOutput, HandlerError> {
-        let kids = (0..3).map(|i| TaskSpec::parallel("add", format!("child-{i}"))).collect();
+        let kids = (0..3)
+            .map(|i| TaskSpec::parallel("add", format!("child-{i}")))
+            .collect();
         Ok(TaskOutput::with_children("spawned", kids))
     }
 }
@@ -369,7 +642,11 @@ impl TaskHandler for Sum {
         let mut page = crate::ports::PageRequest::first(7);
         loop {
             let p = ctx.members(page.clone()).await?;
-            total += p.items.iter().filter_map(|m| m.result.as_ref().and_then(Value::as_i64)).sum::<i64>();
+            total += p
+                .items
+                .iter()
+                .filter_map(|m| m.result.as_ref().and_then(Value::as_i64))
+                .sum::<i64>();
             match p.next {
                 Some(next) => page.after = Some(next),
                 None => break,
@@ -385,17 +662,35 @@ fn engine(b: Backend) -> Engine {
         .with_handler(Add)
         .with_handler(Spawn)
         .with_handler(Sum);
-    Engine::new(b, registry, EngineConfig { lease: Duration::from_secs(5), ..EngineConfig::default() })
+    Engine::new(
+        b,
+        registry,
+        EngineConfig {
+            lease: Duration::from_secs(5),
+            ..EngineConfig::default()
+        },
+    )
 }
 
 async fn wait_terminal(engine: &Engine, id: &JobId, limit: Duration) -> JobRecord {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let job = engine.backend().jobs.get_job(id).await.unwrap().unwrap();
-        if job.status.is_terminal() && !engine.backend().tasks.any_unfinished(id, None).await.unwrap() {
+        if job.status.is_terminal()
+            && !engine
+                .backend()
+                .tasks
+                .any_unfinished(id, None)
+                .await
+                .unwrap()
+        {
             return job;
         }
-        assert!(tokio::time::Instant::now() < deadline, "job {id} not finished in {limit:?}: {:?}", job.status);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} not finished in {limit:?}: {:?}",
+            job.status
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -405,11 +700,18 @@ pub async fn runtime_runs_a_job_with_two_workers(b: Backend) {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let workers: Vec<_> = (0..2)
         .map(|i| {
-            let config = WorkerConfig { concurrency: 4, worker_id: format!("w{i}"), ..WorkerConfig::default() };
+            let config = WorkerConfig {
+                concurrency: 4,
+                worker_id: format!("w{i}"),
+                ..WorkerConfig::default()
+            };
             tokio::spawn(run_worker(engine.clone(), config, shutdown.clone()))
         })
         .collect();
-    let sub = engine.submit("fan", json!({ "n": 40 }), SubmitOptions::default()).await.unwrap();
+    let sub = engine
+        .submit("fan", json!({ "n": 40 }), SubmitOptions::default())
+        .await
+        .unwrap();
     assert!(sub.created);
     let done = wait_terminal(&engine, &sub.job.id, Duration::from_secs(60)).await;
     shutdown.cancel();
@@ -417,14 +719,26 @@ pub async fn runtime_runs_a_job_with_two_workers(b: Backend) {
         w.await.unwrap();
     }
     // 40 parallel + chain + 3 children, each 1.
-    assert_eq!((done.status, done.result.clone()), (JobStatus::Succeeded, Some(json!({ "sum": 44 }))));
+    assert_eq!(
+        (done.status, done.result.clone()),
+        (JobStatus::Succeeded, Some(json!({ "sum": 44 })))
+    );
     let counts = b.tasks.count_tasks(&done.id, None).await.unwrap();
-    assert_eq!((counts.total(), counts.get(TaskStatus::Succeeded)), (46, 46));
+    assert_eq!(
+        (counts.total(), counts.get(TaskStatus::Succeeded)),
+        (46, 46)
+    );
     let events = b.events.events_after(&done.id, 0, 10_000).await.unwrap();
-    let closed = events.iter().filter(|(_, e)| matches!(e.kind, EventKind::JobCompleted { .. })).count();
+    let closed = events
+        .iter()
+        .filter(|(_, e)| matches!(e.kind, EventKind::JobCompleted { .. }))
+        .count();
     assert_eq!(closed, 1, "the job is closed exactly once");
     // The same request is the same job, not run again.
-    let again = engine.submit("fan", json!({ "n": 40 }), SubmitOptions::default()).await.unwrap();
+    let again = engine
+        .submit("fan", json!({ "n": 40 }), SubmitOptions::default())
+        .await
+        .unwrap();
     assert!(!again.created);
     assert_eq!(again.job.id, done.id);
 }
@@ -432,21 +746,30 @@ pub async fn runtime_runs_a_job_with_two_workers(b: Backend) {
 pub async fn runtime_releases_a_barrier_once_under_concurrency(b: Backend) {
     // Many group members finish at the same instant; the barrier is released exactly once.
     let engine = engine(b.clone());
-    let sub = engine.submit("fan", json!({ "n": 30 }), SubmitOptions::default()).await.unwrap();
+    let sub = engine
+        .submit("fan", json!({ "n": 30 }), SubmitOptions::default())
+        .await
+        .unwrap();
     let config = WorkerConfig::default();
     let mut handles = Vec::new();
     for _ in 0..3 {
         let deliveries = b.queue.receive(32, Duration::from_secs(30)).await.unwrap();
         for d in deliveries {
             let (engine, config) = (engine.clone(), config.clone());
-            handles.push(tokio::spawn(async move { engine.process_delivery(d, &config).await }));
+            handles.push(tokio::spawn(async move {
+                engine.process_delivery(d, &config).await
+            }));
         }
     }
     for h in handles {
         h.await.unwrap();
     }
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let worker = tokio::spawn(run_worker(engine.clone(), WorkerConfig::default(), shutdown.clone()));
+    let worker = tokio::spawn(run_worker(
+        engine.clone(),
+        WorkerConfig::default(),
+        shutdown.clone(),
+    ));
     let done = wait_terminal(&engine, &sub.job.id, Duration::from_secs(60)).await;
     shutdown.cancel();
     worker.await.unwrap();

@@ -16,7 +16,11 @@ pub struct JobEvent {
 
 impl JobEvent {
     pub fn now(job_id: &JobId, kind: EventKind) -> Self {
-        JobEvent { job_id: job_id.clone(), at: now_millis(), kind }
+        JobEvent {
+            job_id: job_id.clone(),
+            at: now_millis(),
+            kind,
+        }
     }
 }
 

@@ -23,7 +23,9 @@ pub enum PlanError {
     UnknownDependency { task: TaskRef, missing: TaskRef },
     #[error("dependency cycle between tasks {}", list(.tasks))]
     Cycle { tasks: Vec<TaskRef> },
-    #[error("barrier {barrier} waits for group {group:?}, which is unknown or empty (no task joins it and no orchestrator feeds it)")]
+    #[error(
+        "barrier {barrier} waits for group {group:?}, which is unknown or empty (no task joins it and no orchestrator feeds it)"
+    )]
     UnknownGroup { barrier: TaskRef, group: String },
     #[error("task {task}: {reason}")]
     InvalidKind { task: TaskRef, reason: &'static str },
@@ -32,7 +34,11 @@ pub enum PlanError {
 }
 
 fn list(tasks: &[TaskRef]) -> String {
-    tasks.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    tasks
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What the plan needs to know about a handler.
@@ -95,7 +101,9 @@ pub fn plan(
     for (i, spec) in specs.iter().enumerate() {
         check_kind(spec)?;
         if index.insert(spec.reference(), i).is_some() {
-            return Err(PlanError::DuplicateTask { task: spec.reference() });
+            return Err(PlanError::DuplicateTask {
+                task: spec.reference(),
+            });
         }
     }
 
@@ -121,14 +129,20 @@ pub fn plan(
     for (i, spec) in specs.iter().enumerate() {
         for dep in &spec.depends_on {
             let Some(&d) = index.get(dep) else {
-                return Err(PlanError::UnknownDependency { task: spec.reference(), missing: dep.clone() });
+                return Err(PlanError::UnknownDependency {
+                    task: spec.reference(),
+                    missing: dep.clone(),
+                });
             };
             graph.add_edge(NodeIndex::new(d), NodeIndex::new(i), ());
             n_dependents[d] += 1;
         }
         if let Some(group) = &spec.waits_for {
             let Some(group_members) = members.get(group.as_str()) else {
-                return Err(PlanError::UnknownGroup { barrier: spec.reference(), group: group.clone() });
+                return Err(PlanError::UnknownGroup {
+                    barrier: spec.reference(),
+                    group: group.clone(),
+                });
             };
             for &m in group_members {
                 graph.add_edge(NodeIndex::new(m), NodeIndex::new(i), ());
@@ -146,17 +160,29 @@ pub fn plan(
         return Err(PlanError::Cycle { tasks });
     }
 
-    let ids: Vec<TaskId> = specs.iter().map(|s| task_id(job_id, &s.task, &s.key)).collect();
+    let ids: Vec<TaskId> = specs
+        .iter()
+        .map(|s| task_id(job_id, &s.task, &s.key))
+        .collect();
     let mut barriers: BTreeMap<String, Vec<TaskId>> = BTreeMap::new();
     let mut tasks = Vec::with_capacity(specs.len());
     for (i, spec) in specs.into_iter().enumerate() {
         let Some(defaults) = handler(&spec.task) else {
-            return Err(PlanError::NoHandler { task: spec.reference() });
+            return Err(PlanError::NoHandler {
+                task: spec.reference(),
+            });
         };
         if let Some(group) = &spec.waits_for {
-            barriers.entry(group.clone()).or_default().push(ids[i].clone());
+            barriers
+                .entry(group.clone())
+                .or_default()
+                .push(ids[i].clone());
         }
-        let depends_on: Vec<TaskId> = spec.depends_on.iter().map(|d| ids[index[d]].clone()).collect();
+        let depends_on: Vec<TaskId> = spec
+            .depends_on
+            .iter()
+            .map(|d| ids[index[d]].clone())
+            .collect();
         let is_root = depends_on.is_empty() && spec.kind != TaskKind::Barrier;
         let child_group = match spec.kind {
             TaskKind::Orchestrator => spec.child_group.or_else(|| spec.group.clone()),
@@ -169,7 +195,11 @@ pub fn plan(
             key: spec.key,
             kind: spec.kind,
             task_version: defaults.task_version,
-            status: if is_root { TaskStatus::Queued } else { TaskStatus::Pending },
+            status: if is_root {
+                TaskStatus::Queued
+            } else {
+                TaskStatus::Pending
+            },
             attempt: 1,
             params: spec.params,
             depends_on,
@@ -179,7 +209,8 @@ pub fn plan(
             waits_for: spec.waits_for,
             trigger_rule: spec.trigger_rule,
             retry: spec.retry.unwrap_or(defaults.retry),
-            timeout_ms: u64::try_from(spec.timeout.unwrap_or(defaults.timeout).as_millis()).unwrap_or(u64::MAX),
+            timeout_ms: u64::try_from(spec.timeout.unwrap_or(defaults.timeout).as_millis())
+                .unwrap_or(u64::MAX),
             result: None,
             error: None,
             progress: None,
@@ -201,16 +232,25 @@ fn check_kind(spec: &TaskSpec) -> Result<(), PlanError> {
         TaskKind::Parallel if !spec.depends_on.is_empty() => {
             Some("parallel tasks have no dependencies (use kind sequential)")
         }
-        TaskKind::Sequential if spec.depends_on.is_empty() => Some("sequential tasks need depends_on"),
-        TaskKind::Barrier if spec.waits_for.is_none() => Some("barrier tasks need waits_for (a group)"),
-        kind if kind != TaskKind::Barrier && spec.waits_for.is_some() => Some("only barrier tasks may wait for a group"),
+        TaskKind::Sequential if spec.depends_on.is_empty() => {
+            Some("sequential tasks need depends_on")
+        }
+        TaskKind::Barrier if spec.waits_for.is_none() => {
+            Some("barrier tasks need waits_for (a group)")
+        }
+        kind if kind != TaskKind::Barrier && spec.waits_for.is_some() => {
+            Some("only barrier tasks may wait for a group")
+        }
         kind if kind != TaskKind::Orchestrator && spec.child_group.is_some() => {
             Some("only orchestrator tasks have a child_group")
         }
         _ => None,
     };
     match reason {
-        Some(reason) => Err(PlanError::InvalidKind { task: spec.reference(), reason }),
+        Some(reason) => Err(PlanError::InvalidKind {
+            task: spec.reference(),
+            reason,
+        }),
         None => Ok(()),
     }
 }
@@ -259,7 +299,10 @@ mod tests {
         );
         // A group fed only by an orchestrator is not empty.
         check(
-            vec![TaskSpec::orchestrator("o", 0).children_in("kids"), TaskSpec::barrier("z", 0, "kids")],
+            vec![
+                TaskSpec::orchestrator("o", 0).children_in("kids"),
+                TaskSpec::barrier("z", 0, "kids"),
+            ],
             Ok("o[0]:QUEUED:0 z[0]:PENDING:0"),
         );
     }
@@ -272,7 +315,10 @@ mod tests {
             Err("task a[0] appears more than once in the plan"),
         );
         check(
-            vec![TaskSpec::parallel("a", 0), TaskSpec::sequential("b", 0).after("a", 7)],
+            vec![
+                TaskSpec::parallel("a", 0),
+                TaskSpec::sequential("b", 0).after("a", 7),
+            ],
             Err("task b[0] depends on a[7], which is not in the plan"),
         );
         check(
@@ -284,31 +330,64 @@ mod tests {
             Err("dependency cycle between tasks x[0], y[0]"),
         );
         check(
-            vec![TaskSpec::parallel("a", 0).in_group("g"), TaskSpec::barrier("s", 0, "h")],
-            Err("barrier s[0] waits for group \"h\", which is unknown or empty (no task joins it and no orchestrator feeds it)"),
+            vec![
+                TaskSpec::parallel("a", 0).in_group("g"),
+                TaskSpec::barrier("s", 0, "h"),
+            ],
+            Err(
+                "barrier s[0] waits for group \"h\", which is unknown or empty (no task joins it and no orchestrator feeds it)",
+            ),
         );
         // A barrier inside the group it waits for waits for itself.
         check(
-            vec![TaskSpec::parallel("a", 0).in_group("g"), TaskSpec::barrier("s", 0, "g").in_group("g")],
+            vec![
+                TaskSpec::parallel("a", 0).in_group("g"),
+                TaskSpec::barrier("s", 0, "g").in_group("g"),
+            ],
             Err("dependency cycle between tasks s[0]"),
         );
         check(
-            vec![TaskSpec::parallel("a", 0), TaskSpec::parallel("b", 0).after("a", 0)],
+            vec![
+                TaskSpec::parallel("a", 0),
+                TaskSpec::parallel("b", 0).after("a", 0),
+            ],
             Err("task b[0]: parallel tasks have no dependencies (use kind sequential)"),
         );
-        check(vec![TaskSpec::sequential("b", 0)], Err("task b[0]: sequential tasks need depends_on"));
-        check(vec![TaskSpec::parallel("nobody", 0)], Err("task nobody[0]: no handler is registered for \"nobody\""));
+        check(
+            vec![TaskSpec::sequential("b", 0)],
+            Err("task b[0]: sequential tasks need depends_on"),
+        );
+        check(
+            vec![TaskSpec::parallel("nobody", 0)],
+            Err("task nobody[0]: no handler is registered for \"nobody\""),
+        );
     }
 
     #[test]
     fn children_join_the_group_and_cannot_be_barriers() {
         let job = job_id("t", 1, &json!({})).unwrap();
-        let kids = vec![TaskSpec::parallel("k", 0), TaskSpec::sequential("k", 1).after("k", 0)];
-        let p = plan(&job, kids, PlanScope::Children { group: Some("g") }, &defaults, 0).unwrap();
+        let kids = vec![
+            TaskSpec::parallel("k", 0),
+            TaskSpec::sequential("k", 1).after("k", 0),
+        ];
+        let p = plan(
+            &job,
+            kids,
+            PlanScope::Children { group: Some("g") },
+            &defaults,
+            0,
+        )
+        .unwrap();
         assert!(p.tasks.iter().all(|t| t.group.as_deref() == Some("g")));
         assert_eq!(p.roots().count(), 1);
-        let err = plan(&job, vec![TaskSpec::barrier("b", 0, "g")], PlanScope::Children { group: None }, &defaults, 0)
-            .unwrap_err();
+        let err = plan(
+            &job,
+            vec![TaskSpec::barrier("b", 0, "g")],
+            PlanScope::Children { group: None },
+            &defaults,
+            0,
+        )
+        .unwrap_err();
         assert!(matches!(err, PlanError::InvalidKind { .. }));
     }
 }

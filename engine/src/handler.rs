@@ -14,7 +14,10 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{EventKind, JobEvent};
 use crate::graph::{HandlerDefaults, PlanError};
 use crate::ids::{JobId, TaskId, TaskKey, task_id};
-use crate::model::{ErrorClass, ErrorInfo, JobRecord, OutcomePolicy, Progress, StatusCounts, TaskRecord, TaskSpec, TaskStatus, now_millis};
+use crate::model::{
+    ErrorClass, ErrorInfo, JobRecord, OutcomePolicy, Progress, StatusCounts, TaskRecord, TaskSpec,
+    TaskStatus, now_millis,
+};
 use crate::ports::{Backend, Page, PageRequest, StoreError, TaskQuery};
 use crate::retry::RetryPolicy;
 
@@ -31,17 +34,33 @@ pub struct HandlerError {
 impl HandlerError {
     /// Fail now: invalid input, not found, unsupported.
     pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
-        HandlerError { class: ErrorClass::Permanent, code: code.into(), message: message.into() }
+        HandlerError {
+            class: ErrorClass::Permanent,
+            code: code.into(),
+            message: message.into(),
+        }
     }
     /// Retry with backoff: a flaky dependency, a busy service.
     pub fn transient(code: impl Into<String>, message: impl Into<String>) -> Self {
-        HandlerError { class: ErrorClass::Transient, code: code.into(), message: message.into() }
+        HandlerError {
+            class: ErrorClass::Transient,
+            code: code.into(),
+            message: message.into(),
+        }
     }
     pub fn timeout(message: impl Into<String>) -> Self {
-        HandlerError { class: ErrorClass::Timeout, code: crate::model::codes::TIMEOUT.into(), message: message.into() }
+        HandlerError {
+            class: ErrorClass::Timeout,
+            code: crate::model::codes::TIMEOUT.into(),
+            message: message.into(),
+        }
     }
     pub fn info(&self) -> ErrorInfo {
-        ErrorInfo { code: self.code.clone(), message: self.message.clone(), class: Some(self.class) }
+        ErrorInfo {
+            code: self.code.clone(),
+            message: self.message.clone(),
+            class: Some(self.class),
+        }
     }
 }
 
@@ -60,10 +79,16 @@ pub struct TaskOutput {
 
 impl TaskOutput {
     pub fn value(result: impl Serialize) -> Self {
-        TaskOutput { result: serde_json::to_value(result).unwrap_or(Value::Null), children: Vec::new() }
+        TaskOutput {
+            result: serde_json::to_value(result).unwrap_or(Value::Null),
+            children: Vec::new(),
+        }
     }
     pub fn with_children(result: impl Serialize, children: Vec<TaskSpec>) -> Self {
-        TaskOutput { children, ..Self::value(result) }
+        TaskOutput {
+            children,
+            ..Self::value(result)
+        }
     }
 }
 
@@ -80,7 +105,14 @@ pub struct MemberResult {
 
 impl From<TaskRecord> for MemberResult {
     fn from(t: TaskRecord) -> Self {
-        MemberResult { task_id: t.id, task: t.task, key: t.key, status: t.status, result: t.result, error: t.error }
+        MemberResult {
+            task_id: t.id,
+            task: t.task,
+            key: t.key,
+            status: t.status,
+            result: t.result,
+            error: t.error,
+        }
     }
 }
 
@@ -127,13 +159,27 @@ impl TaskContext {
             *last = Some(now);
         }
         let text = text.into();
-        let progress = Progress { fraction, text: text.clone(), at: now_millis() };
-        if let Err(e) = self.backend.tasks.set_progress(&self.job_id, &self.task_id, &progress).await {
+        let progress = Progress {
+            fraction,
+            text: text.clone(),
+            at: now_millis(),
+        };
+        if let Err(e) = self
+            .backend
+            .tasks
+            .set_progress(&self.job_id, &self.task_id, &progress)
+            .await
+        {
             tracing::warn!(error = %e, "progress update not stored");
         }
         let event = JobEvent::now(
             &self.job_id,
-            EventKind::ProgressUpdate { task_id: self.task_id.clone(), task: self.task.clone(), fraction, text },
+            EventKind::ProgressUpdate {
+                task_id: self.task_id.clone(),
+                task: self.task.clone(),
+                fraction,
+                text,
+            },
         );
         if let Err(e) = self.backend.events.emit(&[event]).await {
             tracing::warn!(error = %e, "progress event not stored");
@@ -141,9 +187,18 @@ impl TaskContext {
     }
 
     /// The stored result of another task of this job (a dependency, typically).
-    pub async fn result_of(&self, task: &str, key: impl Into<TaskKey>) -> Result<Option<MemberResult>, HandlerError> {
+    pub async fn result_of(
+        &self,
+        task: &str,
+        key: impl Into<TaskKey>,
+    ) -> Result<Option<MemberResult>, HandlerError> {
         let id = task_id(&self.job_id, task, &key.into());
-        Ok(self.backend.tasks.get_task(&self.job_id, &id).await?.map(MemberResult::from))
+        Ok(self
+            .backend
+            .tasks
+            .get_task(&self.job_id, &id)
+            .await?
+            .map(MemberResult::from))
     }
 
     /// The group this task belongs to.
@@ -154,16 +209,33 @@ impl TaskContext {
     /// Barriers: one page of the members of the group they wait for, with their results.
     pub async fn members(&self, page: PageRequest) -> Result<Page<MemberResult>, HandlerError> {
         let Some(group) = &self.waits_for else {
-            return Ok(Page { items: Vec::new(), next: None });
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
         };
-        let query = TaskQuery { group: Some(group.clone()), status: None };
-        let page = self.backend.tasks.list_tasks(&self.job_id, &query, page).await?;
-        Ok(Page { items: page.items.into_iter().map(MemberResult::from).collect(), next: page.next })
+        let query = TaskQuery {
+            group: Some(group.clone()),
+            status: None,
+        };
+        let page = self
+            .backend
+            .tasks
+            .list_tasks(&self.job_id, &query, page)
+            .await?;
+        Ok(Page {
+            items: page.items.into_iter().map(MemberResult::from).collect(),
+            next: page.next,
+        })
     }
 
     /// Barriers: counts of the members' statuses.
     pub async fn member_counts(&self) -> Result<StatusCounts, HandlerError> {
-        Ok(self.backend.tasks.count_tasks(&self.job_id, self.waits_for.as_deref()).await?)
+        Ok(self
+            .backend
+            .tasks
+            .count_tasks(&self.job_id, self.waits_for.as_deref())
+            .await?)
     }
 }
 
@@ -196,7 +268,10 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        ValidationError { field: field.into(), reason: reason.into() }
+        ValidationError {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -207,9 +282,18 @@ pub struct JobResults {
 }
 
 impl JobResults {
-    pub async fn task(&self, task: &str, key: impl Into<TaskKey>) -> Result<Option<MemberResult>, HandlerError> {
+    pub async fn task(
+        &self,
+        task: &str,
+        key: impl Into<TaskKey>,
+    ) -> Result<Option<MemberResult>, HandlerError> {
         let id = task_id(&self.job_id, task, &key.into());
-        Ok(self.backend.tasks.get_task(&self.job_id, &id).await?.map(MemberResult::from))
+        Ok(self
+            .backend
+            .tasks
+            .get_task(&self.job_id, &id)
+            .await?
+            .map(MemberResult::from))
     }
     pub async fn counts(&self) -> Result<StatusCounts, HandlerError> {
         Ok(self.backend.tasks.count_tasks(&self.job_id, None).await?)
@@ -233,7 +317,8 @@ pub trait Controller: Send + Sync + 'static {
     /// Expand normalized params into the initial task specs.
     fn plan(&self, job_id: &JobId, params: &Value) -> Result<Vec<TaskSpec>, PlanError>;
     /// The job's result, from its tasks' results, once every task is terminal.
-    async fn aggregate(&self, job: &JobRecord, results: &JobResults) -> Result<Value, HandlerError>;
+    async fn aggregate(&self, job: &JobRecord, results: &JobResults)
+    -> Result<Value, HandlerError>;
 }
 
 /// The job types and handlers a process knows.
@@ -254,7 +339,8 @@ impl fmt::Debug for Registry {
 
 impl Registry {
     pub fn with_controller(mut self, controller: impl Controller) -> Self {
-        self.controllers.insert(controller.job_type(), Arc::new(controller));
+        self.controllers
+            .insert(controller.job_type(), Arc::new(controller));
         self
     }
     pub fn with_handler(mut self, handler: impl TaskHandler) -> Self {

@@ -50,7 +50,11 @@ macro_rules! hex_id {
         impl TryFrom<String> for $name {
             type Error = InvalidId;
             fn try_from(text: String) -> Result<Self, InvalidId> {
-                if text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                if text.len() == 64
+                    && text
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                {
                     Ok(Self(text))
                 } else {
                     Err(InvalidId { what: $what, text })
@@ -154,7 +158,11 @@ impl From<String> for TaskKey {
 }
 
 /// `sha256(JCS({"job_type": T, "job_version": V, "params": P}))` over the normalized params.
-pub fn job_id(job_type: &str, job_version: u32, params: &Value) -> Result<JobId, CanonicalJsonError> {
+pub fn job_id(
+    job_type: &str,
+    job_version: u32,
+    params: &Value,
+) -> Result<JobId, CanonicalJsonError> {
     let digest = canonical_sha256(&json!({
         "job_type": job_type,
         "job_version": job_version,
@@ -176,7 +184,10 @@ mod tests {
 
     #[track_caller]
     fn check_job(job_type: &str, version: u32, params: Value, expected: &str) {
-        assert_eq!(job_id(job_type, version, &params).unwrap().as_str(), expected);
+        assert_eq!(
+            job_id(job_type, version, &params).unwrap().as_str(),
+            expected
+        );
     }
 
     #[test]
@@ -202,7 +213,12 @@ mod tests {
     #[test]
     fn key_order_and_number_spelling_do_not_change_the_id() {
         let a = job_id("t", 1, &json!({"b": 1.0, "a": [1e2, "x"]})).unwrap();
-        let b = job_id("t", 1, &serde_json::from_str(r#"{ "a": [100, "x"], "b": 1 }"#).unwrap()).unwrap();
+        let b = job_id(
+            "t",
+            1,
+            &serde_json::from_str(r#"{ "a": [100, "x"], "b": 1 }"#).unwrap(),
+        )
+        .unwrap();
         assert_eq!(a, b);
     }
 

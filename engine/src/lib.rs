@@ -19,9 +19,14 @@ pub mod status;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use handler::{Controller, HandlerError, JobResults, MemberResult, Registry, TaskContext, TaskHandler, TaskOutput, ValidationError};
+pub use handler::{
+    Controller, HandlerError, JobResults, MemberResult, Registry, TaskContext, TaskHandler,
+    TaskOutput, ValidationError,
+};
 pub use ids::{JobId, TaskId, TaskKey};
-pub use model::{JobRecord, JobStatus, OutcomePolicy, TaskKind, TaskRecord, TaskSpec, TaskStatus, TriggerRule};
+pub use model::{
+    JobRecord, JobStatus, OutcomePolicy, TaskKind, TaskRecord, TaskSpec, TaskStatus, TriggerRule,
+};
 pub use ports::Backend;
 pub use retry::RetryPolicy;
 pub use runtime::{Engine, EngineConfig, SubmitOptions, WorkerConfig};

@@ -15,7 +15,10 @@ use tokio::sync::Notify;
 
 use crate::events::JobEvent;
 use crate::ids::{JobId, TaskId};
-use crate::model::{ErrorInfo, JobRecord, JobStatus, Millis, Progress, Revision, StatusCounts, TaskRecord, TaskStatus, now_millis};
+use crate::model::{
+    ErrorInfo, JobRecord, JobStatus, Millis, Progress, Revision, StatusCounts, TaskRecord,
+    TaskStatus, now_millis,
+};
 use crate::ports::*;
 
 /// A stored change of status.
@@ -98,20 +101,32 @@ impl JobStore for MemoryBackend {
     async fn insert_job(&self, job: &JobRecord) -> Result<Inserted<JobRecord>, StoreError> {
         let mut s = self.lock();
         if let Some((existing, n)) = s.jobs.get(&job.id) {
-            return Ok(Inserted::Existing(JobRecord { revision: rev(*n), ..existing.clone() }));
+            return Ok(Inserted::Existing(JobRecord {
+                revision: rev(*n),
+                ..existing.clone()
+            }));
         }
         s.jobs.insert(job.id.clone(), (job.clone(), 1));
-        s.job_log.push(StatusChange { id: job.id.to_string(), from: None, to: job.status });
+        s.job_log.push(StatusChange {
+            id: job.id.to_string(),
+            from: None,
+            to: job.status,
+        });
         Ok(Inserted::Created(rev(1)))
     }
 
     async fn get_job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
-        Ok(self.lock().jobs.get(id).map(|(j, n)| JobRecord { revision: rev(*n), ..j.clone() }))
+        Ok(self.lock().jobs.get(id).map(|(j, n)| JobRecord {
+            revision: rev(*n),
+            ..j.clone()
+        }))
     }
 
     async fn update_job(&self, job: &JobRecord) -> Result<Cas, StoreError> {
         let mut s = self.lock();
-        let Some((stored, n)) = s.jobs.get_mut(&job.id) else { return Ok(Err(Conflict)) };
+        let Some((stored, n)) = s.jobs.get_mut(&job.id) else {
+            return Ok(Err(Conflict));
+        };
         if rev(*n) != job.revision {
             return Ok(Err(Conflict));
         }
@@ -120,15 +135,30 @@ impl JobStore for MemoryBackend {
         *n += 1;
         let n = *n;
         if from != job.status {
-            s.job_log.push(StatusChange { id: job.id.to_string(), from: Some(from), to: job.status });
+            s.job_log.push(StatusChange {
+                id: job.id.to_string(),
+                from: Some(from),
+                to: job.status,
+            });
         }
         Ok(Ok(rev(n)))
     }
 
     async fn list_jobs(&self, page: PageRequest) -> Result<Page<JobRecord>, StoreError> {
         let s = self.lock();
-        let mut jobs: Vec<_> = s.jobs.values().map(|(j, n)| JobRecord { revision: rev(*n), ..j.clone() }).collect();
-        jobs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
+        let mut jobs: Vec<_> = s
+            .jobs
+            .values()
+            .map(|(j, n)| JobRecord {
+                revision: rev(*n),
+                ..j.clone()
+            })
+            .collect();
+        jobs.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
         Ok(paginate(jobs, page, |j| j.id.to_string()))
     }
 }
@@ -136,7 +166,10 @@ impl JobStore for MemoryBackend {
 /// Page over items in a stable order using the previous page's last key as the token.
 fn paginate<T>(items: Vec<T>, page: PageRequest, key: impl Fn(&T) -> String) -> Page<T> {
     let start = match &page.after {
-        Some(after) => items.iter().position(|i| &key(i) == after).map_or(items.len(), |p| p + 1),
+        Some(after) => items
+            .iter()
+            .position(|i| &key(i) == after)
+            .map_or(items.len(), |p| p + 1),
         None => 0,
     };
     let limit = page.limit.max(1);
@@ -161,22 +194,43 @@ impl TaskStore for MemoryBackend {
                 continue;
             }
             s.tasks.insert(key, (t.clone(), 1));
-            s.task_log.push(StatusChange { id: t.id.to_string(), from: None, to: t.status });
+            s.task_log.push(StatusChange {
+                id: t.id.to_string(),
+                from: None,
+                to: t.status,
+            });
             created += 1;
         }
         Ok(created)
     }
 
-    async fn get_task(&self, job_id: &JobId, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+    async fn get_task(
+        &self,
+        job_id: &JobId,
+        id: &TaskId,
+    ) -> Result<Option<TaskRecord>, StoreError> {
         let s = self.lock();
-        Ok(s.tasks.get(&(job_id.clone(), id.clone())).map(|(t, n)| TaskRecord { revision: rev(*n), ..t.clone() }))
+        Ok(s.tasks
+            .get(&(job_id.clone(), id.clone()))
+            .map(|(t, n)| TaskRecord {
+                revision: rev(*n),
+                ..t.clone()
+            }))
     }
 
-    async fn task_statuses(&self, job_id: &JobId, ids: &[TaskId]) -> Result<Vec<(TaskId, TaskStatus)>, StoreError> {
+    async fn task_statuses(
+        &self,
+        job_id: &JobId,
+        ids: &[TaskId],
+    ) -> Result<Vec<(TaskId, TaskStatus)>, StoreError> {
         let s = self.lock();
         Ok(ids
             .iter()
-            .filter_map(|id| s.tasks.get(&(job_id.clone(), id.clone())).map(|(t, _)| (id.clone(), t.status)))
+            .filter_map(|id| {
+                s.tasks
+                    .get(&(job_id.clone(), id.clone()))
+                    .map(|(t, _)| (id.clone(), t.status))
+            })
             .collect())
     }
 
@@ -189,27 +243,40 @@ impl TaskStore for MemoryBackend {
             return Ok(Err(Conflict));
         }
         let from = stored.status;
+        // Progress is advisory: written only by set_progress.
         let progress = stored.progress.take();
         *stored = task.clone();
-        if stored.progress.is_none() {
-            stored.progress = progress;
-        }
+        stored.progress = progress;
         *n += 1;
         let n = *n;
         if from != task.status {
-            s.task_log.push(StatusChange { id: task.id.to_string(), from: Some(from), to: task.status });
+            s.task_log.push(StatusChange {
+                id: task.id.to_string(),
+                from: Some(from),
+                to: task.status,
+            });
         }
         Ok(Ok(rev(n)))
     }
 
-    async fn set_progress(&self, job_id: &JobId, id: &TaskId, progress: &Progress) -> Result<(), StoreError> {
+    async fn set_progress(
+        &self,
+        job_id: &JobId,
+        id: &TaskId,
+        progress: &Progress,
+    ) -> Result<(), StoreError> {
         if let Some((t, _)) = self.lock().tasks.get_mut(&(job_id.clone(), id.clone())) {
             t.progress = Some(progress.clone());
         }
         Ok(())
     }
 
-    async fn list_tasks(&self, job_id: &JobId, query: &TaskQuery, page: PageRequest) -> Result<Page<TaskRecord>, StoreError> {
+    async fn list_tasks(
+        &self,
+        job_id: &JobId,
+        query: &TaskQuery,
+        page: PageRequest,
+    ) -> Result<Page<TaskRecord>, StoreError> {
         let s = self.lock();
         let items: Vec<TaskRecord> = s
             .tasks
@@ -217,7 +284,10 @@ impl TaskStore for MemoryBackend {
             .take_while(|((j, _), _)| j == job_id)
             .filter(|(_, (t, _))| query.group.as_deref().is_none_or(|g| is_member(t, g)))
             .filter(|(_, (t, _))| query.status.is_none_or(|st| t.status == st))
-            .map(|(_, (t, n))| TaskRecord { revision: rev(*n), ..t.clone() })
+            .map(|(_, (t, n))| TaskRecord {
+                revision: rev(*n),
+                ..t.clone()
+            })
             .collect();
         Ok(paginate(items, page, |t| t.id.to_string()))
     }
@@ -231,7 +301,11 @@ impl TaskStore for MemoryBackend {
             .collect())
     }
 
-    async fn count_tasks(&self, job_id: &JobId, group: Option<&str>) -> Result<StatusCounts, StoreError> {
+    async fn count_tasks(
+        &self,
+        job_id: &JobId,
+        group: Option<&str>,
+    ) -> Result<StatusCounts, StoreError> {
         let s = self.lock();
         let mut counts = StatusCounts::default();
         for (t, _) in s.tasks.values() {
@@ -242,7 +316,11 @@ impl TaskStore for MemoryBackend {
         Ok(counts)
     }
 
-    async fn any_unfinished(&self, job_id: &JobId, group: Option<&str>) -> Result<bool, StoreError> {
+    async fn any_unfinished(
+        &self,
+        job_id: &JobId,
+        group: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let s = self.lock();
         Ok(s.tasks.values().any(|(t, _)| {
             &t.job_id == job_id
@@ -251,13 +329,22 @@ impl TaskStore for MemoryBackend {
         }))
     }
 
-    async fn finish_unstarted(&self, job_id: &JobId, to: TaskStatus, error: &ErrorInfo) -> Result<u64, StoreError> {
+    async fn finish_unstarted(
+        &self,
+        job_id: &JobId,
+        to: TaskStatus,
+        error: &ErrorInfo,
+    ) -> Result<u64, StoreError> {
         let mut s = self.lock();
         let now = now_millis();
         let mut changed = Vec::new();
         for (t, n) in s.tasks.values_mut() {
             if &t.job_id == job_id && TaskStatus::UNSTARTED.contains(&t.status) {
-                changed.push(StatusChange { id: t.id.to_string(), from: Some(t.status), to });
+                changed.push(StatusChange {
+                    id: t.id.to_string(),
+                    from: Some(t.status),
+                    to,
+                });
                 t.status = to;
                 t.error = Some(error.clone());
                 t.updated_at = now;
@@ -292,7 +379,15 @@ impl TaskQueue for MemoryBackend {
                 for _ in 0..copies {
                     s.next_id += 1;
                     let id = s.next_id;
-                    s.messages.insert(id, Message { body: body.clone(), visible_at, dequeue_count: 0, receipt: 0 });
+                    s.messages.insert(
+                        id,
+                        Message {
+                            body: body.clone(),
+                            visible_at,
+                            dequeue_count: 0,
+                            receipt: 0,
+                        },
+                    );
                 }
             }
         }
@@ -304,7 +399,13 @@ impl TaskQueue for MemoryBackend {
         let mut s = self.lock();
         let now = now_millis();
         let mut out = Vec::new();
-        let ids: Vec<u64> = s.messages.iter().filter(|(_, m)| m.visible_at <= now).map(|(id, _)| *id).take(max).collect();
+        let ids: Vec<u64> = s
+            .messages
+            .iter()
+            .filter(|(_, m)| m.visible_at <= now)
+            .map(|(id, _)| *id)
+            .take(max)
+            .collect();
         for id in ids {
             s.next_id += 1;
             let receipt = s.next_id;
@@ -322,7 +423,11 @@ impl TaskQueue for MemoryBackend {
         Ok(out)
     }
 
-    async fn extend_lease(&self, delivery: &mut Delivery, lease: Duration) -> Result<(), QueueError> {
+    async fn extend_lease(
+        &self,
+        delivery: &mut Delivery,
+        lease: Duration,
+    ) -> Result<(), QueueError> {
         let mut s = self.lock();
         s.next_id += 1;
         let receipt = s.next_id;
@@ -334,7 +439,9 @@ impl TaskQueue for MemoryBackend {
                 delivery.receipt = receipt.to_string();
                 Ok(())
             }
-            _ => Err(QueueError::LeaseLost { message_id: delivery.message_id.clone() }),
+            _ => Err(QueueError::LeaseLost {
+                message_id: delivery.message_id.clone(),
+            }),
         }
     }
 
@@ -346,7 +453,9 @@ impl TaskQueue for MemoryBackend {
                 s.messages.remove(&id);
                 Ok(())
             }
-            _ => Err(QueueError::LeaseLost { message_id: delivery.message_id.clone() }),
+            _ => Err(QueueError::LeaseLost {
+                message_id: delivery.message_id.clone(),
+            }),
         }
     }
 
@@ -373,39 +482,70 @@ impl EventLog for MemoryBackend {
         Ok(())
     }
 
-    async fn events_after(&self, job_id: &JobId, after: u64, limit: usize) -> Result<Vec<(u64, JobEvent)>, StoreError> {
+    async fn events_after(
+        &self,
+        job_id: &JobId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, JobEvent)>, StoreError> {
         let s = self.lock();
-        Ok(s.events.iter().filter(|(seq, e)| *seq > after && &e.job_id == job_id).take(limit).cloned().collect())
+        Ok(s.events
+            .iter()
+            .filter(|(seq, e)| *seq > after && &e.job_id == job_id)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 }
 
 #[async_trait]
 impl Maintenance for MemoryBackend {
-    async fn stale_tasks(&self, status: TaskStatus, updated_before: Millis, limit: usize) -> Result<Vec<TaskRecord>, StoreError> {
+    async fn stale_tasks(
+        &self,
+        status: TaskStatus,
+        updated_before: Millis,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
         let s = self.lock();
         Ok(s.tasks
             .values()
             .filter(|(t, _)| t.status == status && t.updated_at < updated_before)
             .take(limit)
-            .map(|(t, n)| TaskRecord { revision: rev(*n), ..t.clone() })
+            .map(|(t, n)| TaskRecord {
+                revision: rev(*n),
+                ..t.clone()
+            })
             .collect())
     }
 
-    async fn stale_pending_jobs(&self, created_before: Millis, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+    async fn stale_pending_jobs(
+        &self,
+        created_before: Millis,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
         let s = self.lock();
         Ok(s.jobs
             .values()
             .filter(|(j, _)| j.status == JobStatus::Pending && j.created_at < created_before)
             .take(limit)
-            .map(|(j, n)| JobRecord { revision: rev(*n), ..j.clone() })
+            .map(|(j, n)| JobRecord {
+                revision: rev(*n),
+                ..j.clone()
+            })
             .collect())
     }
 
-    async fn jobs_finished_before(&self, finished_before: Millis, limit: usize) -> Result<Vec<JobId>, StoreError> {
+    async fn jobs_finished_before(
+        &self,
+        finished_before: Millis,
+        limit: usize,
+    ) -> Result<Vec<JobId>, StoreError> {
         let s = self.lock();
         Ok(s.jobs
             .values()
-            .filter(|(j, _)| j.status.is_terminal() && j.finished_at.is_some_and(|f| f < finished_before))
+            .filter(|(j, _)| {
+                j.status.is_terminal() && j.finished_at.is_some_and(|f| f < finished_before)
+            })
             .take(limit)
             .map(|(j, _)| j.id.clone())
             .collect())

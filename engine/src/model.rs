@@ -101,10 +101,18 @@ string_enum! {
 }
 
 impl TaskStatus {
-    pub const TERMINAL: &'static [TaskStatus] =
-        &[TaskStatus::Succeeded, TaskStatus::Failed, TaskStatus::Skipped, TaskStatus::Cancelled];
+    pub const TERMINAL: &'static [TaskStatus] = &[
+        TaskStatus::Succeeded,
+        TaskStatus::Failed,
+        TaskStatus::Skipped,
+        TaskStatus::Cancelled,
+    ];
     /// Not yet running: what a cancellation stops at once.
-    pub const UNSTARTED: &'static [TaskStatus] = &[TaskStatus::Pending, TaskStatus::Queued, TaskStatus::RetryWait];
+    pub const UNSTARTED: &'static [TaskStatus] = &[
+        TaskStatus::Pending,
+        TaskStatus::Queued,
+        TaskStatus::RetryWait,
+    ];
 
     pub fn is_terminal(self) -> bool {
         Self::TERMINAL.contains(&self)
@@ -176,7 +184,11 @@ pub struct ErrorInfo {
 
 impl ErrorInfo {
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        ErrorInfo { code: code.into(), message: message.into(), class: None }
+        ErrorInfo {
+            code: code.into(),
+            message: message.into(),
+            class: None,
+        }
     }
 }
 
@@ -241,7 +253,11 @@ pub struct TaskSpec {
     pub trigger_rule: TriggerRule,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_duration_ms")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_ms"
+    )]
     pub timeout: Option<Duration>,
 }
 
@@ -274,7 +290,11 @@ impl TaskSpec {
         Self::new(task, key, TaskKind::Orchestrator)
     }
     /// Waits for every member of `group` (and its feeding orchestrators) to finish.
-    pub fn barrier(task: impl Into<String>, key: impl Into<TaskKey>, group: impl Into<String>) -> Self {
+    pub fn barrier(
+        task: impl Into<String>,
+        key: impl Into<TaskKey>,
+        group: impl Into<String>,
+    ) -> Self {
         let mut spec = Self::new(task, key, TaskKind::Barrier);
         spec.waits_for = Some(group.into());
         spec
@@ -284,7 +304,10 @@ impl TaskSpec {
         self
     }
     pub fn after(mut self, task: impl Into<String>, key: impl Into<TaskKey>) -> Self {
-        self.depends_on.push(TaskRef { task: task.into(), key: key.into() });
+        self.depends_on.push(TaskRef {
+            task: task.into(),
+            key: key.into(),
+        });
         self
     }
     pub fn in_group(mut self, group: impl Into<String>) -> Self {
@@ -308,7 +331,10 @@ impl TaskSpec {
         self
     }
     pub fn reference(&self) -> TaskRef {
-        TaskRef { task: self.task.clone(), key: self.key.clone() }
+        TaskRef {
+            task: self.task.clone(),
+            key: self.key.clone(),
+        }
     }
 }
 
@@ -403,7 +429,10 @@ pub struct TaskRecord {
 
 impl TaskRecord {
     pub fn reference(&self) -> TaskRef {
-        TaskRef { task: self.task.clone(), key: self.key.clone() }
+        TaskRef {
+            task: self.task.clone(),
+            key: self.key.clone(),
+        }
     }
 }
 
@@ -466,7 +495,10 @@ mod tests {
     fn enums_round_trip_through_their_storage_spelling() {
         for s in TaskStatus::ALL {
             assert_eq!(s.as_str().parse::<TaskStatus>().unwrap(), *s);
-            assert_eq!(serde_json::to_value(s).unwrap(), Value::String(s.as_str().into()));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                Value::String(s.as_str().into())
+            );
         }
         for s in JobStatus::ALL {
             assert_eq!(s.as_str().parse::<JobStatus>().unwrap(), *s);
@@ -482,6 +514,9 @@ mod tests {
         c.add(TaskStatus::Failed, 1);
         c.add(TaskStatus::Skipped, 2);
         c.add(TaskStatus::Running, 4);
-        assert_eq!((c.total(), c.terminal(), c.unfinished(), c.unsuccessful()), (10, 6, 4, 3));
+        assert_eq!(
+            (c.total(), c.terminal(), c.unfinished(), c.unsuccessful()),
+            (10, 6, 4, 3)
+        );
     }
 }

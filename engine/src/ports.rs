@@ -16,7 +16,9 @@ use async_trait::async_trait;
 
 use crate::events::JobEvent;
 use crate::ids::{JobId, TaskId};
-use crate::model::{ErrorInfo, JobRecord, Millis, Progress, Revision, StatusCounts, TaskRecord, TaskStatus};
+use crate::model::{
+    ErrorInfo, JobRecord, Millis, Progress, Revision, StatusCounts, TaskRecord, TaskStatus,
+};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -43,7 +45,10 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn unavailable(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        StoreError::Unavailable { message: message.into(), source: Some(source.into()) }
+        StoreError::Unavailable {
+            message: message.into(),
+            source: Some(source.into()),
+        }
     }
 }
 
@@ -64,7 +69,10 @@ pub enum QueueError {
 
 impl QueueError {
     pub fn unavailable(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        QueueError::Unavailable { message: message.into(), source: Some(source.into()) }
+        QueueError::Unavailable {
+            message: message.into(),
+            source: Some(source.into()),
+        }
     }
 }
 
@@ -122,25 +130,50 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Insert the tasks whose IDs are absent (idempotent); returns how many were created.
     /// All tasks belong to one job; backends batch them (100 per Table Storage transaction).
     async fn insert_tasks(&self, job_id: &JobId, tasks: &[TaskRecord]) -> Result<u64, StoreError>;
-    async fn get_task(&self, job_id: &JobId, id: &TaskId) -> Result<Option<TaskRecord>, StoreError>;
+    async fn get_task(&self, job_id: &JobId, id: &TaskId)
+    -> Result<Option<TaskRecord>, StoreError>;
     /// Statuses of several tasks of one job (absent IDs are left out).
-    async fn task_statuses(&self, job_id: &JobId, ids: &[TaskId]) -> Result<Vec<(TaskId, TaskStatus)>, StoreError>;
+    async fn task_statuses(
+        &self,
+        job_id: &JobId,
+        ids: &[TaskId],
+    ) -> Result<Vec<(TaskId, TaskStatus)>, StoreError>;
     /// Replace the task if its stored revision is still `task.revision`.
     async fn update_task(&self, task: &TaskRecord) -> Result<Cas, StoreError>;
     /// Advisory progress: written without a compare-and-set and without changing the revision.
-    async fn set_progress(&self, job_id: &JobId, id: &TaskId, progress: &Progress) -> Result<(), StoreError>;
+    async fn set_progress(
+        &self,
+        job_id: &JobId,
+        id: &TaskId,
+        progress: &Progress,
+    ) -> Result<(), StoreError>;
     /// Tasks of one job in a stable order, paged.
-    async fn list_tasks(&self, job_id: &JobId, query: &TaskQuery, page: PageRequest) -> Result<Page<TaskRecord>, StoreError>;
+    async fn list_tasks(
+        &self,
+        job_id: &JobId,
+        query: &TaskQuery,
+        page: PageRequest,
+    ) -> Result<Page<TaskRecord>, StoreError>;
     /// IDs of the tasks whose `depends_on` lists `id`.
     async fn dependents(&self, job_id: &JobId, id: &TaskId) -> Result<Vec<TaskId>, StoreError>;
     /// Counts by status, of the whole job or of one group.
-    async fn count_tasks(&self, job_id: &JobId, group: Option<&str>) -> Result<StatusCounts, StoreError>;
+    async fn count_tasks(
+        &self,
+        job_id: &JobId,
+        group: Option<&str>,
+    ) -> Result<StatusCounts, StoreError>;
     /// Is any task not terminal: in the job, or (with `group`) among the group's members and
     /// the orchestrators feeding it? Must be cheap: it runs after every task.
-    async fn any_unfinished(&self, job_id: &JobId, group: Option<&str>) -> Result<bool, StoreError>;
+    async fn any_unfinished(&self, job_id: &JobId, group: Option<&str>)
+    -> Result<bool, StoreError>;
     /// Move every PENDING / QUEUED / RETRY_WAIT task of the job to `to` (CANCELLED or SKIPPED)
     /// with `error`, changing their revisions. Returns how many moved.
-    async fn finish_unstarted(&self, job_id: &JobId, to: TaskStatus, error: &ErrorInfo) -> Result<u64, StoreError>;
+    async fn finish_unstarted(
+        &self,
+        job_id: &JobId,
+        to: TaskStatus,
+        error: &ErrorInfo,
+    ) -> Result<u64, StoreError>;
 }
 
 /// A task queue with leases (visibility timeouts), like Azure Storage Queues.
@@ -152,7 +185,11 @@ pub trait TaskQueue: Send + Sync + 'static {
     /// goes up by one.
     async fn receive(&self, max: usize, lease: Duration) -> Result<Vec<Delivery>, QueueError>;
     /// Hide the message for `lease` from now; updates `delivery.receipt`.
-    async fn extend_lease(&self, delivery: &mut Delivery, lease: Duration) -> Result<(), QueueError>;
+    async fn extend_lease(
+        &self,
+        delivery: &mut Delivery,
+        lease: Duration,
+    ) -> Result<(), QueueError>;
     async fn delete(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Move the message to the poison queue.
     async fn dead_letter(&self, delivery: &Delivery) -> Result<(), QueueError>;
@@ -177,18 +214,36 @@ pub struct Delivery {
 pub trait EventLog: Send + Sync + 'static {
     async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError>;
     /// Events of a job with sequence numbers greater than `after`, oldest first.
-    async fn events_after(&self, job_id: &JobId, after: u64, limit: usize) -> Result<Vec<(u64, JobEvent)>, StoreError>;
+    async fn events_after(
+        &self,
+        job_id: &JobId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, JobEvent)>, StoreError>;
 }
 
 /// What the sweeper needs: find stranded work and expired jobs.
 #[async_trait]
 pub trait Maintenance: Send + Sync + 'static {
     /// Tasks (of any job) in `status` not updated since `updated_before`.
-    async fn stale_tasks(&self, status: TaskStatus, updated_before: Millis, limit: usize) -> Result<Vec<TaskRecord>, StoreError>;
+    async fn stale_tasks(
+        &self,
+        status: TaskStatus,
+        updated_before: Millis,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError>;
     /// PENDING jobs created before `created_before` (a submitter died mid-plan).
-    async fn stale_pending_jobs(&self, created_before: Millis, limit: usize) -> Result<Vec<JobRecord>, StoreError>;
+    async fn stale_pending_jobs(
+        &self,
+        created_before: Millis,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError>;
     /// Terminal jobs finished before `finished_before`.
-    async fn jobs_finished_before(&self, finished_before: Millis, limit: usize) -> Result<Vec<JobId>, StoreError>;
+    async fn jobs_finished_before(
+        &self,
+        finished_before: Millis,
+        limit: usize,
+    ) -> Result<Vec<JobId>, StoreError>;
     /// Remove a job with its tasks and events.
     async fn delete_job(&self, id: &JobId) -> Result<(), StoreError>;
 }

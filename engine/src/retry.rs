@@ -43,18 +43,27 @@ impl RetryPolicy {
     }
 
     pub fn preset(name: &str) -> Option<RetryPolicy> {
-        Self::PRESETS.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+        Self::PRESETS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| *p)
     }
 
     fn preset_name(&self) -> Option<&'static str> {
-        Self::PRESETS.iter().find(|(_, p)| p == self).map(|(n, _)| *n)
+        Self::PRESETS
+            .iter()
+            .find(|(_, p)| p == self)
+            .map(|(n, _)| *n)
     }
 
     /// Backoff before attempt `failed_attempt + 1`: `min(max, base * 2^(failed_attempt-1))`,
     /// with "equal jitter": half fixed, half uniform from `jitter` in `0.0..1.0`.
     pub fn backoff(&self, failed_attempt: u32, jitter: f64) -> Duration {
         let exp = failed_attempt.saturating_sub(1).min(30);
-        let raw = self.base_delay.saturating_mul(1u32 << exp).min(self.max_delay);
+        let raw = self
+            .base_delay
+            .saturating_mul(1u32 << exp)
+            .min(self.max_delay);
         let half = raw / 2;
         half + half.mul_f64(jitter.clamp(0.0, 1.0))
     }
@@ -74,7 +83,12 @@ pub enum RetryDecision {
 }
 
 /// Pure: retry a retryable error while attempts remain.
-pub fn decide_retry(policy: &RetryPolicy, failed_attempt: u32, class: ErrorClass, jitter: f64) -> RetryDecision {
+pub fn decide_retry(
+    policy: &RetryPolicy,
+    failed_attempt: u32,
+    class: ErrorClass,
+    jitter: f64,
+) -> RetryDecision {
     if class.is_retryable() && failed_attempt < policy.max_attempts {
         RetryDecision::RetryAfter(policy.backoff(failed_attempt, jitter))
     } else {
@@ -103,11 +117,19 @@ impl TryFrom<RetryPolicyRepr> for RetryPolicy {
                 let names: Vec<_> = RetryPolicy::PRESETS.iter().map(|(n, _)| *n).collect();
                 format!("unknown retry preset {name:?} (expected one of {names:?})")
             }),
-            RetryPolicyRepr::Explicit { max_attempts, base_delay_ms, max_delay_ms } => {
+            RetryPolicyRepr::Explicit {
+                max_attempts,
+                base_delay_ms,
+                max_delay_ms,
+            } => {
                 if max_attempts == 0 {
                     return Err("retry max_attempts must be at least 1".into());
                 }
-                Ok(RetryPolicy::new(max_attempts, base_delay_ms, max_delay_ms.max(base_delay_ms)))
+                Ok(RetryPolicy::new(
+                    max_attempts,
+                    base_delay_ms,
+                    max_delay_ms.max(base_delay_ms),
+                ))
             }
         }
     }
@@ -134,9 +156,20 @@ mod tests {
     #[test]
     fn backoff_doubles_caps_and_jitters_within_half() {
         let p = RetryPolicy::new(10, 100, 1_000);
-        let cases = [(1, 0.0, 50), (1, 1.0, 100), (2, 0.0, 100), (3, 0.5, 300), (5, 1.0, 1_000), (30, 0.0, 500)];
+        let cases = [
+            (1, 0.0, 50),
+            (1, 1.0, 100),
+            (2, 0.0, 100),
+            (3, 0.5, 300),
+            (5, 1.0, 1_000),
+            (30, 0.0, 500),
+        ];
         for (attempt, jitter, expected_ms) in cases {
-            assert_eq!(p.backoff(attempt, jitter), Duration::from_millis(expected_ms), "attempt {attempt} jitter {jitter}");
+            assert_eq!(
+                p.backoff(attempt, jitter),
+                Duration::from_millis(expected_ms),
+                "attempt {attempt} jitter {jitter}"
+            );
         }
     }
 
@@ -151,19 +184,37 @@ mod tests {
         ];
         for (attempt, class, retries) in cases {
             let d = decide_retry(&p, attempt, class, 0.5);
-            assert_eq!(matches!(d, RetryDecision::RetryAfter(_)), retries, "{attempt} {class}");
+            assert_eq!(
+                matches!(d, RetryDecision::RetryAfter(_)),
+                retries,
+                "{attempt} {class}"
+            );
         }
-        assert_eq!(decide_retry(&RetryPolicy::NO_RETRY, 1, ErrorClass::Transient, 0.0), RetryDecision::GiveUp);
+        assert_eq!(
+            decide_retry(&RetryPolicy::NO_RETRY, 1, ErrorClass::Transient, 0.0),
+            RetryDecision::GiveUp
+        );
     }
 
     #[test]
     fn policies_parse_from_presets_and_objects() {
         let p: RetryPolicy = serde_json::from_value(json!("aggressive")).unwrap();
         assert_eq!(p, RetryPolicy::AGGRESSIVE);
-        let p: RetryPolicy = serde_json::from_value(json!({"max_attempts": 4, "base_delay_ms": 10, "max_delay_ms": 80})).unwrap();
+        let p: RetryPolicy = serde_json::from_value(
+            json!({"max_attempts": 4, "base_delay_ms": 10, "max_delay_ms": 80}),
+        )
+        .unwrap();
         assert_eq!(p, RetryPolicy::new(4, 10, 80));
-        assert_eq!(serde_json::to_value(RetryPolicy::STANDARD).unwrap(), json!("standard"));
-        let err = serde_json::from_value::<RetryPolicy>(json!("sometimes")).unwrap_err().to_string();
-        assert!(err.contains("did not match any variant") || err.contains("unknown retry preset"), "{err}");
+        assert_eq!(
+            serde_json::to_value(RetryPolicy::STANDARD).unwrap(),
+            json!("standard")
+        );
+        let err = serde_json::from_value::<RetryPolicy>(json!("sometimes"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("did not match any variant") || err.contains("unknown retry preset"),
+            "{err}"
+        );
     }
 }

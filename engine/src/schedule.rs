@@ -95,7 +95,11 @@ mod tests {
             (AllDone, "", Release),
         ];
         for (rule, upstream, expected) in cases {
-            assert_eq!(release_verdict(rule, &counts(upstream)), expected, "{rule} {upstream:?}");
+            assert_eq!(
+                release_verdict(rule, &counts(upstream)),
+                expected,
+                "{rule} {upstream:?}"
+            );
         }
     }
 

@@ -27,7 +27,11 @@ pub fn check_task_transition(from: TaskStatus, to: TaskStatus) -> Result<(), Inv
     if allowed {
         Ok(())
     } else {
-        Err(InvalidTransition { what: "task", from: from.as_str(), to: to.as_str() })
+        Err(InvalidTransition {
+            what: "task",
+            from: from.as_str(),
+            to: to.as_str(),
+        })
     }
 }
 
@@ -44,7 +48,11 @@ pub fn check_job_transition(from: JobStatus, to: JobStatus) -> Result<(), Invali
     if allowed {
         Ok(())
     } else {
-        Err(InvalidTransition { what: "job", from: from.as_str(), to: to.as_str() })
+        Err(InvalidTransition {
+            what: "job",
+            from: from.as_str(),
+            to: to.as_str(),
+        })
     }
 }
 
@@ -69,7 +77,11 @@ mod tests {
         for (from, row) in table {
             let from: TaskStatus = from.parse().unwrap();
             for (to, allowed) in TaskStatus::ALL.iter().zip(row.chars()) {
-                assert_eq!(check_task_transition(from, *to).is_ok(), allowed == '1', "{from} -> {to}");
+                assert_eq!(
+                    check_task_transition(from, *to).is_ok(),
+                    allowed == '1',
+                    "{from} -> {to}"
+                );
             }
         }
     }
@@ -88,7 +100,11 @@ mod tests {
         for (from, row) in table {
             let from: JobStatus = from.parse().unwrap();
             for (to, allowed) in JobStatus::ALL.iter().zip(row.chars()) {
-                assert_eq!(check_job_transition(from, *to).is_ok(), allowed == '1', "{from} -> {to}");
+                assert_eq!(
+                    check_job_transition(from, *to).is_ok(),
+                    allowed == '1',
+                    "{from} -> {to}"
+                );
             }
         }
     }
@@ -96,6 +112,9 @@ mod tests {
     #[test]
     fn error_names_both_states() {
         let err = check_task_transition(TaskStatus::Succeeded, TaskStatus::Running).unwrap_err();
-        assert_eq!(err.to_string(), "invalid task transition SUCCEEDED -> RUNNING (code INVALID_TRANSITION)");
+        assert_eq!(
+            err.to_string(),
+            "invalid task transition SUCCEEDED -> RUNNING (code INVALID_TRANSITION)"
+        );
     }
 }

@@ -10,10 +10,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// embedded SQLite backend (`--db`, default ./tessera.db). The same request is the same job:
 /// running it again returns the existing job.
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Exit codes: 0 job SUCCEEDED (or command done), 1 job FAILED / COMPLETED_WITH_ERRORS / CANCELLED, \
+#[command(
+    name = "tessera",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Exit codes: 0 job SUCCEEDED (or command done), 1 job FAILED / COMPLETED_WITH_ERRORS / CANCELLED, \
 2 invalid input (message on stderr names the field), 3 storage or internal error.\n\n\
-Job types: hello_world {n, message, fail_every}, synthetic {shape, n, sleep_ms, label}.")]
+Job types: hello_world {n, message, fail_every}, synthetic {shape, n, sleep_ms, label}."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

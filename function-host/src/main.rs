@@ -44,7 +44,10 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     init_logging(cli.log_format, default_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -63,10 +66,16 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }
 
@@ -92,12 +101,24 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
 fn open_engine(db: &DbArgs) -> anyhow::Result<Engine> {
     if let Some(parent) = db.db.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {
-            return Err(InputError(format!("--db {}: directory {} does not exist", db.db.display(), parent.display())).into());
+            return Err(InputError(format!(
+                "--db {}: directory {} does not exist",
+                db.db.display(),
+                parent.display()
+            ))
+            .into());
         }
     }
     let backend = SqliteBackend::open(&db.db, &SqliteConfig::default())?;
-    let config = EngineConfig { lease: Duration::from_secs(db.lease_secs), ..EngineConfig::default() };
-    Ok(Engine::new(Backend::from_all(backend), controllers::registry(), config))
+    let config = EngineConfig {
+        lease: Duration::from_secs(db.lease_secs),
+        ..EngineConfig::default()
+    };
+    Ok(Engine::new(
+        Backend::from_all(backend),
+        controllers::registry(),
+        config,
+    ))
 }
 
 fn read_params(args: &ParamsArgs) -> anyhow::Result<Value> {
@@ -106,17 +127,22 @@ fn read_params(args: &ParamsArgs) -> anyhow::Result<Value> {
         (None, Some(path)) => (read_file(path)?, format!("params file {}", path.display())),
         (None, None) => return Ok(Value::Null),
     };
-    serde_json::from_str(&text).map_err(|e| InputError(format!("{source} is not valid JSON: {e}")).into())
+    serde_json::from_str(&text)
+        .map_err(|e| InputError(format!("{source} is not valid JSON: {e}")).into())
 }
 
 fn read_file(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).map_err(|e| InputError(format!("cannot read params file {}: {e}", path.display())).into())
+    std::fs::read_to_string(path)
+        .map_err(|e| InputError(format!("cannot read params file {}: {e}", path.display())).into())
 }
 
 fn submit_options(args: &ParamsArgs, force: bool) -> SubmitOptions {
     SubmitOptions {
         force,
-        outcome_policy: args.outcome.as_deref().and_then(|o| o.parse::<OutcomePolicy>().ok()),
+        outcome_policy: args
+            .outcome
+            .as_deref()
+            .and_then(|o| o.parse::<OutcomePolicy>().ok()),
     }
 }
 
@@ -131,7 +157,14 @@ pub fn worker_id() -> String {
 
 async fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
-        Command::Run { job_type, params, db, workers, force, json } => {
+        Command::Run {
+            job_type,
+            params,
+            db,
+            workers,
+            force,
+            json,
+        } => {
             let engine = open_engine(&db)?;
             let options = submit_options(&params, force);
             let params = read_params(&params)?;
@@ -140,7 +173,11 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Worker { db, concurrency } => {
             let engine = open_engine(&db)?;
             let shutdown = CancellationToken::new();
-            let config = WorkerConfig { concurrency: concurrency as usize, worker_id: worker_id(), ..WorkerConfig::default() };
+            let config = WorkerConfig {
+                concurrency: concurrency as usize,
+                worker_id: worker_id(),
+                ..WorkerConfig::default()
+            };
             let worker = tokio::spawn(run_worker(engine.clone(), config, shutdown.clone()));
             let sweeper = tokio::spawn(run_sweeper(engine.clone(), shutdown.clone()));
             wait_for_signal().await;
@@ -150,7 +187,13 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             sweeper.await.context("sweeper task")?;
             Ok(EXIT_OK)
         }
-        Command::Submit { job_type, params, db, force, json } => {
+        Command::Submit {
+            job_type,
+            params,
+            db,
+            force,
+            json,
+        } => {
             let engine = open_engine(&db)?;
             let options = submit_options(&params, force);
             let params = read_params(&params)?;
@@ -159,8 +202,15 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             if json {
                 output::print_json(&view)?;
             } else {
-                let verb = if submission.created { "submitted" } else { "exists:" };
-                println!("{verb} job {} ({}) {}", view.job.id, view.job.job_type, view.job.status);
+                let verb = if submission.created {
+                    "submitted"
+                } else {
+                    "exists:"
+                };
+                println!(
+                    "{verb} job {} ({}) {}",
+                    view.job.id, view.job.job_type, view.job.status
+                );
             }
             Ok(EXIT_OK)
         }
@@ -188,7 +238,11 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         }
         Command::Jobs { db, limit, json } => {
             let engine = open_engine(&db)?;
-            let page = engine.backend().jobs.list_jobs(PageRequest::first(limit.max(1))).await?;
+            let page = engine
+                .backend()
+                .jobs
+                .list_jobs(PageRequest::first(limit.max(1)))
+                .await?;
             if json {
                 let mut views = Vec::with_capacity(page.items.len());
                 for job in &page.items {

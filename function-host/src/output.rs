@@ -16,13 +16,20 @@ pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 /// 0 for SUCCEEDED (and unfinished jobs), 1 for FAILED / COMPLETED_WITH_ERRORS / CANCELLED.
 pub fn exit_code(status: JobStatus) -> u8 {
     match status {
-        JobStatus::Failed | JobStatus::CompletedWithErrors | JobStatus::Cancelled => EXIT_JOB_UNSUCCESSFUL,
+        JobStatus::Failed | JobStatus::CompletedWithErrors | JobStatus::Cancelled => {
+            EXIT_JOB_UNSUCCESSFUL
+        }
         _ => EXIT_OK,
     }
 }
 
 fn counts_line(view: &JobView) -> String {
-    view.tasks.0.iter().map(|(status, n)| format!("{n} {status}")).collect::<Vec<_>>().join(", ")
+    view.tasks
+        .0
+        .iter()
+        .map(|(status, n)| format!("{n} {status}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn print_summary(view: &JobView) {
@@ -36,8 +43,15 @@ pub fn print_summary(view: &JobView) {
         (Some(s), Some(f)) => format!(" in {:.2} s", (f - s) as f64 / 1000.0),
         _ => String::new(),
     };
-    println!("{mark} job {} ({} v{}, attempt {}) {}{took}", job.id, job.job_type, job.job_version, job.attempt, job.status);
-    println!("  tasks:  {} ({} in all)", counts_line(view), view.tasks.total());
+    println!(
+        "{mark} job {} ({} v{}, attempt {}) {}{took}",
+        job.id, job.job_type, job.job_version, job.attempt, job.status
+    );
+    println!(
+        "  tasks:  {} ({} in all)",
+        counts_line(view),
+        view.tasks.total()
+    );
     if let Some(error) = &job.error {
         println!("  error:  {}: {}", error.code, error.message);
     }
@@ -47,19 +61,32 @@ pub fn print_summary(view: &JobView) {
 }
 
 pub fn print_job_table(jobs: &[JobRecord]) {
-    println!("{:<64}  {:<14}  {:<22}  {:>7}  CREATED", "ID", "TYPE", "STATUS", "TASKS");
+    println!(
+        "{:<64}  {:<14}  {:<22}  {:>7}  CREATED",
+        "ID", "TYPE", "STATUS", "TASKS"
+    );
     for job in jobs {
         let created = chrono::DateTime::from_timestamp_millis(job.created_at)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_default();
-        println!("{:<64}  {:<14}  {:<22}  {:>7}  {created}", job.id, job.job_type, job.status.as_str(), job.planned_tasks);
+        println!(
+            "{:<64}  {:<14}  {:<22}  {:>7}  {created}",
+            job.id,
+            job.job_type,
+            job.status.as_str(),
+            job.planned_tasks
+        );
     }
 }
 
 pub async fn print_events(engine: &Engine, id: &JobId, follow: bool) -> anyhow::Result<()> {
     let mut after = 0;
     loop {
-        let events = engine.backend().events.events_after(id, after, 1_000).await?;
+        let events = engine
+            .backend()
+            .events
+            .events_after(id, after, 1_000)
+            .await?;
         for (seq, event) in &events {
             after = *seq;
             println!("{}", serde_json::to_string(event)?);

@@ -31,19 +31,28 @@ pub async fn run(
         return finish(engine, &id, json).await;
     }
     if !submission.created {
-        eprintln!("job {id} exists and is {}: resuming it", submission.job.status);
+        eprintln!(
+            "job {id} exists and is {}: resuming it",
+            submission.job.status
+        );
     }
 
     let shutdown = CancellationToken::new();
-    let config = WorkerConfig { concurrency, worker_id: crate::worker_id(), ..WorkerConfig::default() };
+    let config = WorkerConfig {
+        concurrency,
+        worker_id: crate::worker_id(),
+        ..WorkerConfig::default()
+    };
     let worker = tokio::spawn(run_worker(engine.clone(), config, shutdown.clone()));
     let sweeper = tokio::spawn(run_sweeper(engine.clone(), shutdown.clone()));
 
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(10));
     bar.set_style(
-        ProgressStyle::with_template("{prefix:.bold} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} tasks {msg}")
-            .expect("valid template")
-            .progress_chars("█▉▊▋▌▍▎▏ "),
+        ProgressStyle::with_template(
+            "{prefix:.bold} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} tasks {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("█▉▊▋▌▍▎▏ "),
     );
     bar.set_prefix(format!("{job_type} {}", id.short()));
     let mut interrupted = false;

@@ -18,17 +18,30 @@ impl TaskHandler for Greet {
     }
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutput, HandlerError> {
         let TaskKey::Int(index) = ctx.key else {
-            return Err(HandlerError::permanent("INVALID_INPUT", format!("greet key must be an integer, got {:?}", ctx.key)));
+            return Err(HandlerError::permanent(
+                "INVALID_INPUT",
+                format!("greet key must be an integer, got {:?}", ctx.key),
+            ));
         };
-        let message = ctx.job_params.get("message").and_then(Value::as_str).unwrap_or("hello");
-        let fail_every = ctx.job_params.get("fail_every").and_then(Value::as_i64).unwrap_or(0);
+        let message = ctx
+            .job_params
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("hello");
+        let fail_every = ctx
+            .job_params
+            .get("fail_every")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if fail_every > 0 && (index + 1) % fail_every == 0 {
             return Err(HandlerError::permanent(
                 "GREET_FAILED",
                 format!("greeting {index} fails on purpose (fail_every = {fail_every})"),
             ));
         }
-        Ok(TaskOutput::value(json!({ "greeting": format!("{message} #{index}") })))
+        Ok(TaskOutput::value(
+            json!({ "greeting": format!("{message} #{index}") }),
+        ))
     }
 }
 
@@ -59,13 +72,21 @@ impl TaskHandler for Summarize {
                     _ => failed += 1,
                 }
             }
-            ctx.progress(seen as f64 / total.max(1) as f64, format!("{seen}/{total} greetings read")).await;
+            ctx.progress(
+                seen as f64 / total.max(1) as f64,
+                format!("{seen}/{total} greetings read"),
+            )
+            .await;
             match members.next {
                 Some(next) => page.after = Some(next),
                 None => break,
             }
         }
-        let message = ctx.job_params.get("message").cloned().unwrap_or(Value::Null);
+        let message = ctx
+            .job_params
+            .get("message")
+            .cloned()
+            .unwrap_or(Value::Null);
         Ok(TaskOutput::value(json!({
             "greetings": greetings,
             "failed": failed,

@@ -16,7 +16,11 @@ impl TaskHandler for Noop {
         "noop"
     }
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutput, HandlerError> {
-        let sleep_ms = ctx.job_params.get("sleep_ms").and_then(Value::as_u64).unwrap_or(0);
+        let sleep_ms = ctx
+            .job_params
+            .get("sleep_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         if sleep_ms > 0 {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
@@ -37,6 +41,8 @@ impl TaskHandler for NoopBarrier {
     }
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutput, HandlerError> {
         let counts = ctx.member_counts().await?;
-        Ok(TaskOutput::value(json!({ "members": counts.total(), "by_status": counts })))
+        Ok(TaskOutput::value(
+            json!({ "members": counts.total(), "by_status": counts }),
+        ))
     }
 }

@@ -23,7 +23,11 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     let n = xs.len();
-    if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
 }
 
 struct Measured {
@@ -35,14 +39,23 @@ struct Measured {
 /// Run a command, sampling its peak RSS (VmHWM) from /proc while it runs.
 fn measure(cmd: &mut Command) -> anyhow::Result<Measured> {
     let start = Instant::now();
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().context("starting tessera")?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting tessera")?;
     let status_path = format!("/proc/{}/status", child.id());
     let mut peak = 0;
     let stdout_pipe = child.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || std::io::read_to_string(stdout_pipe).unwrap_or_default());
+    let reader =
+        std::thread::spawn(move || std::io::read_to_string(stdout_pipe).unwrap_or_default());
     loop {
         if let Ok(text) = std::fs::read_to_string(&status_path) {
-            if let Some(kib) = text.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()) {
+            if let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            {
                 peak = peak.max(kib);
             }
         }
@@ -52,7 +65,11 @@ fn measure(cmd: &mut Command) -> anyhow::Result<Measured> {
             if !status.success() {
                 bail!("{cmd:?} failed with {status}");
             }
-            return Ok(Measured { wall, peak_rss_kib: peak, stdout });
+            return Ok(Measured {
+                wall,
+                peak_rss_kib: peak,
+                stdout,
+            });
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -70,8 +87,12 @@ fn engine(root: &Path, quick: bool) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let runs = if quick { 3 } else { 5 };
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("engine benchmarks, embedded SQLite backend, release build, {cpus} CPUs, {runs} runs each (median)");
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "engine benchmarks, embedded SQLite backend, release build, {cpus} CPUs, {runs} runs each (median)"
+    );
 
     // 1. Fan-out of 10 000 no-op tasks + barrier.
     let n = 10_000;
@@ -79,12 +100,27 @@ fn engine(root: &Path, quick: bool) -> anyhow::Result<()> {
     for run in 0..runs {
         let db = dir.join(format!("fanout-{run}.db"));
         let params = format!(r#"{{"shape":"fan_out","n":{n},"label":"bench-{run}"}}"#);
-        let m = measure(&mut tessera(&bin, &db, &["run", "synthetic", "--params", &params, "--workers", "64", "--json"]))?;
-        let job: Value = serde_json::from_str(m.stdout.trim()).context("tessera run --json output")?;
+        let m = measure(&mut tessera(
+            &bin,
+            &db,
+            &[
+                "run",
+                "synthetic",
+                "--params",
+                &params,
+                "--workers",
+                "64",
+                "--json",
+            ],
+        ))?;
+        let job: Value =
+            serde_json::from_str(m.stdout.trim()).context("tessera run --json output")?;
         if job["status"] != "SUCCEEDED" || job["tasks"]["SUCCEEDED"] != n + 1 {
             bail!("fan-out job did not succeed: {job}");
         }
-        let secs = (job["finished_at"].as_i64().unwrap_or(0) - job["created_at"].as_i64().unwrap_or(0)) as f64 / 1000.0;
+        let secs = (job["finished_at"].as_i64().unwrap_or(0)
+            - job["created_at"].as_i64().unwrap_or(0)) as f64
+            / 1000.0;
         walls.push(m.wall.as_secs_f64());
         engine_secs.push(secs);
     }
@@ -101,25 +137,42 @@ fn engine(root: &Path, quick: bool) -> anyhow::Result<()> {
     for run in 0..runs {
         let db = dir.join(format!("chain-{run}.db"));
         let params = format!(r#"{{"shape":"chain","n":{steps},"label":"bench-{run}"}}"#);
-        let m = measure(&mut tessera(&bin, &db, &["run", "synthetic", "--params", &params, "--json"]))?;
+        let m = measure(&mut tessera(
+            &bin,
+            &db,
+            &["run", "synthetic", "--params", &params, "--json"],
+        ))?;
         let job: Value = serde_json::from_str(m.stdout.trim())?;
         if job["status"] != "SUCCEEDED" {
             bail!("chain job did not succeed: {job}");
         }
-        let ms = (job["finished_at"].as_i64().unwrap_or(0) - job["started_at"].as_i64().unwrap_or(0)) as f64;
+        let ms = (job["finished_at"].as_i64().unwrap_or(0)
+            - job["started_at"].as_i64().unwrap_or(0)) as f64;
         per_step.push(ms / steps as f64);
     }
-    println!("chain of {steps}: {:.3} ms per step (job start to close / {steps})", median(per_step));
+    println!(
+        "chain of {steps}: {:.3} ms per step (job start to close / {steps})",
+        median(per_step)
+    );
 
     // 3. Fan-out of 1 000 000 tasks: plan and persist.
     let big = if quick { 200_000 } else { 1_000_000 };
     let db = dir.join("big.db");
     let params = format!(r#"{{"shape":"fan_out","n":{big},"label":"bench-big"}}"#);
-    let m = measure(&mut tessera(&bin, &db, &["submit", "synthetic", "--params", &params, "--json"]))?;
+    let m = measure(&mut tessera(
+        &bin,
+        &db,
+        &["submit", "synthetic", "--params", &params, "--json"],
+    ))?;
     let job: Value = serde_json::from_str(m.stdout.trim())?;
-    let stored = job["tasks"]["QUEUED"].as_u64().unwrap_or(0) + job["tasks"]["PENDING"].as_u64().unwrap_or(0);
+    let stored = job["tasks"]["QUEUED"].as_u64().unwrap_or(0)
+        + job["tasks"]["PENDING"].as_u64().unwrap_or(0);
     if stored != big + 1 {
-        bail!("expected {} stored tasks, got {stored}: {}", big + 1, job["tasks"]);
+        bail!(
+            "expected {} stored tasks, got {stored}: {}",
+            big + 1,
+            job["tasks"]
+        );
     }
     let rss = m.peak_rss_kib * 1024;
     println!(
@@ -130,6 +183,10 @@ fn engine(root: &Path, quick: bool) -> anyhow::Result<()> {
         rss as f64 / big as f64
     );
     let db_size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
-    println!("  database file: {:.0} MiB ({:.0} bytes per task)", db_size as f64 / 1048576.0, db_size as f64 / big as f64);
+    println!(
+        "  database file: {:.0} MiB ({:.0} bytes per task)",
+        db_size as f64 / 1048576.0,
+        db_size as f64 / big as f64
+    );
     Ok(())
 }

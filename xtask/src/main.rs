@@ -19,19 +19,26 @@ fn main() -> anyhow::Result<()> {
         Some("test") => test(&root, &args[1..]),
         Some("bench") => bench::run(&root, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <demo | test [cargo test args] | bench engine [--quick]>");
+            eprintln!(
+                "usage: cargo xtask <demo | test [cargo test args] | bench engine [--quick]>"
+            );
             bail!("unknown or missing command")
         }
     }
 }
 
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// Run a command, failing with its name when it fails.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -44,7 +51,15 @@ pub fn cargo() -> Command {
 
 /// Build the release binary and return its path.
 pub fn build_tessera(root: &Path) -> anyhow::Result<PathBuf> {
-    run(cargo().current_dir(root).args(["build", "--release", "--quiet", "-p", "function-host", "--bin", "tessera"]))?;
+    run(cargo().current_dir(root).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "function-host",
+        "--bin",
+        "tessera",
+    ]))?;
     Ok(root.join("target/release/tessera"))
 }
 
@@ -53,7 +68,10 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     let dir = root.join("target/demo");
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("tessera.db");
-    println!("Running the showcase job (hello_world, 20 000 greetings) on the embedded backend ({})", db.display());
+    println!(
+        "Running the showcase job (hello_world, 20 000 greetings) on the embedded backend ({})",
+        db.display()
+    );
     let params = r#"{"n": 20000, "message": "hello from tessera"}"#;
     // Ignore the exit code of a previous run: the same request returns the stored job.
     let status = Command::new(&tessera)
@@ -64,7 +82,11 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     println!();
     println!("Try next:");
     println!("  {} jobs --db {}", tessera.display(), db.display());
-    println!("  {} run hello_world --params '{{\"n\": 10, \"fail_every\": 3}}' --db {}", tessera.display(), db.display());
+    println!(
+        "  {} run hello_world --params '{{\"n\": 10, \"fail_every\": 3}}' --db {}",
+        tessera.display(),
+        db.display()
+    );
     println!("  {} --help", tessera.display());
     if !status.success() {
         bail!("the showcase job did not succeed ({status})");
@@ -74,8 +96,12 @@ fn demo(root: &Path) -> anyhow::Result<()> {
 
 fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     // Integration tests start the binary: build it first (they find it under target/debug).
-    run(cargo().current_dir(root).args(["build", "-p", "function-host", "--bin", "tessera"]))?;
+    run(cargo()
+        .current_dir(root)
+        .args(["build", "-p", "function-host", "--bin", "tessera"]))?;
     let mut cmd = cargo();
-    cmd.current_dir(root).args(["test", "--workspace", "--all-features"]).args(extra);
+    cmd.current_dir(root)
+        .args(["test", "--workspace", "--all-features"])
+        .args(extra);
     run(&mut cmd)
 }

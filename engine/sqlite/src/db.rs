@@ -56,27 +56,45 @@ impl Db {
     {
         let (tx, rx) = oneshot::channel();
         let op: Op = Box::new(move |conn: &Connection| {
-            let result = if atomic { in_savepoint(conn, f) } else { f(conn) };
+            let result = if atomic {
+                in_savepoint(conn, f)
+            } else {
+                f(conn)
+            };
             Box::new(move |commit_error: Option<&str>| {
                 let result = match (result, commit_error) {
-                    (Ok(_), Some(e)) => Err(StoreError::Unavailable { message: format!("sqlite commit failed: {e}"), source: None }),
+                    (Ok(_), Some(e)) => Err(StoreError::Unavailable {
+                        message: format!("sqlite commit failed: {e}"),
+                        source: None,
+                    }),
                     (result, _) => result,
                 };
                 let _ = tx.send(result);
             })
         });
-        self.sender
-            .send(op)
-            .map_err(|_| StoreError::Unavailable { message: "sqlite writer thread stopped".into(), source: None })?;
-        rx.await.map_err(|_| StoreError::Unavailable { message: "sqlite writer thread dropped a request".into(), source: None })?
+        self.sender.send(op).map_err(|_| StoreError::Unavailable {
+            message: "sqlite writer thread stopped".into(),
+            source: None,
+        })?;
+        rx.await.map_err(|_| StoreError::Unavailable {
+            message: "sqlite writer thread dropped a request".into(),
+            source: None,
+        })?
     }
 }
 
-fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-    conn.prepare_cached("SAVEPOINT op").and_then(|mut s| s.execute([])).map_err(sql)?;
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.prepare_cached("SAVEPOINT op")
+        .and_then(|mut s| s.execute([]))
+        .map_err(sql)?;
     match f(conn) {
         Ok(v) => {
-            conn.prepare_cached("RELEASE op").and_then(|mut s| s.execute([])).map_err(sql)?;
+            conn.prepare_cached("RELEASE op")
+                .and_then(|mut s| s.execute([]))
+                .map_err(sql)?;
             Ok(v)
         }
         Err(e) => {

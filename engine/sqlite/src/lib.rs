@@ -15,7 +15,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use engine::events::JobEvent;
 use engine::ids::{JobId, TaskId};
-use engine::model::{ErrorInfo, JobRecord, Millis, Progress, Revision, StatusCounts, TaskRecord, TaskStatus, now_millis};
+use engine::model::{
+    ErrorInfo, JobRecord, Millis, Progress, Revision, StatusCounts, TaskRecord, TaskStatus,
+    now_millis,
+};
 use engine::ports::*;
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -39,13 +42,16 @@ pub struct SqliteConfig {
 
 impl Default for SqliteConfig {
     fn default() -> Self {
-        SqliteConfig { durable_fsync: false, busy_timeout: Duration::from_secs(30) }
+        SqliteConfig {
+            durable_fsync: false,
+            busy_timeout: Duration::from_secs(30),
+        }
     }
 }
 
 /// The database could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot open database {path}: {source}")]
+#[error("cannot open database {path}")]
 pub struct OpenError {
     pub path: PathBuf,
     #[source]
@@ -63,17 +69,37 @@ impl SqliteBackend {
     /// Open (creating if needed) the database at `path` and its schema.
     pub fn open(path: impl AsRef<Path>, config: &SqliteConfig) -> Result<Arc<Self>, OpenError> {
         let path = path.as_ref().to_path_buf();
-        let err = |source| OpenError { path: path.clone(), source };
+        let err = |source| OpenError {
+            path: path.clone(),
+            source,
+        };
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(config.busy_timeout).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", if config.durable_fsync { "FULL" } else { "NORMAL" }).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            if config.durable_fsync {
+                "FULL"
+            } else {
+                "NORMAL"
+            },
+        )
+        .map_err(err)?;
         // 16 MiB page cache; checkpoint every ~80 MiB of WAL (fewer rewrites of hot pages).
-        conn.pragma_update(None, "cache_size", -16_384).map_err(err)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 20_000).map_err(err)?;
-        conn.execute_batch(include_str!("schema.sql")).map_err(err)?;
+        conn.pragma_update(None, "cache_size", -16_384)
+            .map_err(err)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 20_000)
+            .map_err(err)?;
+        conn.execute_batch(include_str!("schema.sql"))
+            .map_err(err)?;
         conn.pragma_update(None, "user_version", 1).map_err(err)?;
-        Ok(Arc::new(SqliteBackend { db: Db::start(conn), notify: Notify::new(), path }))
+        Ok(Arc::new(SqliteBackend {
+            db: Db::start(conn),
+            notify: Notify::new(),
+            path,
+        }))
     }
 
     pub fn path(&self) -> &Path {
@@ -84,20 +110,37 @@ impl SqliteBackend {
     pub async fn poison_count(&self) -> Result<u64, StoreError> {
         self.db
             .call(|c| {
-                c.query_row("SELECT count(*) FROM queue WHERE queue = ?1", [POISON_QUEUE], |r| r.get::<_, i64>(0))
-                    .map(|n| n as u64)
-                    .map_err(sql)
+                c.query_row(
+                    "SELECT count(*) FROM queue WHERE queue = ?1",
+                    [POISON_QUEUE],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n as u64)
+                .map_err(sql)
             })
             .await
     }
 }
 
 fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
-    StoreError::Corrupt { message: format!("{what}: {e}") }
+    StoreError::Corrupt {
+        message: format!("{what}: {e}"),
+    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt { message: format!("cannot serialize: {e}") })
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
+        message: format!("cannot serialize: {e}"),
+    })
+}
+
+/// First revision of a new row: the current time in microseconds, so that a row deleted and
+/// re-created (a forced re-run) never repeats a revision a stale writer may still hold.
+fn initial_revision() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(1)
 }
 
 fn revision_of(rev: &Revision) -> i64 {
@@ -110,7 +153,11 @@ fn job_from_row(doc: &str, revision: i64) -> Result<JobRecord, StoreError> {
     Ok(job)
 }
 
-fn task_from_row(doc: &str, revision: i64, progress: Option<String>) -> Result<TaskRecord, StoreError> {
+fn task_from_row(
+    doc: &str,
+    revision: i64,
+    progress: Option<String>,
+) -> Result<TaskRecord, StoreError> {
     let mut task: TaskRecord = serde_json::from_str(doc).map_err(|e| corrupt("task", e))?;
     task.revision = Revision(revision.to_string());
     if let Some(p) = progress {
@@ -130,16 +177,17 @@ impl JobStore for SqliteBackend {
     async fn insert_job(&self, job: &JobRecord) -> Result<Inserted<JobRecord>, StoreError> {
         let job = job.clone();
         let doc = to_json(&job)?;
+        let revision = initial_revision();
         self.db
             .call_atomic(move |c| {
                 let n = c
                     .execute(
-                        "INSERT OR IGNORE INTO jobs (id, status, created_at, finished_at, revision, doc) VALUES (?1, ?2, ?3, ?4, 1, ?5)",
-                        params![job.id.as_str(), job.status.as_str(), job.created_at, job.finished_at, doc],
+                        "INSERT OR IGNORE INTO jobs (id, status, created_at, finished_at, revision, doc) VALUES (?1, ?2, ?3, ?4, ?6, ?5)",
+                        params![job.id.as_str(), job.status.as_str(), job.created_at, job.finished_at, doc, revision],
                     )
                     .map_err(sql)?;
                 if n == 1 {
-                    return Ok(Inserted::Created(Revision("1".into())));
+                    return Ok(Inserted::Created(Revision(revision.to_string())));
                 }
                 let (doc, rev): (String, i64) = c
                     .query_row("SELECT doc, revision FROM jobs WHERE id = ?1", [job.id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -153,10 +201,11 @@ impl JobStore for SqliteBackend {
         let id = id.clone();
         self.db
             .call(move |c| {
-                c
-                    .prepare_cached("SELECT doc, revision FROM jobs WHERE id = ?1")
+                c.prepare_cached("SELECT doc, revision FROM jobs WHERE id = ?1")
                     .map_err(sql)?
-                    .query_row([id.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .query_row([id.as_str()], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    })
                     .optional()
                     .map_err(sql)
             })
@@ -167,8 +216,12 @@ impl JobStore for SqliteBackend {
 
     async fn update_job(&self, job: &JobRecord) -> Result<Cas, StoreError> {
         let doc = to_json(job)?;
-        let (id, status, finished_at, expected) =
-            (job.id.clone(), job.status.as_str(), job.finished_at, revision_of(&job.revision));
+        let (id, status, finished_at, expected) = (
+            job.id.clone(),
+            job.status.as_str(),
+            job.finished_at,
+            revision_of(&job.revision),
+        );
         self.db
             .call(move |c| {
                 let n = c
@@ -237,12 +290,13 @@ impl TaskStore for SqliteBackend {
             ));
         }
         let job_id = job_id.clone();
+        let revision = initial_revision();
         self.db
             .call_atomic(move |c| {
                 let mut insert = c
                     .prepare_cached(
                         "INSERT OR IGNORE INTO tasks (job_id, id, status, grp, child_group, updated_at, revision, doc)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)",
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8, ?7)",
                     )
                     .map_err(sql)?;
                 let mut edge = c
@@ -251,7 +305,7 @@ impl TaskStore for SqliteBackend {
                 let mut created = 0;
                 for (id, status, group, child_group, updated_at, doc, deps) in rows {
                     let n = insert
-                        .execute(params![job_id.as_str(), id.as_str(), status, group, child_group, updated_at, doc])
+                        .execute(params![job_id.as_str(), id.as_str(), status, group, child_group, updated_at, doc, revision])
                         .map_err(sql)?;
                     if n == 1 {
                         created += 1;
@@ -265,33 +319,48 @@ impl TaskStore for SqliteBackend {
             .await
     }
 
-    async fn get_task(&self, job_id: &JobId, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+    async fn get_task(
+        &self,
+        job_id: &JobId,
+        id: &TaskId,
+    ) -> Result<Option<TaskRecord>, StoreError> {
         let (job_id, id) = (job_id.clone(), id.clone());
         self.db
             .call(move |c| {
-                c
-                    .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE job_id = ?1 AND id = ?2"))
-                    .map_err(sql)?
-                    .query_row([job_id.as_str(), id.as_str()], read_task)
-                    .optional()
-                    .map_err(sql)
+                c.prepare_cached(&format!(
+                    "SELECT {TASK_COLUMNS} FROM tasks WHERE job_id = ?1 AND id = ?2"
+                ))
+                .map_err(sql)?
+                .query_row([job_id.as_str(), id.as_str()], read_task)
+                .optional()
+                .map_err(sql)
             })
             .await?
             .map(|(doc, rev, progress)| task_from_row(&doc, rev, progress))
             .transpose()
     }
 
-    async fn task_statuses(&self, job_id: &JobId, ids: &[TaskId]) -> Result<Vec<(TaskId, TaskStatus)>, StoreError> {
+    async fn task_statuses(
+        &self,
+        job_id: &JobId,
+        ids: &[TaskId],
+    ) -> Result<Vec<(TaskId, TaskStatus)>, StoreError> {
         let (job_id, ids) = (job_id.clone(), ids.to_vec());
         self.db
             .call(move |c| {
-                let mut stmt = c.prepare_cached("SELECT status FROM tasks WHERE job_id = ?1 AND id = ?2").map_err(sql)?;
+                let mut stmt = c
+                    .prepare_cached("SELECT status FROM tasks WHERE job_id = ?1 AND id = ?2")
+                    .map_err(sql)?;
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
-                    let status: Option<String> =
-                        stmt.query_row([job_id.as_str(), id.as_str()], |r| r.get(0)).optional().map_err(sql)?;
+                    let status: Option<String> = stmt
+                        .query_row([job_id.as_str(), id.as_str()], |r| r.get(0))
+                        .optional()
+                        .map_err(sql)?;
                     if let Some(status) = status {
-                        let status = status.parse().map_err(|e| StoreError::Corrupt { message: format!("{e}") })?;
+                        let status = status.parse().map_err(|e| StoreError::Corrupt {
+                            message: format!("{e}"),
+                        })?;
                         out.push((id, status));
                     }
                 }
@@ -304,8 +373,13 @@ impl TaskStore for SqliteBackend {
         let mut stored = task.clone();
         stored.progress = None;
         let doc = to_json(&stored)?;
-        let (job_id, id, status, updated_at, expected) =
-            (task.job_id.clone(), task.id.clone(), task.status.as_str(), task.updated_at, revision_of(&task.revision));
+        let (job_id, id, status, updated_at, expected) = (
+            task.job_id.clone(),
+            task.id.clone(),
+            task.status.as_str(),
+            task.updated_at,
+            revision_of(&task.revision),
+        );
         self.db
             .call(move |c| {
                 let n = c
@@ -321,7 +395,12 @@ impl TaskStore for SqliteBackend {
             .await
     }
 
-    async fn set_progress(&self, job_id: &JobId, id: &TaskId, progress: &Progress) -> Result<(), StoreError> {
+    async fn set_progress(
+        &self,
+        job_id: &JobId,
+        id: &TaskId,
+        progress: &Progress,
+    ) -> Result<(), StoreError> {
         let (job_id, id, progress) = (job_id.clone(), id.clone(), to_json(progress)?);
         self.db
             .call(move |c| {
@@ -334,7 +413,12 @@ impl TaskStore for SqliteBackend {
             .await
     }
 
-    async fn list_tasks(&self, job_id: &JobId, query: &TaskQuery, page: PageRequest) -> Result<Page<TaskRecord>, StoreError> {
+    async fn list_tasks(
+        &self,
+        job_id: &JobId,
+        query: &TaskQuery,
+        page: PageRequest,
+    ) -> Result<Page<TaskRecord>, StoreError> {
         let (job_id, query) = (job_id.clone(), query.clone());
         self.db
             .call(move |c| {
@@ -372,19 +456,31 @@ impl TaskStore for SqliteBackend {
         let (job_id, id) = (job_id.clone(), id.clone());
         self.db
             .call(move |c| {
-                let mut stmt = c.prepare_cached("SELECT task_id FROM task_edges WHERE job_id = ?1 AND dep_id = ?2").map_err(sql)?;
-                let rows = stmt.query_map([job_id.as_str(), id.as_str()], |r| r.get::<_, String>(0)).map_err(sql)?;
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT task_id FROM task_edges WHERE job_id = ?1 AND dep_id = ?2",
+                    )
+                    .map_err(sql)?;
+                let rows = stmt
+                    .query_map([job_id.as_str(), id.as_str()], |r| r.get::<_, String>(0))
+                    .map_err(sql)?;
                 let mut out = Vec::new();
                 for row in rows {
                     let text = row.map_err(sql)?;
-                    out.push(TaskId::try_from(text).map_err(|e| StoreError::Corrupt { message: e.to_string() })?);
+                    out.push(TaskId::try_from(text).map_err(|e| StoreError::Corrupt {
+                        message: e.to_string(),
+                    })?);
                 }
                 Ok(out)
             })
             .await
     }
 
-    async fn count_tasks(&self, job_id: &JobId, group: Option<&str>) -> Result<StatusCounts, StoreError> {
+    async fn count_tasks(
+        &self,
+        job_id: &JobId,
+        group: Option<&str>,
+    ) -> Result<StatusCounts, StoreError> {
         let (job_id, group) = (job_id.clone(), group.map(str::to_owned));
         self.db
             .call(move |c| {
@@ -407,7 +503,11 @@ impl TaskStore for SqliteBackend {
             .await
     }
 
-    async fn any_unfinished(&self, job_id: &JobId, group: Option<&str>) -> Result<bool, StoreError> {
+    async fn any_unfinished(
+        &self,
+        job_id: &JobId,
+        group: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let (job_id, group) = (job_id.clone(), group.map(str::to_owned));
         self.db
             .call(move |c| {
@@ -431,7 +531,12 @@ impl TaskStore for SqliteBackend {
             .await
     }
 
-    async fn finish_unstarted(&self, job_id: &JobId, to: TaskStatus, error: &ErrorInfo) -> Result<u64, StoreError> {
+    async fn finish_unstarted(
+        &self,
+        job_id: &JobId,
+        to: TaskStatus,
+        error: &ErrorInfo,
+    ) -> Result<u64, StoreError> {
         let (job_id, error) = (job_id.clone(), to_json(error)?);
         let now = now_millis();
         self.db
@@ -510,17 +615,23 @@ impl TaskQueue for SqliteBackend {
             .map_err(queue_error)
     }
 
-    async fn extend_lease(&self, delivery: &mut Delivery, lease: Duration) -> Result<(), QueueError> {
+    async fn extend_lease(
+        &self,
+        delivery: &mut Delivery,
+        lease: Duration,
+    ) -> Result<(), QueueError> {
         let hidden_until = now_millis() + lease.as_millis() as Millis;
         let receipt: i64 = rand::rng().random_range(1..i64::MAX / 2);
         let (id, old) = (delivery.message_id.clone(), delivery.receipt.clone());
         let n = self
             .db
             .call(move |c| {
-                c.prepare_cached("UPDATE queue SET visible_at = ?1, receipt = ?2 WHERE id = ?3 AND receipt = ?4")
-                    .map_err(sql)?
-                    .execute(params![hidden_until, receipt, id, old])
-                    .map_err(sql)
+                c.prepare_cached(
+                    "UPDATE queue SET visible_at = ?1, receipt = ?2 WHERE id = ?3 AND receipt = ?4",
+                )
+                .map_err(sql)?
+                .execute(params![hidden_until, receipt, id, old])
+                .map_err(sql)
             })
             .await
             .map_err(queue_error)?;
@@ -528,7 +639,9 @@ impl TaskQueue for SqliteBackend {
             delivery.receipt = receipt.to_string();
             Ok(())
         } else {
-            Err(QueueError::LeaseLost { message_id: delivery.message_id.clone() })
+            Err(QueueError::LeaseLost {
+                message_id: delivery.message_id.clone(),
+            })
         }
     }
 
@@ -544,7 +657,13 @@ impl TaskQueue for SqliteBackend {
             })
             .await
             .map_err(queue_error)?;
-        if n == 1 { Ok(()) } else { Err(QueueError::LeaseLost { message_id: delivery.message_id.clone() }) }
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::LeaseLost {
+                message_id: delivery.message_id.clone(),
+            })
+        }
     }
 
     async fn dead_letter(&self, delivery: &Delivery) -> Result<(), QueueError> {
@@ -559,7 +678,13 @@ impl TaskQueue for SqliteBackend {
             })
             .await
             .map_err(queue_error)?;
-        if n == 1 { Ok(()) } else { Err(QueueError::LeaseLost { message_id: delivery.message_id.clone() }) }
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::LeaseLost {
+                message_id: delivery.message_id.clone(),
+            })
+        }
     }
 
     async fn wait_for_messages(&self, max_wait: Duration) {
@@ -569,17 +694,24 @@ impl TaskQueue for SqliteBackend {
 }
 
 fn queue_error(e: StoreError) -> QueueError {
-    QueueError::Unavailable { message: e.to_string(), source: Some(Box::new(e)) }
+    QueueError::Unavailable {
+        message: e.to_string(),
+        source: Some(Box::new(e)),
+    }
 }
 
 #[async_trait]
 impl EventLog for SqliteBackend {
     async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError> {
-        let rows: Vec<(String, String)> =
-            events.iter().map(|e| Ok((e.job_id.to_string(), to_json(e)?))).collect::<Result<_, StoreError>>()?;
+        let rows: Vec<(String, String)> = events
+            .iter()
+            .map(|e| Ok((e.job_id.to_string(), to_json(e)?)))
+            .collect::<Result<_, StoreError>>()?;
         self.db
             .call(move |c| {
-                let mut stmt = c.prepare_cached("INSERT INTO events (job_id, doc) VALUES (?1, ?2)").map_err(sql)?;
+                let mut stmt = c
+                    .prepare_cached("INSERT INTO events (job_id, doc) VALUES (?1, ?2)")
+                    .map_err(sql)?;
                 for (job_id, doc) in rows {
                     stmt.execute([job_id, doc]).map_err(sql)?;
                 }
@@ -588,7 +720,12 @@ impl EventLog for SqliteBackend {
             .await
     }
 
-    async fn events_after(&self, job_id: &JobId, after: u64, limit: usize) -> Result<Vec<(u64, JobEvent)>, StoreError> {
+    async fn events_after(
+        &self,
+        job_id: &JobId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, JobEvent)>, StoreError> {
         let job_id = job_id.clone();
         self.db
             .call(move |c| {
@@ -613,7 +750,12 @@ impl EventLog for SqliteBackend {
 
 #[async_trait]
 impl Maintenance for SqliteBackend {
-    async fn stale_tasks(&self, status: TaskStatus, updated_before: Millis, limit: usize) -> Result<Vec<TaskRecord>, StoreError> {
+    async fn stale_tasks(
+        &self,
+        status: TaskStatus,
+        updated_before: Millis,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
         self.db
             .call(move |c| {
                 let mut stmt = c
@@ -632,7 +774,11 @@ impl Maintenance for SqliteBackend {
             .await
     }
 
-    async fn stale_pending_jobs(&self, created_before: Millis, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+    async fn stale_pending_jobs(
+        &self,
+        created_before: Millis,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
         self.db
             .call(move |c| {
                 let mut stmt = c
@@ -651,7 +797,11 @@ impl Maintenance for SqliteBackend {
             .await
     }
 
-    async fn jobs_finished_before(&self, finished_before: Millis, limit: usize) -> Result<Vec<JobId>, StoreError> {
+    async fn jobs_finished_before(
+        &self,
+        finished_before: Millis,
+        limit: usize,
+    ) -> Result<Vec<JobId>, StoreError> {
         self.db
             .call(move |c| {
                 let mut stmt = c
@@ -675,10 +825,19 @@ impl Maintenance for SqliteBackend {
         self.db
             .call_atomic(move |c| {
                 for table in ["tasks", "task_edges", "events"] {
-                    c.execute(&format!("DELETE FROM {table} WHERE job_id = ?1"), [id.as_str()]).map_err(sql)?;
+                    c.execute(
+                        &format!("DELETE FROM {table} WHERE job_id = ?1"),
+                        [id.as_str()],
+                    )
+                    .map_err(sql)?;
                 }
-                c.execute("DELETE FROM queue WHERE body LIKE ?1", [format!("{{\"job_id\":\"{id}\"%")]).map_err(sql)?;
-                c.execute("DELETE FROM jobs WHERE id = ?1", [id.as_str()]).map_err(sql)?;
+                c.execute(
+                    "DELETE FROM queue WHERE body LIKE ?1",
+                    [format!("{{\"job_id\":\"{id}\"%")],
+                )
+                .map_err(sql)?;
+                c.execute("DELETE FROM jobs WHERE id = ?1", [id.as_str()])
+                    .map_err(sql)?;
                 Ok(())
             })
             .await
@@ -693,7 +852,9 @@ mod conformance {
 
     async fn make() -> (Backend, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let backend = super::SqliteBackend::open(dir.path().join("t.db"), &super::SqliteConfig::default()).unwrap();
+        let backend =
+            super::SqliteBackend::open(dir.path().join("t.db"), &super::SqliteConfig::default())
+                .unwrap();
         (Backend::from_all(backend), dir)
     }
 

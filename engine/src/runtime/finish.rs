@@ -9,13 +9,20 @@ use super::{Engine, Metrics, RuntimeError, message_body};
 use crate::events::EventKind;
 use crate::handler::JobResults;
 use crate::ids::{JobId, TaskId};
-use crate::model::{ErrorInfo, JobRecord, JobStatus, OutcomePolicy, StatusCounts, TaskKind, TaskRecord, TaskStatus, codes};
+use crate::model::{
+    ErrorInfo, JobRecord, JobStatus, OutcomePolicy, StatusCounts, TaskKind, TaskRecord, TaskStatus,
+    TriggerRule, codes,
+};
 use crate::schedule::{Verdict, job_outcome, release_verdict};
 
 impl Engine {
     /// Follow-up of a terminal task: fail-fast, release/skip successors (cascading skips),
     /// then the completion check.
-    pub(crate) async fn after_terminal(&self, job: &JobRecord, task: TaskRecord) -> Result<(), RuntimeError> {
+    pub(crate) async fn after_terminal(
+        &self,
+        job: &JobRecord,
+        task: TaskRecord,
+    ) -> Result<(), RuntimeError> {
         let mut worklist = vec![task];
         while let Some(task) = worklist.pop() {
             debug_assert!(task.status.is_terminal());
@@ -27,13 +34,24 @@ impl Engine {
                 let current = self.inner.backend.jobs.get_job(&job.id).await?;
                 if let Some(current) = current.filter(|j| j.status.is_terminal()) {
                     // Its children may have been stored after the job was closed.
-                    let error = ErrorInfo::new(codes::JOB_CANCELLED, format!("job is {}", current.status));
-                    self.inner.backend.tasks.finish_unstarted(&job.id, TaskStatus::Cancelled, &error).await?;
+                    let error =
+                        ErrorInfo::new(codes::JOB_CANCELLED, format!("job is {}", current.status));
+                    self.inner
+                        .backend
+                        .tasks
+                        .finish_unstarted(&job.id, TaskStatus::Cancelled, &error)
+                        .await?;
                     return Ok(());
                 }
             }
             if task.n_dependents > 0 {
-                for successor in self.inner.backend.tasks.dependents(&job.id, &task.id).await? {
+                for successor in self
+                    .inner
+                    .backend
+                    .tasks
+                    .dependents(&job.id, &task.id)
+                    .await?
+                {
                     if let Some(skipped) = self.try_release(job, &successor, false).await? {
                         worklist.push(skipped);
                     }
@@ -41,10 +59,19 @@ impl Engine {
             }
             let groups = [task.group.as_deref(), task.child_group.as_deref()];
             for group in groups.into_iter().flatten() {
-                let Some(barriers) = job.barriers.get(group) else { continue };
+                let Some(barriers) = job.barriers.get(group) else {
+                    continue;
+                };
                 let unsuccessful = task.status != TaskStatus::Succeeded;
                 // Cheap check first: most members finish while others still run.
-                if !unsuccessful && self.inner.backend.tasks.any_unfinished(&job.id, Some(group)).await? {
+                if !unsuccessful
+                    && self
+                        .inner
+                        .backend
+                        .tasks
+                        .any_unfinished(&job.id, Some(group))
+                        .await?
+                {
                     continue;
                 }
                 for barrier in barriers {
@@ -59,7 +86,12 @@ impl Engine {
 
     /// Release or skip a PENDING task if what it waits for allows. Returns the task when it
     /// was skipped (its own successors must then be looked at).
-    async fn try_release(&self, job: &JobRecord, id: &TaskId, member_failed: bool) -> Result<Option<TaskRecord>, RuntimeError> {
+    async fn try_release(
+        &self,
+        job: &JobRecord,
+        id: &TaskId,
+        member_failed: bool,
+    ) -> Result<Option<TaskRecord>, RuntimeError> {
         let tasks = &self.inner.backend.tasks;
         let Some(task) = tasks.get_task(&job.id, id).await? else {
             warn!(task_id = %id, "successor not found");
@@ -75,7 +107,8 @@ impl Engine {
             }
         }
         if let Some(group) = &task.waits_for {
-            if member_failed {
+            if member_failed && task.trigger_rule == TriggerRule::AllSucceeded {
+                // all_succeeded: one unsuccessful member is enough to skip; no need to wait.
                 upstream.add(TaskStatus::Failed, 1);
             } else if tasks.any_unfinished(&job.id, Some(group)).await? {
                 upstream.add(TaskStatus::Running, 1);
@@ -88,15 +121,28 @@ impl Engine {
         match release_verdict(task.trigger_rule, &upstream) {
             Verdict::Wait => Ok(None),
             Verdict::Release => {
-                if self.cas_task(&task, TaskStatus::Queued, |_| {}).await?.is_some() {
+                if self
+                    .cas_task(&task, TaskStatus::Queued, |_| {})
+                    .await?
+                    .is_some()
+                {
                     debug!(task_id = %task.id, task = %task.task, "released");
-                    self.inner.backend.queue.send(&[message_body(&task, task.attempt)], Duration::ZERO).await?;
+                    self.inner
+                        .backend
+                        .queue
+                        .send(&[message_body(&task, task.attempt)], Duration::ZERO)
+                        .await?;
                 }
                 Ok(None)
             }
             Verdict::Skip => {
-                let error = ErrorInfo::new(codes::UPSTREAM_FAILED, "a task it waits for did not succeed");
-                let skipped = self.cas_task(&task, TaskStatus::Skipped, |t| t.error = Some(error)).await?;
+                let error = ErrorInfo::new(
+                    codes::UPSTREAM_FAILED,
+                    "a task it waits for did not succeed",
+                );
+                let skipped = self
+                    .cas_task(&task, TaskStatus::Skipped, |t| t.error = Some(error))
+                    .await?;
                 if skipped.is_some() {
                     Metrics::inc(&self.inner.metrics.tasks_skipped);
                 }
@@ -107,9 +153,14 @@ impl Engine {
 
     /// Fail-fast: the first FAILED task fails the job and cancels what has not started.
     async fn fail_fast(&self, job_id: &JobId, failed: &TaskRecord) -> Result<(), RuntimeError> {
-        let error = failed.error.clone().unwrap_or_else(|| ErrorInfo::new(codes::TASK_FAILED, "failed"));
+        let error = failed
+            .error
+            .clone()
+            .unwrap_or_else(|| ErrorInfo::new(codes::TASK_FAILED, "failed"));
         loop {
-            let Some(job) = self.inner.backend.jobs.get_job(job_id).await? else { return Ok(()) };
+            let Some(job) = self.inner.backend.jobs.get_job(job_id).await? else {
+                return Ok(());
+            };
             if job.status.is_terminal() {
                 return Ok(());
             }
@@ -118,14 +169,29 @@ impl Engine {
             next.finished_at = Some(crate::model::now_millis());
             next.error = Some(ErrorInfo::new(
                 codes::TASK_FAILED,
-                format!("task {} failed: {}: {}", failed.reference(), error.code, error.message),
+                format!(
+                    "task {} failed: {}: {}",
+                    failed.reference(),
+                    error.code,
+                    error.message
+                ),
             ));
             if self.cas_job(&job, next).await?.is_some() {
                 Metrics::inc(&self.inner.metrics.jobs_closed);
                 info!(job_id = %job_id, task_id = %failed.id, "job failed (fail_fast)");
-                self.emit(job_id, EventKind::JobCompleted { status: JobStatus::Failed }).await;
+                self.emit(
+                    job_id,
+                    EventKind::JobCompleted {
+                        status: JobStatus::Failed,
+                    },
+                )
+                .await;
                 let cancel = ErrorInfo::new(codes::JOB_CANCELLED, "job failed");
-                self.inner.backend.tasks.finish_unstarted(job_id, TaskStatus::Cancelled, &cancel).await?;
+                self.inner
+                    .backend
+                    .tasks
+                    .finish_unstarted(job_id, TaskStatus::Cancelled, &cancel)
+                    .await?;
                 return Ok(());
             }
         }
@@ -138,23 +204,31 @@ impl Engine {
             if backend.tasks.any_unfinished(job_id, None).await? {
                 return Ok(());
             }
-            let Some(job) = backend.jobs.get_job(job_id).await? else { return Ok(()) };
+            let Some(job) = backend.jobs.get_job(job_id).await? else {
+                return Ok(());
+            };
             if job.status != JobStatus::Running {
                 return Ok(());
             }
             let counts = backend.tasks.count_tasks(job_id, None).await?;
-            let Some(status) = job_outcome(job.outcome_policy, &counts) else { return Ok(()) };
+            let Some(status) = job_outcome(job.outcome_policy, &counts) else {
+                return Ok(());
+            };
             let mut next = job.clone();
             next.status = status;
             next.finished_at = Some(crate::model::now_millis());
             match self.inner.registry.controller(&job.job_type) {
                 Some(controller) => {
-                    let results = JobResults { job_id: job_id.clone(), backend: backend.clone() };
+                    let results = JobResults {
+                        job_id: job_id.clone(),
+                        backend: backend.clone(),
+                    };
                     match controller.aggregate(&job, &results).await {
                         Ok(result) => next.result = Some(result),
                         Err(e) => {
                             next.status = JobStatus::Failed;
-                            next.error = Some(ErrorInfo::new(codes::AGGREGATE_FAILED, e.to_string()));
+                            next.error =
+                                Some(ErrorInfo::new(codes::AGGREGATE_FAILED, e.to_string()));
                         }
                     }
                 }
@@ -163,7 +237,11 @@ impl Engine {
             if next.error.is_none() && status != JobStatus::Succeeded {
                 next.error = Some(ErrorInfo::new(
                     codes::TASK_FAILED,
-                    format!("{} of {} tasks did not succeed", counts.unsuccessful(), counts.total()),
+                    format!(
+                        "{} of {} tasks did not succeed",
+                        counts.unsuccessful(),
+                        counts.total()
+                    ),
                 ));
             }
             let status = next.status;

@@ -16,7 +16,10 @@ use crate::events::{EventKind, JobEvent};
 use crate::graph::{self, PlanError, PlanScope};
 use crate::handler::{Registry, ValidationError};
 use crate::ids::{CanonicalJsonError, JobId, job_id};
-use crate::model::{ErrorInfo, JobRecord, JobStatus, OutcomePolicy, StatusCounts, TaskMessage, TaskRecord, TaskStatus, codes, now_millis};
+use crate::model::{
+    ErrorInfo, JobRecord, JobStatus, OutcomePolicy, StatusCounts, TaskMessage, TaskRecord,
+    TaskStatus, codes, now_millis,
+};
 use crate::ports::{Backend, Inserted, QueueError, StoreError};
 use crate::status::InvalidTransition;
 
@@ -92,12 +95,15 @@ pub enum RuntimeError {
 #[non_exhaustive]
 pub enum SubmitError {
     #[error("unknown job type {job_type:?} (known: {})", .known.join(", "))]
-    UnknownJobType { job_type: String, known: Vec<String> },
+    UnknownJobType {
+        job_type: String,
+        known: Vec<String>,
+    },
     #[error(transparent)]
     Invalid(#[from] ValidationError),
-    #[error("invalid plan: {0}")]
+    #[error("invalid plan")]
     Plan(#[from] PlanError),
-    #[error("params cannot be canonicalized: {0}")]
+    #[error("params cannot be canonicalized")]
     Canonical(#[from] CanonicalJsonError),
     #[error("job {id} is {status}; --force re-runs only FAILED or CANCELLED jobs")]
     NotRerunnable { id: JobId, status: JobStatus },
@@ -173,7 +179,14 @@ pub(crate) struct Inner {
 
 impl Engine {
     pub fn new(backend: Backend, registry: Registry, config: EngineConfig) -> Self {
-        Engine { inner: Arc::new(Inner { backend, registry, config, metrics: Metrics::default() }) }
+        Engine {
+            inner: Arc::new(Inner {
+                backend,
+                registry,
+                config,
+                metrics: Metrics::default(),
+            }),
+        }
     }
 
     pub fn backend(&self) -> &Backend {
@@ -190,10 +203,21 @@ impl Engine {
     }
 
     /// Validate params and compute the job ID without storing anything.
-    pub fn normalize(&self, job_type: &str, params: Value) -> Result<(JobId, Value, u32), SubmitError> {
-        let controller = self.inner.registry.controller(job_type).ok_or_else(|| SubmitError::UnknownJobType {
-            job_type: job_type.to_owned(),
-            known: self.inner.registry.job_types().map(|c| c.job_type().to_owned()).collect(),
+    pub fn normalize(
+        &self,
+        job_type: &str,
+        params: Value,
+    ) -> Result<(JobId, Value, u32), SubmitError> {
+        let controller = self.inner.registry.controller(job_type).ok_or_else(|| {
+            SubmitError::UnknownJobType {
+                job_type: job_type.to_owned(),
+                known: self
+                    .inner
+                    .registry
+                    .job_types()
+                    .map(|c| c.job_type().to_owned())
+                    .collect(),
+            }
         })?;
         let params = controller.validate(params)?;
         let id = job_id(job_type, controller.job_version(), &params)?;
@@ -201,7 +225,12 @@ impl Engine {
     }
 
     /// Submit a job: validate, plan, store, start. The same request returns the existing job.
-    pub async fn submit(&self, job_type: &str, params: Value, options: SubmitOptions) -> Result<Submission, SubmitError> {
+    pub async fn submit(
+        &self,
+        job_type: &str,
+        params: Value,
+        options: SubmitOptions,
+    ) -> Result<Submission, SubmitError> {
         let (id, params, job_version) = self.normalize(job_type, params)?;
         let span = tracing::error_span!("submit", job_id = %id, job_type);
         async move {
@@ -211,21 +240,44 @@ impl Engine {
                     JobStatus::Pending => {
                         info!("resuming a job whose planning was interrupted");
                         let job = self.plan_and_start(existing).await?;
-                        return Ok(Submission { job, created: false });
+                        return Ok(Submission {
+                            job,
+                            created: false,
+                        });
                     }
                     JobStatus::Failed | JobStatus::Cancelled if options.force => {
-                        info!(previous_attempt = existing.attempt, "re-running the job (--force)");
+                        info!(
+                            previous_attempt = existing.attempt,
+                            "re-running the job (--force)"
+                        );
                         attempt = existing.attempt + 1;
                         self.inner.backend.maintenance.delete_job(&id).await?;
                     }
-                    status if options.force => return Err(SubmitError::NotRerunnable { id, status }),
-                    _ => return Ok(Submission { job: existing, created: false }),
+                    status if options.force => {
+                        return Err(SubmitError::NotRerunnable { id, status });
+                    }
+                    _ => {
+                        return Ok(Submission {
+                            job: existing,
+                            created: false,
+                        });
+                    }
                 }
             }
-            let controller = self.inner.registry.controller(job_type).expect("normalize checked the job type");
+            let controller = self
+                .inner
+                .registry
+                .controller(job_type)
+                .expect("normalize checked the job type");
             // Plan before storing anything: an invalid plan leaves no trace.
             let specs = controller.plan(&id, &params)?;
-            let plan = graph::plan(&id, specs, PlanScope::Job, &|n| self.inner.registry.handler_defaults(n), now_millis())?;
+            let plan = graph::plan(
+                &id,
+                specs,
+                PlanScope::Job,
+                &|n| self.inner.registry.handler_defaults(n),
+                now_millis(),
+            )?;
             let now = now_millis();
             let job = JobRecord {
                 id: id.clone(),
@@ -234,7 +286,9 @@ impl Engine {
                 params,
                 status: JobStatus::Pending,
                 attempt,
-                outcome_policy: options.outcome_policy.unwrap_or_else(|| controller.outcome_policy()),
+                outcome_policy: options
+                    .outcome_policy
+                    .unwrap_or_else(|| controller.outcome_policy()),
                 barriers: plan.barriers.clone(),
                 planned_tasks: plan.tasks.len() as u64,
                 result: None,
@@ -247,7 +301,12 @@ impl Engine {
             };
             let job = match self.inner.backend.jobs.insert_job(&job).await? {
                 Inserted::Created(revision) => JobRecord { revision, ..job },
-                Inserted::Existing(existing) => return Ok(Submission { job: existing, created: false }),
+                Inserted::Existing(existing) => {
+                    return Ok(Submission {
+                        job: existing,
+                        created: false,
+                    });
+                }
             };
             self.store_tasks(&job, plan.tasks).await?;
             let job = self.start(job).await?;
@@ -259,29 +318,59 @@ impl Engine {
 
     /// Re-plan a PENDING job (idempotent inserts) and start it.
     pub(crate) async fn plan_and_start(&self, job: JobRecord) -> Result<JobRecord, SubmitError> {
-        let controller = self.inner.registry.controller(&job.job_type).ok_or_else(|| SubmitError::UnknownJobType {
-            job_type: job.job_type.clone(),
-            known: self.inner.registry.job_types().map(|c| c.job_type().to_owned()).collect(),
-        })?;
+        let controller = self
+            .inner
+            .registry
+            .controller(&job.job_type)
+            .ok_or_else(|| SubmitError::UnknownJobType {
+                job_type: job.job_type.clone(),
+                known: self
+                    .inner
+                    .registry
+                    .job_types()
+                    .map(|c| c.job_type().to_owned())
+                    .collect(),
+            })?;
         let specs = controller.plan(&job.id, &job.params)?;
-        let plan = graph::plan(&job.id, specs, PlanScope::Job, &|n| self.inner.registry.handler_defaults(n), now_millis())?;
+        let plan = graph::plan(
+            &job.id,
+            specs,
+            PlanScope::Job,
+            &|n| self.inner.registry.handler_defaults(n),
+            now_millis(),
+        )?;
         self.store_tasks(&job, plan.tasks).await?;
         Ok(self.start(job).await?)
     }
 
     /// Insert tasks in chunks, sending the messages of each chunk's root tasks right after it.
-    pub(crate) async fn store_tasks(&self, job: &JobRecord, tasks: Vec<TaskRecord>) -> Result<(), RuntimeError> {
+    pub(crate) async fn store_tasks(
+        &self,
+        job: &JobRecord,
+        tasks: Vec<TaskRecord>,
+    ) -> Result<(), RuntimeError> {
         let chunk = self.inner.config.insert_chunk.max(1);
         let mut tasks = tasks.into_iter().peekable();
         let mut batch = Vec::with_capacity(chunk);
         while tasks.peek().is_some() {
             batch.clear();
             batch.extend(tasks.by_ref().take(chunk));
-            self.inner.backend.tasks.insert_tasks(&job.id, &batch).await?;
-            let bodies: Vec<String> =
-                batch.iter().filter(|t| t.status == TaskStatus::Queued).map(|t| message_body(t, t.attempt)).collect();
+            self.inner
+                .backend
+                .tasks
+                .insert_tasks(&job.id, &batch)
+                .await?;
+            let bodies: Vec<String> = batch
+                .iter()
+                .filter(|t| t.status == TaskStatus::Queued)
+                .map(|t| message_body(t, t.attempt))
+                .collect();
             if !bodies.is_empty() {
-                self.inner.backend.queue.send(&bodies, Duration::ZERO).await?;
+                self.inner
+                    .backend
+                    .queue
+                    .send(&bodies, Duration::ZERO)
+                    .await?;
             }
         }
         Ok(())
@@ -301,14 +390,31 @@ impl Engine {
                 };
                 self.emit(&running.id, event).await;
                 self.check_completion(&running.id).await?;
-                Ok(self.inner.backend.jobs.get_job(&running.id).await?.unwrap_or(running))
+                Ok(self
+                    .inner
+                    .backend
+                    .jobs
+                    .get_job(&running.id)
+                    .await?
+                    .unwrap_or(running))
             }
             None => {
                 // Cancelled (or failed fast) while planning: sweep what the last chunks added.
-                let current = self.inner.backend.jobs.get_job(&job.id).await?.unwrap_or(job);
+                let current = self
+                    .inner
+                    .backend
+                    .jobs
+                    .get_job(&job.id)
+                    .await?
+                    .unwrap_or(job);
                 if current.status.is_terminal() {
-                    let error = ErrorInfo::new(codes::JOB_CANCELLED, format!("job is {}", current.status));
-                    self.inner.backend.tasks.finish_unstarted(&current.id, TaskStatus::Cancelled, &error).await?;
+                    let error =
+                        ErrorInfo::new(codes::JOB_CANCELLED, format!("job is {}", current.status));
+                    self.inner
+                        .backend
+                        .tasks
+                        .finish_unstarted(&current.id, TaskStatus::Cancelled, &error)
+                        .await?;
                 }
                 Ok(current)
             }
@@ -317,17 +423,37 @@ impl Engine {
 
     /// The job with task counts and progress.
     pub async fn status(&self, id: &JobId) -> Result<JobView, JobQueryError> {
-        let job = self.inner.backend.jobs.get_job(id).await?.ok_or_else(|| JobQueryError::NotFound(id.clone()))?;
+        let job = self
+            .inner
+            .backend
+            .jobs
+            .get_job(id)
+            .await?
+            .ok_or_else(|| JobQueryError::NotFound(id.clone()))?;
         let tasks = self.inner.backend.tasks.count_tasks(id, None).await?;
-        let progress = if job.status.is_terminal() { 1.0 } else { crate::schedule::job_progress(&tasks, 0.0) };
-        Ok(JobView { job, tasks, progress })
+        let progress = if job.status.is_terminal() {
+            1.0
+        } else {
+            crate::schedule::job_progress(&tasks, 0.0)
+        };
+        Ok(JobView {
+            job,
+            tasks,
+            progress,
+        })
     }
 
     /// Cancel a job: every task not yet running is cancelled at once; running handlers see it
     /// through their context. Cancelling a finished job returns it unchanged.
     pub async fn cancel(&self, id: &JobId) -> Result<JobRecord, JobQueryError> {
         loop {
-            let job = self.inner.backend.jobs.get_job(id).await?.ok_or_else(|| JobQueryError::NotFound(id.clone()))?;
+            let job = self
+                .inner
+                .backend
+                .jobs
+                .get_job(id)
+                .await?
+                .ok_or_else(|| JobQueryError::NotFound(id.clone()))?;
             if job.status.is_terminal() {
                 return Ok(job);
             }
@@ -337,12 +463,22 @@ impl Engine {
             cancelled.error = Some(ErrorInfo::new(codes::JOB_CANCELLED, "cancelled on request"));
             if let Some(cancelled) = self.cas_job(&job, cancelled).await? {
                 Metrics::inc(&self.inner.metrics.jobs_closed);
-                self.emit(id, EventKind::JobCompleted { status: JobStatus::Cancelled }).await;
+                self.emit(
+                    id,
+                    EventKind::JobCompleted {
+                        status: JobStatus::Cancelled,
+                    },
+                )
+                .await;
                 let n = self
                     .inner
                     .backend
                     .tasks
-                    .finish_unstarted(id, TaskStatus::Cancelled, &ErrorInfo::new(codes::JOB_CANCELLED, "job cancelled"))
+                    .finish_unstarted(
+                        id,
+                        TaskStatus::Cancelled,
+                        &ErrorInfo::new(codes::JOB_CANCELLED, "job cancelled"),
+                    )
                     .await
                     .map_err(RuntimeError::from)?;
                 info!(job_id = %id, tasks_cancelled = n, "job cancelled");
@@ -352,7 +488,11 @@ impl Engine {
     }
 
     /// Compare-and-set a job to `next` (checked against the status machine).
-    pub(crate) async fn cas_job(&self, current: &JobRecord, mut next: JobRecord) -> Result<Option<JobRecord>, RuntimeError> {
+    pub(crate) async fn cas_job(
+        &self,
+        current: &JobRecord,
+        mut next: JobRecord,
+    ) -> Result<Option<JobRecord>, RuntimeError> {
         if next.status != current.status {
             if let Err(e) = crate::status::check_job_transition(current.status, next.status) {
                 Metrics::inc(&self.inner.metrics.invalid_transitions);
@@ -403,7 +543,13 @@ impl Engine {
     /// Publish an event; a failure to store it is logged, never fatal to the task.
     pub(crate) async fn emit(&self, job_id: &JobId, kind: EventKind) {
         let event = JobEvent::now(job_id, kind);
-        if let Err(e) = self.inner.backend.events.emit(std::slice::from_ref(&event)).await {
+        if let Err(e) = self
+            .inner
+            .backend
+            .events
+            .emit(std::slice::from_ref(&event))
+            .await
+        {
             warn!(job_id = %job_id, error = %e, event = event.kind.name(), "event not stored");
         }
     }
@@ -411,6 +557,10 @@ impl Engine {
 
 /// The queue message of a task attempt: IDs only.
 pub(crate) fn message_body(task: &TaskRecord, attempt: u32) -> String {
-    serde_json::to_string(&TaskMessage { job_id: task.job_id.clone(), task_id: task.id.clone(), attempt })
-        .expect("a message of IDs always serializes")
+    serde_json::to_string(&TaskMessage {
+        job_id: task.job_id.clone(),
+        task_id: task.id.clone(),
+        attempt,
+    })
+    .expect("a message of IDs always serializes")
 }

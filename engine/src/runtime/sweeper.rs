@@ -55,7 +55,11 @@ impl Engine {
             (TaskStatus::Running, stale - as_millis(config.lease)),
         ];
         for (status, updated_before) in cases {
-            for task in backend.maintenance.stale_tasks(status, updated_before, SWEEP_BATCH).await? {
+            for task in backend
+                .maintenance
+                .stale_tasks(status, updated_before, SWEEP_BATCH)
+                .await?
+            {
                 if status == TaskStatus::RetryWait && task.not_before.is_some_and(|t| t > stale) {
                     continue;
                 }
@@ -64,14 +68,21 @@ impl Engine {
                 touched.updated_at = now;
                 let touched = backend.tasks.update_task(&touched).await?;
                 if touched.is_ok() {
-                    backend.queue.send(&[message_body(&task, task.attempt)], Duration::ZERO).await?;
+                    backend
+                        .queue
+                        .send(&[message_body(&task, task.attempt)], Duration::ZERO)
+                        .await?;
                     Metrics::inc(&self.inner.metrics.messages_resent);
                     report.messages_resent += 1;
                 }
             }
         }
 
-        for job in backend.maintenance.stale_pending_jobs(stale, SWEEP_BATCH).await? {
+        for job in backend
+            .maintenance
+            .stale_pending_jobs(stale, SWEEP_BATCH)
+            .await?
+        {
             info!(job_id = %job.id, "resuming a job whose submission was interrupted");
             match self.plan_and_start(job).await {
                 Ok(_) => report.jobs_resumed += 1,
@@ -80,7 +91,11 @@ impl Engine {
         }
 
         let cutoff = now - as_millis(config.retention);
-        for id in backend.maintenance.jobs_finished_before(cutoff, SWEEP_BATCH).await? {
+        for id in backend
+            .maintenance
+            .jobs_finished_before(cutoff, SWEEP_BATCH)
+            .await?
+        {
             backend.maintenance.delete_job(&id).await?;
             report.jobs_removed += 1;
         }

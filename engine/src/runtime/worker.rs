@@ -13,7 +13,9 @@ use super::{Engine, Metrics, RuntimeError, message_body};
 use crate::events::EventKind;
 use crate::graph::{self, PlanScope};
 use crate::handler::{HandlerError, TaskContext, TaskOutput};
-use crate::model::{ErrorInfo, JobRecord, Millis, TaskKind, TaskMessage, TaskRecord, TaskStatus, codes, now_millis};
+use crate::model::{
+    ErrorInfo, JobRecord, Millis, TaskKind, TaskMessage, TaskRecord, TaskStatus, codes, now_millis,
+};
 use crate::ports::Delivery;
 use crate::retry::{RetryDecision, decide_retry};
 
@@ -60,7 +62,12 @@ pub async fn run_worker(engine: Engine, config: WorkerConfig, shutdown: Cancella
                 _ = running.join_next() => continue,
             }
         }
-        let received = engine.inner.backend.queue.receive(free.min(32), engine.inner.config.lease).await;
+        let received = engine
+            .inner
+            .backend
+            .queue
+            .receive(free.min(32), engine.inner.config.lease)
+            .await;
         match received {
             Ok(deliveries) if deliveries.is_empty() => {
                 tokio::select! {
@@ -72,7 +79,11 @@ pub async fn run_worker(engine: Engine, config: WorkerConfig, shutdown: Cancella
             Ok(deliveries) => {
                 idle = config.poll_min;
                 for delivery in deliveries {
-                    let permit = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+                    let permit = slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
                     let engine = engine.clone();
                     let config = config.clone();
                     running.spawn(async move {
@@ -91,7 +102,12 @@ pub async fn run_worker(engine: Engine, config: WorkerConfig, shutdown: Cancella
         }
     }
     info!(worker = %config.worker_id, in_flight = running.len(), "worker stopping");
-    if tokio::time::timeout(config.drain_timeout, async { while running.join_next().await.is_some() {} }).await.is_err() {
+    if tokio::time::timeout(config.drain_timeout, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
         warn!(worker = %config.worker_id, "handlers still running at shutdown; their tasks will be re-delivered");
         running.abort_all();
     }
@@ -129,15 +145,27 @@ impl Engine {
             task_version = tracing::field::Empty,
             attempt = message.attempt,
         );
-        let result = self.process_message(delivery, &message, config).instrument(span).await;
+        let result = self
+            .process_message(delivery, &message, config)
+            .instrument(span)
+            .await;
         if let Err(e) = result {
             warn!(job_id = %message.job_id, task_id = %message.task_id, error = %e, "delivery not completed; it will be re-delivered");
         }
     }
 
-    async fn process_message(&self, mut delivery: Delivery, message: &TaskMessage, config: &WorkerConfig) -> Result<(), RuntimeError> {
+    async fn process_message(
+        &self,
+        mut delivery: Delivery,
+        message: &TaskMessage,
+        config: &WorkerConfig,
+    ) -> Result<(), RuntimeError> {
         let backend = &self.inner.backend;
-        let Some(mut task) = backend.tasks.get_task(&message.job_id, &message.task_id).await? else {
+        let Some(mut task) = backend
+            .tasks
+            .get_task(&message.job_id, &message.task_id)
+            .await?
+        else {
             debug!("message for an unknown task (job removed or re-planned); dropped");
             backend.queue.delete(&delivery).await.ok();
             return Ok(());
@@ -146,14 +174,35 @@ impl Engine {
         span.record("task", task.task.as_str());
         span.record("task_version", task.task_version);
 
+        let now = now_millis();
+        if task.status == TaskStatus::Running && task.lease_until.is_some_and(|l| l > now) {
+            // Held by a live lease (a duplicate, or the holder's lease not yet expired in the
+            // task record): come back when that lease ends; a takeover happens then if needed.
+            debug!(holder = ?task.worker, "task is held; delivery postponed until its lease ends");
+            let wait = Duration::from_millis(
+                u64::try_from(task.lease_until.unwrap_or(now) - now).unwrap_or(0) + 100,
+            );
+            backend.queue.extend_lease(&mut delivery, wait).await?;
+            return Ok(());
+        }
+
         if delivery.dequeue_count > self.inner.config.max_dequeue && !task.status.is_terminal() {
-            warn!(dequeue_count = delivery.dequeue_count, "poison message: delivered too often without an outcome");
+            warn!(
+                dequeue_count = delivery.dequeue_count,
+                "poison message: delivered too often without an outcome"
+            );
             backend.queue.dead_letter(&delivery).await?;
             let error = ErrorInfo::new(
                 codes::POISONED,
-                format!("delivered {} times without an outcome (max_dequeue {})", delivery.dequeue_count, self.inner.config.max_dequeue),
+                format!(
+                    "delivered {} times without an outcome (max_dequeue {})",
+                    delivery.dequeue_count, self.inner.config.max_dequeue
+                ),
             );
-            if let Some(failed) = self.cas_task(&task, TaskStatus::Failed, |t| t.error = Some(error.clone())).await? {
+            if let Some(failed) = self
+                .cas_task(&task, TaskStatus::Failed, |t| t.error = Some(error.clone()))
+                .await?
+            {
                 Metrics::inc(&self.inner.metrics.tasks_poisoned);
                 Metrics::inc(&self.inner.metrics.tasks_failed);
                 self.emit_failed(&failed, error, false).await;
@@ -177,7 +226,6 @@ impl Engine {
             return Ok(());
         }
 
-        let now = now_millis();
         match task.status {
             TaskStatus::Pending => {
                 warn!("message for a task that was never released; dropped");
@@ -192,16 +240,13 @@ impl Engine {
                     backend.queue.extend_lease(&mut delivery, lease).await?;
                     return Ok(());
                 }
-                match self.cas_task(&task, TaskStatus::Queued, |t| t.not_before = None).await? {
+                match self
+                    .cas_task(&task, TaskStatus::Queued, |t| t.not_before = None)
+                    .await?
+                {
                     Some(queued) => task = queued,
                     None => return Ok(()),
                 }
-            }
-            TaskStatus::Running if task.lease_until.is_some_and(|l| l > now) => {
-                debug!(holder = ?task.worker, "task is held by a live worker; duplicate dropped");
-                Metrics::inc(&self.inner.metrics.duplicate_deliveries);
-                backend.queue.delete(&delivery).await.ok();
-                return Ok(());
             }
             _ => {}
         }
@@ -231,7 +276,10 @@ impl Engine {
         };
         if job.status.is_terminal() {
             let error = ErrorInfo::new(codes::JOB_CANCELLED, format!("job is {}", job.status));
-            if let Some(cancelled) = self.cas_task(&running, TaskStatus::Cancelled, |t| t.error = Some(error)).await? {
+            if let Some(cancelled) = self
+                .cas_task(&running, TaskStatus::Cancelled, |t| t.error = Some(error))
+                .await?
+            {
                 Metrics::inc(&self.inner.metrics.tasks_cancelled);
                 self.after_terminal(&job, cancelled).await?;
             }
@@ -270,9 +318,17 @@ impl Engine {
 
     /// Run the handler with a timeout, a heartbeat that renews the lease, and a watch on the
     /// job so that cancellation reaches the handler through its context.
-    async fn run_handler(&self, job: &JobRecord, task: TaskRecord, delivery: &mut Delivery) -> Result<(RunEnd, TaskRecord), RuntimeError> {
+    async fn run_handler(
+        &self,
+        job: &JobRecord,
+        task: TaskRecord,
+        delivery: &mut Delivery,
+    ) -> Result<(RunEnd, TaskRecord), RuntimeError> {
         let Some(handler) = self.inner.registry.handler(&task.task).cloned() else {
-            let error = HandlerError::permanent(codes::NO_HANDLER, format!("no handler named {:?} in this worker", task.task));
+            let error = HandlerError::permanent(
+                codes::NO_HANDLER,
+                format!("no handler named {:?} in this worker", task.task),
+            );
             return Ok((RunEnd::Error(error), task));
         };
         let cancel = CancellationToken::new();
@@ -295,9 +351,12 @@ impl Engine {
         let timeout = Duration::from_millis(task.timeout_ms);
         let deadline = tokio::time::Instant::now() + timeout;
         let lease = self.inner.config.lease;
-        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
+        let mut heartbeat =
+            tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
         let mut task = task;
         let mut cancelled_because: Option<String> = None;
+        // Once cancelled, a handler has this long to stop before it is aborted.
+        let mut grace_deadline = tokio::time::Instant::now();
         let grace = Duration::from_secs(30);
         let end = loop {
             tokio::select! {
@@ -315,14 +374,17 @@ impl Engine {
                     join.abort();
                     break RunEnd::Error(HandlerError::timeout(format!("no result within {timeout:?}")));
                 }
-                _ = tokio::time::sleep(grace), if cancelled_because.is_some() => {
+                _ = tokio::time::sleep_until(grace_deadline), if cancelled_because.is_some() => {
                     join.abort();
                     break RunEnd::Cancelled(cancelled_because.take().unwrap_or_default());
                 }
                 _ = heartbeat.tick() => {
-                    if let Some(reason) = self.heartbeat(job, &mut task, delivery).await? {
-                        cancel.cancel();
-                        cancelled_because = Some(reason);
+                    if cancelled_because.is_none() {
+                        if let Some(reason) = self.heartbeat(job, &mut task, delivery).await? {
+                            cancel.cancel();
+                            cancelled_because = Some(reason);
+                            grace_deadline = tokio::time::Instant::now() + grace;
+                        }
                     }
                 }
             }
@@ -332,24 +394,55 @@ impl Engine {
 
     /// Renew the lease (queue and task record); report a reason to stop if the job was closed
     /// or the task was taken away.
-    async fn heartbeat(&self, job: &JobRecord, task: &mut TaskRecord, delivery: &mut Delivery) -> Result<Option<String>, RuntimeError> {
+    async fn heartbeat(
+        &self,
+        job: &JobRecord,
+        task: &mut TaskRecord,
+        delivery: &mut Delivery,
+    ) -> Result<Option<String>, RuntimeError> {
         let lease = self.inner.config.lease;
         if let Err(e) = self.inner.backend.queue.extend_lease(delivery, lease).await {
             warn!(error = %e, "lease renewal failed");
         }
         let lease_until = now_millis() + millis(lease);
-        match self.cas_task(task, TaskStatus::Running, |t| t.lease_until = Some(lease_until)).await? {
+        match self
+            .cas_task(task, TaskStatus::Running, |t| {
+                t.lease_until = Some(lease_until)
+            })
+            .await?
+        {
             Some(renewed) => *task = renewed,
             None => {
-                let current = self.inner.backend.tasks.get_task(&task.job_id, &task.id).await?;
+                let current = self
+                    .inner
+                    .backend
+                    .tasks
+                    .get_task(&task.job_id, &task.id)
+                    .await?;
                 match current {
-                    Some(current) if current.status == TaskStatus::Running && current.worker == task.worker => *task = current,
-                    Some(current) => return Ok(Some(format!("task is now {} (held by {:?})", current.status, current.worker))),
+                    Some(current)
+                        if current.status == TaskStatus::Running
+                            && current.worker == task.worker =>
+                    {
+                        *task = current
+                    }
+                    Some(current) => {
+                        return Ok(Some(format!(
+                            "task is now {} (held by {:?})",
+                            current.status, current.worker
+                        )));
+                    }
                     None => return Ok(Some("task was removed".into())),
                 }
             }
         }
-        let status = self.inner.backend.jobs.get_job(&job.id).await?.map(|j| j.status);
+        let status = self
+            .inner
+            .backend
+            .jobs
+            .get_job(&job.id)
+            .await?
+            .map(|j| j.status);
         Ok(match status {
             Some(status) if status.is_terminal() => Some(format!("job is {status}")),
             None => Some("job was removed".into()),
@@ -359,7 +452,12 @@ impl Engine {
 
     /// Store the outcome of a run: SUCCEEDED (with children for orchestrators), RETRY_WAIT
     /// (and the delayed message), FAILED or CANCELLED. `None` when the task changed under us.
-    async fn record_outcome(&self, job: &JobRecord, task: &TaskRecord, end: RunEnd) -> Result<Option<TaskRecord>, RuntimeError> {
+    async fn record_outcome(
+        &self,
+        job: &JobRecord,
+        task: &TaskRecord,
+        end: RunEnd,
+    ) -> Result<Option<TaskRecord>, RuntimeError> {
         let duration_ms = now_millis() - task.started_at.unwrap_or_else(now_millis);
         let error = match end {
             RunEnd::Output(output) => {
@@ -370,10 +468,7 @@ impl Engine {
                 }
                 let succeeded = self
                     .cas_task(task, TaskStatus::Succeeded, |t| {
-                        t.result = Some(output.result);
-                        if let Some(p) = &mut t.progress {
-                            p.fraction = 1.0;
-                        }
+                        t.result = Some(output.result)
                     })
                     .await?;
                 if let Some(done) = &succeeded {
@@ -394,7 +489,9 @@ impl Engine {
             }
             RunEnd::Cancelled(reason) => {
                 let error = ErrorInfo::new(codes::JOB_CANCELLED, reason);
-                let cancelled = self.cas_task(task, TaskStatus::Cancelled, |t| t.error = Some(error)).await?;
+                let cancelled = self
+                    .cas_task(task, TaskStatus::Cancelled, |t| t.error = Some(error))
+                    .await?;
                 if cancelled.is_some() {
                     Metrics::inc(&self.inner.metrics.tasks_cancelled);
                 }
@@ -406,7 +503,11 @@ impl Engine {
         self.fail_or_retry(task, error).await
     }
 
-    async fn fail_or_retry(&self, task: &TaskRecord, error: HandlerError) -> Result<Option<TaskRecord>, RuntimeError> {
+    async fn fail_or_retry(
+        &self,
+        task: &TaskRecord,
+        error: HandlerError,
+    ) -> Result<Option<TaskRecord>, RuntimeError> {
         let jitter: f64 = rand::rng().random();
         match decide_retry(&task.retry, task.attempt, error.class, jitter) {
             RetryDecision::RetryAfter(delay) => {
@@ -422,13 +523,19 @@ impl Engine {
                 if let Some(waiting) = &waiting {
                     Metrics::inc(&self.inner.metrics.tasks_retried);
                     info!(error = %error, delay_ms = millis(delay), "attempt failed; retry scheduled");
-                    self.inner.backend.queue.send(&[message_body(waiting, waiting.attempt)], delay).await?;
+                    self.inner
+                        .backend
+                        .queue
+                        .send(&[message_body(waiting, waiting.attempt)], delay)
+                        .await?;
                     self.emit_failed(task, error.info(), true).await;
                 }
                 Ok(waiting)
             }
             RetryDecision::GiveUp => {
-                let failed = self.cas_task(task, TaskStatus::Failed, |t| t.error = Some(error.info())).await?;
+                let failed = self
+                    .cas_task(task, TaskStatus::Failed, |t| t.error = Some(error.info()))
+                    .await?;
                 if failed.is_some() {
                     Metrics::inc(&self.inner.metrics.tasks_failed);
                     warn!(error = %error, "task failed");
@@ -448,13 +555,29 @@ impl Engine {
         children: Vec<crate::model::TaskSpec>,
     ) -> Result<Result<(), HandlerError>, RuntimeError> {
         if task.kind != TaskKind::Orchestrator {
-            let msg = format!("{} tasks cannot create children (only orchestrators can)", task.kind);
+            let msg = format!(
+                "{} tasks cannot create children (only orchestrators can)",
+                task.kind
+            );
             return Ok(Err(HandlerError::permanent(codes::INVALID_CHILDREN, msg)));
         }
-        let scope = PlanScope::Children { group: task.child_group.as_deref() };
-        let plan = match graph::plan(&job.id, children, scope, &|n| self.inner.registry.handler_defaults(n), now_millis()) {
+        let scope = PlanScope::Children {
+            group: task.child_group.as_deref(),
+        };
+        let plan = match graph::plan(
+            &job.id,
+            children,
+            scope,
+            &|n| self.inner.registry.handler_defaults(n),
+            now_millis(),
+        ) {
             Ok(plan) => plan,
-            Err(e) => return Ok(Err(HandlerError::permanent(codes::INVALID_CHILDREN, e.to_string()))),
+            Err(e) => {
+                return Ok(Err(HandlerError::permanent(
+                    codes::INVALID_CHILDREN,
+                    e.to_string(),
+                )));
+            }
         };
         info!(children = plan.tasks.len(), "orchestrator created children");
         self.store_tasks(job, plan.tasks).await?;
