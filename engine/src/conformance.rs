@@ -91,7 +91,8 @@ fn tasks(job: &JobId, n: i64) -> Vec<TaskRecord> {
     specs.push(TaskSpec::barrier("z", 0, "g"));
     graph::plan(job, specs, PlanScope::Job, &defaults, 5)
         .unwrap()
-        .tasks
+        .into_records()
+        .collect()
 }
 
 async fn insert_job(b: &Backend, j: &JobRecord) -> JobRecord {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use crate::ids::{JobId, TaskId, task_id};
+use crate::ids::{JobId, TaskId, TaskKey, task_id};
 use crate::model::{Millis, TaskKind, TaskRecord, TaskRef, TaskSpec, TaskStatus};
 use crate::retry::RetryPolicy;
 
@@ -59,18 +59,92 @@ pub enum PlanScope<'a> {
     Children { group: Option<&'a str> },
 }
 
-/// Validated task records, ready to store.
-#[derive(Debug, Default)]
+/// A validated plan. Records are built lazily (`into_records`), so a million-task plan never
+/// holds every record in memory at once.
+#[derive(Debug)]
 pub struct Plan {
-    pub tasks: Vec<TaskRecord>,
     /// Barrier IDs per group they wait for.
     pub barriers: BTreeMap<String, Vec<TaskId>>,
+    job_id: JobId,
+    now: Millis,
+    specs: Vec<TaskSpec>,
+    ids: Vec<TaskId>,
+    deps: Vec<Vec<u32>>,
+    n_dependents: Vec<u32>,
+    defaults: HashMap<String, HandlerDefaults>,
 }
 
 impl Plan {
-    /// Tasks that start QUEUED (no dependencies, not barriers): their messages go out first.
-    pub fn roots(&self) -> impl Iterator<Item = &TaskRecord> {
-        self.tasks.iter().filter(|t| t.status == TaskStatus::Queued)
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    /// The task records, in plan order. Tasks without dependencies (not barriers) start QUEUED.
+    pub fn into_records(self) -> impl Iterator<Item = TaskRecord> {
+        let Plan {
+            job_id,
+            now,
+            specs,
+            ids,
+            deps,
+            n_dependents,
+            defaults,
+            ..
+        } = self;
+        specs
+            .into_iter()
+            .zip(deps)
+            .zip(n_dependents)
+            .enumerate()
+            .map(move |(i, ((spec, deps), n_dependents))| {
+                let defaults = defaults[&spec.task];
+                let depends_on: Vec<TaskId> =
+                    deps.iter().map(|d| ids[*d as usize].clone()).collect();
+                let is_root = depends_on.is_empty() && spec.kind != TaskKind::Barrier;
+                let child_group = match spec.kind {
+                    TaskKind::Orchestrator => spec.child_group.or_else(|| spec.group.clone()),
+                    _ => None,
+                };
+                TaskRecord {
+                    job_id: job_id.clone(),
+                    id: ids[i].clone(),
+                    task: spec.task,
+                    key: spec.key,
+                    kind: spec.kind,
+                    task_version: defaults.task_version,
+                    status: if is_root {
+                        TaskStatus::Queued
+                    } else {
+                        TaskStatus::Pending
+                    },
+                    attempt: 1,
+                    params: spec.params,
+                    depends_on,
+                    n_dependents,
+                    group: spec.group,
+                    child_group,
+                    waits_for: spec.waits_for,
+                    trigger_rule: spec.trigger_rule,
+                    retry: spec.retry.unwrap_or(defaults.retry),
+                    timeout_ms: u64::try_from(spec.timeout.unwrap_or(defaults.timeout).as_millis())
+                        .unwrap_or(u64::MAX),
+                    result: None,
+                    error: None,
+                    progress: None,
+                    not_before: None,
+                    lease_until: None,
+                    worker: None,
+                    created_at: now,
+                    updated_at: now,
+                    started_at: None,
+                    finished_at: None,
+                    revision: Default::default(),
+                }
+            })
     }
 }
 
@@ -97,134 +171,109 @@ pub fn plan(
         }
     }
 
-    let mut index: HashMap<TaskRef, usize> = HashMap::with_capacity(specs.len());
-    for (i, spec) in specs.iter().enumerate() {
-        check_kind(spec)?;
-        if index.insert(spec.reference(), i).is_some() {
-            return Err(PlanError::DuplicateTask {
-                task: spec.reference(),
-            });
+    let (deps, n_dependents) = {
+        // Borrowed keys: no copy of a million names.
+        let mut index: HashMap<(&str, &TaskKey), usize> = HashMap::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            check_kind(spec)?;
+            if index.insert((spec.task.as_str(), &spec.key), i).is_some() {
+                return Err(PlanError::DuplicateTask {
+                    task: spec.reference(),
+                });
+            }
         }
-    }
 
-    let mut members: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, spec) in specs.iter().enumerate() {
-        if let Some(g) = &spec.group {
-            members.entry(g.as_str()).or_default().push(i);
-        }
-        if spec.kind == TaskKind::Orchestrator {
-            if let Some(g) = spec.child_group.as_ref().or(spec.group.as_ref()) {
-                if spec.group.as_deref() != Some(g.as_str()) {
-                    members.entry(g.as_str()).or_default().push(i);
+        let mut members: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, spec) in specs.iter().enumerate() {
+            if let Some(g) = &spec.group {
+                members.entry(g.as_str()).or_default().push(i);
+            }
+            if spec.kind == TaskKind::Orchestrator {
+                if let Some(g) = spec.child_group.as_ref().or(spec.group.as_ref()) {
+                    if spec.group.as_deref() != Some(g.as_str()) {
+                        members.entry(g.as_str()).or_default().push(i);
+                    }
                 }
             }
         }
-    }
 
-    let mut graph: DiGraph<(), ()> = DiGraph::with_capacity(specs.len(), specs.len());
-    for _ in &specs {
-        graph.add_node(());
-    }
-    let mut n_dependents = vec![0u32; specs.len()];
-    for (i, spec) in specs.iter().enumerate() {
-        for dep in &spec.depends_on {
-            let Some(&d) = index.get(dep) else {
-                return Err(PlanError::UnknownDependency {
-                    task: spec.reference(),
-                    missing: dep.clone(),
-                });
-            };
-            graph.add_edge(NodeIndex::new(d), NodeIndex::new(i), ());
-            n_dependents[d] += 1;
+        let mut graph: DiGraph<(), ()> = DiGraph::with_capacity(specs.len(), specs.len());
+        for _ in &specs {
+            graph.add_node(());
         }
-        if let Some(group) = &spec.waits_for {
-            let Some(group_members) = members.get(group.as_str()) else {
-                return Err(PlanError::UnknownGroup {
-                    barrier: spec.reference(),
-                    group: group.clone(),
-                });
-            };
-            for &m in group_members {
-                graph.add_edge(NodeIndex::new(m), NodeIndex::new(i), ());
+        let mut n_dependents = vec![0u32; specs.len()];
+        let mut deps: Vec<Vec<u32>> = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            let mut own = Vec::with_capacity(spec.depends_on.len());
+            for dep in &spec.depends_on {
+                let Some(&d) = index.get(&(dep.task.as_str(), &dep.key)) else {
+                    return Err(PlanError::UnknownDependency {
+                        task: spec.reference(),
+                        missing: dep.clone(),
+                    });
+                };
+                graph.add_edge(NodeIndex::new(d), NodeIndex::new(i), ());
+                n_dependents[d] += 1;
+                own.push(d as u32);
+            }
+            deps.push(own);
+            if let Some(group) = &spec.waits_for {
+                let Some(group_members) = members.get(group.as_str()) else {
+                    return Err(PlanError::UnknownGroup {
+                        barrier: spec.reference(),
+                        group: group.clone(),
+                    });
+                };
+                for &m in group_members {
+                    graph.add_edge(NodeIndex::new(m), NodeIndex::new(i), ());
+                }
             }
         }
-    }
-    if toposort(&graph, None).is_err() {
-        let mut tasks: Vec<TaskRef> = tarjan_scc(&graph)
-            .into_iter()
-            .filter(|scc| scc.len() > 1 || graph.contains_edge(scc[0], scc[0]))
-            .flatten()
-            .map(|n| specs[n.index()].reference())
-            .collect();
-        tasks.sort();
-        return Err(PlanError::Cycle { tasks });
-    }
+        if toposort(&graph, None).is_err() {
+            let mut tasks: Vec<TaskRef> = tarjan_scc(&graph)
+                .into_iter()
+                .filter(|scc| scc.len() > 1 || graph.contains_edge(scc[0], scc[0]))
+                .flatten()
+                .map(|n| specs[n.index()].reference())
+                .collect();
+            tasks.sort();
+            return Err(PlanError::Cycle { tasks });
+        }
+        (deps, n_dependents)
+    };
 
     let ids: Vec<TaskId> = specs
         .iter()
         .map(|s| task_id(job_id, &s.task, &s.key))
         .collect();
+    let mut defaults = HashMap::new();
     let mut barriers: BTreeMap<String, Vec<TaskId>> = BTreeMap::new();
-    let mut tasks = Vec::with_capacity(specs.len());
-    for (i, spec) in specs.into_iter().enumerate() {
-        let Some(defaults) = handler(&spec.task) else {
-            return Err(PlanError::NoHandler {
-                task: spec.reference(),
-            });
-        };
+    for (i, spec) in specs.iter().enumerate() {
+        if !defaults.contains_key(&spec.task) {
+            let Some(d) = handler(&spec.task) else {
+                return Err(PlanError::NoHandler {
+                    task: spec.reference(),
+                });
+            };
+            defaults.insert(spec.task.clone(), d);
+        }
         if let Some(group) = &spec.waits_for {
             barriers
                 .entry(group.clone())
                 .or_default()
                 .push(ids[i].clone());
         }
-        let depends_on: Vec<TaskId> = spec
-            .depends_on
-            .iter()
-            .map(|d| ids[index[d]].clone())
-            .collect();
-        let is_root = depends_on.is_empty() && spec.kind != TaskKind::Barrier;
-        let child_group = match spec.kind {
-            TaskKind::Orchestrator => spec.child_group.or_else(|| spec.group.clone()),
-            _ => None,
-        };
-        tasks.push(TaskRecord {
-            job_id: job_id.clone(),
-            id: ids[i].clone(),
-            task: spec.task,
-            key: spec.key,
-            kind: spec.kind,
-            task_version: defaults.task_version,
-            status: if is_root {
-                TaskStatus::Queued
-            } else {
-                TaskStatus::Pending
-            },
-            attempt: 1,
-            params: spec.params,
-            depends_on,
-            n_dependents: n_dependents[i],
-            group: spec.group,
-            child_group,
-            waits_for: spec.waits_for,
-            trigger_rule: spec.trigger_rule,
-            retry: spec.retry.unwrap_or(defaults.retry),
-            timeout_ms: u64::try_from(spec.timeout.unwrap_or(defaults.timeout).as_millis())
-                .unwrap_or(u64::MAX),
-            result: None,
-            error: None,
-            progress: None,
-            not_before: None,
-            lease_until: None,
-            worker: None,
-            created_at: now,
-            updated_at: now,
-            started_at: None,
-            finished_at: None,
-            revision: Default::default(),
-        });
     }
-    Ok(Plan { tasks, barriers })
+    Ok(Plan {
+        barriers,
+        job_id: job_id.clone(),
+        now,
+        specs,
+        ids,
+        deps,
+        n_dependents,
+        defaults,
+    })
 }
 
 fn check_kind(spec: &TaskSpec) -> Result<(), PlanError> {
@@ -275,8 +324,7 @@ mod tests {
         match (got, expected) {
             (Ok(p), Ok(shape)) => {
                 let actual: Vec<String> = p
-                    .tasks
-                    .iter()
+                    .into_records()
                     .map(|t| format!("{}[{}]:{}:{}", t.task, t.key, t.status, t.n_dependents))
                     .collect();
                 assert_eq!(actual.join(" "), shape);
@@ -378,8 +426,15 @@ mod tests {
             0,
         )
         .unwrap();
-        assert!(p.tasks.iter().all(|t| t.group.as_deref() == Some("g")));
-        assert_eq!(p.roots().count(), 1);
+        let records: Vec<TaskRecord> = p.into_records().collect();
+        assert!(records.iter().all(|t| t.group.as_deref() == Some("g")));
+        assert_eq!(
+            records
+                .iter()
+                .filter(|t| t.status == TaskStatus::Queued)
+                .count(),
+            1
+        );
         let err = plan(
             &job,
             vec![TaskSpec::barrier("b", 0, "g")],

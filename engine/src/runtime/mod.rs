@@ -290,7 +290,7 @@ impl Engine {
                     .outcome_policy
                     .unwrap_or_else(|| controller.outcome_policy()),
                 barriers: plan.barriers.clone(),
-                planned_tasks: plan.tasks.len() as u64,
+                planned_tasks: plan.len() as u64,
                 result: None,
                 error: None,
                 created_at: now,
@@ -308,7 +308,7 @@ impl Engine {
                     });
                 }
             };
-            self.store_tasks(&job, plan.tasks).await?;
+            self.store_tasks(&job, plan.into_records()).await?;
             let job = self.start(job).await?;
             Ok(Submission { job, created: true })
         }
@@ -339,7 +339,7 @@ impl Engine {
             &|n| self.inner.registry.handler_defaults(n),
             now_millis(),
         )?;
-        self.store_tasks(&job, plan.tasks).await?;
+        self.store_tasks(&job, plan.into_records()).await?;
         Ok(self.start(job).await?)
     }
 
@@ -347,10 +347,10 @@ impl Engine {
     pub(crate) async fn store_tasks(
         &self,
         job: &JobRecord,
-        tasks: Vec<TaskRecord>,
+        tasks: impl Iterator<Item = TaskRecord>,
     ) -> Result<(), RuntimeError> {
         let chunk = self.inner.config.insert_chunk.max(1);
-        let mut tasks = tasks.into_iter().peekable();
+        let mut tasks = tasks.peekable();
         let mut batch = Vec::with_capacity(chunk);
         while tasks.peek().is_some() {
             batch.clear();

@@ -579,8 +579,8 @@ impl Engine {
                 )));
             }
         };
-        info!(children = plan.tasks.len(), "orchestrator created children");
-        self.store_tasks(job, plan.tasks).await?;
+        info!(children = plan.len(), "orchestrator created children");
+        self.store_tasks(job, plan.into_records()).await?;
         Ok(Ok(()))
     }
 
