@@ -202,14 +202,14 @@ impl Engine {
         &self.inner.metrics
     }
 
-    /// Validate params and compute the job ID without storing anything.
-    pub fn normalize(
+    fn controller(
         &self,
         job_type: &str,
-        params: Value,
-    ) -> Result<(JobId, Value, u32), SubmitError> {
-        let controller = self.inner.registry.controller(job_type).ok_or_else(|| {
-            SubmitError::UnknownJobType {
+    ) -> Result<&Arc<dyn crate::handler::Controller>, SubmitError> {
+        self.inner
+            .registry
+            .controller(job_type)
+            .ok_or_else(|| SubmitError::UnknownJobType {
                 job_type: job_type.to_owned(),
                 known: self
                     .inner
@@ -217,8 +217,16 @@ impl Engine {
                     .job_types()
                     .map(|c| c.job_type().to_owned())
                     .collect(),
-            }
-        })?;
+            })
+    }
+
+    /// Validate params and compute the job ID without storing anything.
+    pub fn normalize(
+        &self,
+        job_type: &str,
+        params: Value,
+    ) -> Result<(JobId, Value, u32), SubmitError> {
+        let controller = self.controller(job_type)?;
         let params = controller.validate(params)?;
         let id = job_id(job_type, controller.job_version(), &params)?;
         Ok((id, params, controller.job_version()))
@@ -318,19 +326,7 @@ impl Engine {
 
     /// Re-plan a PENDING job (idempotent inserts) and start it.
     pub(crate) async fn plan_and_start(&self, job: JobRecord) -> Result<JobRecord, SubmitError> {
-        let controller = self
-            .inner
-            .registry
-            .controller(&job.job_type)
-            .ok_or_else(|| SubmitError::UnknownJobType {
-                job_type: job.job_type.clone(),
-                known: self
-                    .inner
-                    .registry
-                    .job_types()
-                    .map(|c| c.job_type().to_owned())
-                    .collect(),
-            })?;
+        let controller = self.controller(&job.job_type)?;
         let specs = controller.plan(&job.id, &job.params)?;
         let plan = graph::plan(
             &job.id,
