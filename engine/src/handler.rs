@@ -314,6 +314,12 @@ pub trait Controller: Send + Sync + 'static {
     }
     /// Check the request params and fill in defaults. The result is what the job ID hashes.
     fn validate(&self, params: Value) -> Result<Value, ValidationError>;
+    /// Check what the normalized params refer to (input files exist and are readable, ...)
+    /// before a new job is created, so that what can be known at submission is refused then.
+    /// Not part of the job ID; not run when the job already exists.
+    async fn check(&self, _params: &Value) -> Result<(), ValidationError> {
+        Ok(())
+    }
     /// Expand normalized params into the initial task specs.
     fn plan(&self, job_id: &JobId, params: &Value) -> Result<Vec<TaskSpec>, PlanError>;
     /// The job's result, from its tasks' results, once every task is terminal.

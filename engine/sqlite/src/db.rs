@@ -2,8 +2,13 @@
 //! waiting when a transaction starts joins it (each inside its own savepoint, so one failing
 //! operation never leaves half its writes). Callers get their result after the COMMIT, so
 //! what they were told is durable is durable.
+//!
+//! Pure reads go to a small pool of reader threads, each with its own connection: in WAL mode
+//! they read the last committed state without blocking the writer, so the writer thread spends
+//! its time on writes. A read issued after a write's reply sees that write (the reply comes
+//! after the COMMIT).
 
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
 use engine::ports::StoreError;
@@ -12,22 +17,67 @@ use tokio::sync::oneshot;
 
 type Deliver = Box<dyn FnOnce(Option<&str>) + Send>;
 type Op = Box<dyn FnOnce(&Connection) -> Deliver + Send>;
+type ReadOp = Box<dyn FnOnce(&Connection) + Send>;
 
 /// Most operations one transaction takes.
 const MAX_GROUP: usize = 512;
 
 pub(crate) struct Db {
     sender: mpsc::Sender<Op>,
+    /// `None` without reader connections: reads then run on the writer.
+    reads: Option<mpsc::Sender<ReadOp>>,
 }
 
 impl Db {
-    pub fn start(conn: Connection) -> Self {
+    /// Start the writer thread on `conn` and one reader thread per connection in `readers`.
+    pub fn start(conn: Connection, readers: Vec<Connection>) -> Self {
         let (sender, receiver) = mpsc::channel::<Op>();
         thread::Builder::new()
             .name("tessera-sqlite".into())
             .spawn(move || writer_loop(conn, receiver))
             .expect("spawning the sqlite writer thread");
-        Db { sender }
+        if readers.is_empty() {
+            return Db {
+                sender,
+                reads: None,
+            };
+        }
+        let (reads, read_receiver) = mpsc::channel::<ReadOp>();
+        let read_receiver = Arc::new(Mutex::new(read_receiver));
+        for reader in readers {
+            let receiver = read_receiver.clone();
+            thread::Builder::new()
+                .name("tessera-sqlite-read".into())
+                .spawn(move || reader_loop(reader, &receiver))
+                .expect("spawning a sqlite reader thread");
+        }
+        Db {
+            sender,
+            reads: Some(reads),
+        }
+    }
+
+    /// Run the read-only `f` on a reader connection (the last committed state).
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let Some(reads) = &self.reads else {
+            return self.call(f).await;
+        };
+        let (tx, rx) = oneshot::channel();
+        let op: ReadOp = Box::new(move |conn: &Connection| {
+            let _ = tx.send(f(conn));
+        });
+        reads.send(op).map_err(|_| StoreError::Unavailable {
+            message: "sqlite reader threads stopped".into(),
+            source: None,
+        })?;
+        rx.await.map_err(|_| StoreError::Unavailable {
+            message: "sqlite reader thread dropped a request".into(),
+            source: None,
+        })?
     }
 
     /// Run `f` (a single statement, or reads) inside the next group transaction and return
@@ -100,6 +150,20 @@ fn in_savepoint<T>(
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
             Err(e)
+        }
+    }
+}
+
+fn reader_loop(conn: Connection, receiver: &Mutex<mpsc::Receiver<ReadOp>>) {
+    loop {
+        // The lock is held only while waiting for the next request, never while running one.
+        let next = match receiver.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        match next {
+            Ok(op) => op(&conn),
+            Err(_) => return,
         }
     }
 }

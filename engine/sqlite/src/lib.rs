@@ -29,6 +29,8 @@ use db::{Db, sql};
 const TASKS_QUEUE: &str = "tasks";
 const POISON_QUEUE: &str = "tasks-poison";
 const TERMINAL: &str = "('SUCCEEDED','FAILED','SKIPPED','CANCELLED')";
+/// Reader connections (threads) per process, beside the one writer.
+const READERS: usize = 2;
 const UNSTARTED: &str = "('PENDING','QUEUED','RETRY_WAIT')";
 
 /// Settings of the embedded backend.
@@ -49,13 +51,27 @@ impl Default for SqliteConfig {
     }
 }
 
+/// Version of `schema.sql`, kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 2;
+
 /// The database could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot open database {path}")]
-pub struct OpenError {
-    pub path: PathBuf,
-    #[source]
-    pub source: rusqlite::Error,
+pub enum OpenError {
+    #[error("cannot open database {path}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database {path} has schema version {found}, this tessera uses version {expected}: \
+         move the file away or choose another --db"
+    )]
+    SchemaVersion {
+        path: PathBuf,
+        found: i64,
+        expected: i64,
+    },
 }
 
 /// Every engine port on one SQLite file.
@@ -69,7 +85,7 @@ impl SqliteBackend {
     /// Open (creating if needed) the database at `path` and its schema.
     pub fn open(path: impl AsRef<Path>, config: &SqliteConfig) -> Result<Arc<Self>, OpenError> {
         let path = path.as_ref().to_path_buf();
-        let err = |source| OpenError {
+        let err = |source| OpenError::Sqlite {
             path: path.clone(),
             source,
         };
@@ -92,11 +108,36 @@ impl SqliteBackend {
             .map_err(err)?;
         conn.pragma_update(None, "wal_autocheckpoint", 20_000)
             .map_err(err)?;
+        let found: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)?;
+        if found != 0 && found != SCHEMA_VERSION {
+            return Err(OpenError::SchemaVersion {
+                path,
+                found,
+                expected: SCHEMA_VERSION,
+            });
+        }
         conn.execute_batch(include_str!("schema.sql"))
             .map_err(err)?;
-        conn.pragma_update(None, "user_version", 1).map_err(err)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(err)?;
+        let n_readers = std::env::var("TESSERA_SQLITE_READERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(READERS);
+        let readers = (0..n_readers)
+            .map(|_| {
+                let reader = Connection::open(&path)?;
+                reader.busy_timeout(config.busy_timeout)?;
+                reader.pragma_update(None, "query_only", true)?;
+                reader.pragma_update(None, "cache_size", -16_384)?;
+                Ok(reader)
+            })
+            .collect::<Result<Vec<_>, rusqlite::Error>>()
+            .map_err(err)?;
         Ok(Arc::new(SqliteBackend {
-            db: Db::start(conn),
+            db: Db::start(conn, readers),
             notify: Notify::new(),
             path,
         }))
@@ -109,7 +150,7 @@ impl SqliteBackend {
     /// Number of messages in the poison queue.
     pub async fn poison_count(&self) -> Result<u64, StoreError> {
         self.db
-            .call(|c| {
+            .read(|c| {
                 c.query_row(
                     "SELECT count(*) FROM queue WHERE queue = ?1",
                     [POISON_QUEUE],
@@ -200,7 +241,7 @@ impl JobStore for SqliteBackend {
     async fn get_job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
         let id = id.clone();
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 c.prepare_cached("SELECT doc, revision FROM jobs WHERE id = ?1")
                     .map_err(sql)?
                     .query_row([id.as_str()], |r| {
@@ -238,7 +279,7 @@ impl JobStore for SqliteBackend {
 
     async fn list_jobs(&self, page: PageRequest) -> Result<Page<JobRecord>, StoreError> {
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 let limit = page.limit.max(1);
                 // Token: "<created_at>:<id>" of the last row of the previous page.
                 let (created, id) = match &page.after {
@@ -295,12 +336,12 @@ impl TaskStore for SqliteBackend {
             .call_atomic(move |c| {
                 let mut insert = c
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO tasks (job_id, id, status, grp, child_group, updated_at, revision, doc)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8, ?7)",
+                        "INSERT OR IGNORE INTO tasks (job, id, status, grp, child_group, updated_at, revision, doc)
+                         VALUES ((SELECT key FROM jobs WHERE id = ?1), ?2, ?3, ?4, ?5, ?6, ?8, ?7)",
                     )
                     .map_err(sql)?;
                 let mut edge = c
-                    .prepare_cached("INSERT OR IGNORE INTO task_edges (job_id, dep_id, task_id) VALUES (?1, ?2, ?3)")
+                    .prepare_cached("INSERT OR IGNORE INTO task_edges (job, dep_id, task_id) VALUES ((SELECT key FROM jobs WHERE id = ?1), ?2, ?3)")
                     .map_err(sql)?;
                 let mut created = 0;
                 for (id, status, group, child_group, updated_at, doc, deps) in rows {
@@ -326,9 +367,9 @@ impl TaskStore for SqliteBackend {
     ) -> Result<Option<TaskRecord>, StoreError> {
         let (job_id, id) = (job_id.clone(), id.clone());
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 c.prepare_cached(&format!(
-                    "SELECT {TASK_COLUMNS} FROM tasks WHERE job_id = ?1 AND id = ?2"
+                    "SELECT {TASK_COLUMNS} FROM tasks WHERE job = (SELECT key FROM jobs WHERE id = ?1) AND id = ?2"
                 ))
                 .map_err(sql)?
                 .query_row([job_id.as_str(), id.as_str()], read_task)
@@ -347,9 +388,9 @@ impl TaskStore for SqliteBackend {
     ) -> Result<Vec<(TaskId, TaskStatus)>, StoreError> {
         let (job_id, ids) = (job_id.clone(), ids.to_vec());
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 let mut stmt = c
-                    .prepare_cached("SELECT status FROM tasks WHERE job_id = ?1 AND id = ?2")
+                    .prepare_cached("SELECT status FROM tasks WHERE job = (SELECT key FROM jobs WHERE id = ?1) AND id = ?2")
                     .map_err(sql)?;
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
@@ -385,7 +426,7 @@ impl TaskStore for SqliteBackend {
                 let n = c
                     .prepare_cached(
                         "UPDATE tasks SET status = ?1, updated_at = ?2, doc = ?3, revision = revision + 1
-                         WHERE job_id = ?4 AND id = ?5 AND revision = ?6",
+                         WHERE job = (SELECT key FROM jobs WHERE id = ?4) AND id = ?5 AND revision = ?6",
                     )
                     .map_err(sql)?
                     .execute(params![status, updated_at, doc, job_id.as_str(), id.as_str(), expected])
@@ -404,7 +445,7 @@ impl TaskStore for SqliteBackend {
         let (job_id, id, progress) = (job_id.clone(), id.clone(), to_json(progress)?);
         self.db
             .call(move |c| {
-                c.prepare_cached("UPDATE tasks SET progress = ?1 WHERE job_id = ?2 AND id = ?3")
+                c.prepare_cached("UPDATE tasks SET progress = ?1 WHERE job = (SELECT key FROM jobs WHERE id = ?2) AND id = ?3")
                     .map_err(sql)?
                     .execute(params![progress, job_id.as_str(), id.as_str()])
                     .map_err(sql)?;
@@ -421,12 +462,12 @@ impl TaskStore for SqliteBackend {
     ) -> Result<Page<TaskRecord>, StoreError> {
         let (job_id, query) = (job_id.clone(), query.clone());
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 let limit = page.limit.max(1);
                 let after = page.after.unwrap_or_default();
                 let mut stmt = c
                     .prepare_cached(&format!(
-                        "SELECT {TASK_COLUMNS} FROM tasks WHERE job_id = ?1 AND id > ?2
+                        "SELECT {TASK_COLUMNS} FROM tasks WHERE job = (SELECT key FROM jobs WHERE id = ?1) AND id > ?2
                          AND (?3 IS NULL OR grp = ?3) AND (?4 IS NULL OR status = ?4) ORDER BY id LIMIT ?5"
                     ))
                     .map_err(sql)?;
@@ -455,10 +496,10 @@ impl TaskStore for SqliteBackend {
     async fn dependents(&self, job_id: &JobId, id: &TaskId) -> Result<Vec<TaskId>, StoreError> {
         let (job_id, id) = (job_id.clone(), id.clone());
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 let mut stmt = c
                     .prepare_cached(
-                        "SELECT task_id FROM task_edges WHERE job_id = ?1 AND dep_id = ?2",
+                        "SELECT task_id FROM task_edges WHERE job = (SELECT key FROM jobs WHERE id = ?1) AND dep_id = ?2",
                     )
                     .map_err(sql)?;
                 let rows = stmt
@@ -483,10 +524,10 @@ impl TaskStore for SqliteBackend {
     ) -> Result<StatusCounts, StoreError> {
         let (job_id, group) = (job_id.clone(), group.map(str::to_owned));
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 let mut stmt = match &group {
-                    Some(_) => c.prepare_cached("SELECT status, count(*) FROM tasks WHERE job_id = ?1 AND grp = ?2 GROUP BY status"),
-                    None => c.prepare_cached("SELECT status, count(*) FROM tasks WHERE job_id = ?1 AND ?2 IS NULL GROUP BY status"),
+                    Some(_) => c.prepare_cached("SELECT status, count(*) FROM tasks WHERE job = (SELECT key FROM jobs WHERE id = ?1) AND grp = ?2 GROUP BY status"),
+                    None => c.prepare_cached("SELECT status, count(*) FROM tasks WHERE job = (SELECT key FROM jobs WHERE id = ?1) AND ?2 IS NULL GROUP BY status"),
                 }
                 .map_err(sql)?;
                 let rows = stmt
@@ -510,18 +551,18 @@ impl TaskStore for SqliteBackend {
     ) -> Result<bool, StoreError> {
         let (job_id, group) = (job_id.clone(), group.map(str::to_owned));
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 let found = match &group {
                     None => c
                         .prepare_cached(&format!(
-                            "SELECT EXISTS (SELECT 1 FROM tasks WHERE job_id = ?1 AND status NOT IN {TERMINAL})"
+                            "SELECT EXISTS (SELECT 1 FROM tasks WHERE job = (SELECT key FROM jobs WHERE id = ?1) AND status NOT IN {TERMINAL})"
                         ))
                         .map_err(sql)?
                         .query_row([job_id.as_str()], |r| r.get::<_, bool>(0)),
                     Some(g) => c
                         .prepare_cached(&format!(
-                            "SELECT EXISTS (SELECT 1 FROM tasks WHERE job_id = ?1 AND grp = ?2 AND status NOT IN {TERMINAL})
-                                 OR EXISTS (SELECT 1 FROM tasks WHERE job_id = ?1 AND child_group = ?2 AND status NOT IN {TERMINAL})"
+                            "SELECT EXISTS (SELECT 1 FROM tasks WHERE job = (SELECT key FROM jobs WHERE id = ?1) AND grp = ?2 AND status NOT IN {TERMINAL})
+                                 OR EXISTS (SELECT 1 FROM tasks WHERE job = (SELECT key FROM jobs WHERE id = ?1) AND child_group = ?2 AND status NOT IN {TERMINAL})"
                         ))
                         .map_err(sql)?
                         .query_row([job_id.as_str(), g.as_str()], |r| r.get::<_, bool>(0)),
@@ -546,7 +587,7 @@ impl TaskStore for SqliteBackend {
                         &format!(
                             "UPDATE tasks SET status = ?1, updated_at = ?2, revision = revision + 1,
                                doc = json_set(doc, '$.status', ?1, '$.error', json(?3), '$.updated_at', ?2, '$.finished_at', ?2)
-                             WHERE job_id = ?4 AND status IN {UNSTARTED}"
+                             WHERE job = (SELECT key FROM jobs WHERE id = ?4) AND status IN {UNSTARTED}"
                         ),
                         params![to.as_str(), now, error, job_id.as_str()],
                     )
@@ -728,7 +769,7 @@ impl EventLog for SqliteBackend {
     ) -> Result<Vec<(u64, JobEvent)>, StoreError> {
         let job_id = job_id.clone();
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 let mut stmt = c
                     .prepare_cached("SELECT seq, doc FROM events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
                     .map_err(sql)?;
@@ -757,7 +798,7 @@ impl Maintenance for SqliteBackend {
         limit: usize,
     ) -> Result<Vec<TaskRecord>, StoreError> {
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 let mut stmt = c
                     .prepare_cached(&format!(
                         "SELECT {TASK_COLUMNS} FROM tasks WHERE status = ?1 AND updated_at < ?2 ORDER BY updated_at LIMIT ?3"
@@ -780,7 +821,7 @@ impl Maintenance for SqliteBackend {
         limit: usize,
     ) -> Result<Vec<JobRecord>, StoreError> {
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 let mut stmt = c
                     .prepare_cached("SELECT doc, revision FROM jobs WHERE status = 'PENDING' AND created_at < ?1 LIMIT ?2")
                     .map_err(sql)?;
@@ -803,7 +844,7 @@ impl Maintenance for SqliteBackend {
         limit: usize,
     ) -> Result<Vec<JobId>, StoreError> {
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 let mut stmt = c
                     .prepare_cached(
                         "SELECT id FROM jobs WHERE status IN ('SUCCEEDED','COMPLETED_WITH_ERRORS','FAILED','CANCELLED')
@@ -824,13 +865,15 @@ impl Maintenance for SqliteBackend {
         let id = id.clone();
         self.db
             .call_atomic(move |c| {
-                for table in ["tasks", "task_edges", "events"] {
+                for table in ["tasks", "task_edges"] {
                     c.execute(
-                        &format!("DELETE FROM {table} WHERE job_id = ?1"),
+                        &format!("DELETE FROM {table} WHERE job = (SELECT key FROM jobs WHERE id = ?1)"),
                         [id.as_str()],
                     )
                     .map_err(sql)?;
                 }
+                c.execute("DELETE FROM events WHERE job_id = ?1", [id.as_str()])
+                    .map_err(sql)?;
                 c.execute(
                     "DELETE FROM queue WHERE body LIKE ?1",
                     [format!("{{\"job_id\":\"{id}\"%")],

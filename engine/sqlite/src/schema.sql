@@ -1,6 +1,9 @@
--- Tessera embedded backend schema (version 1). Statuses are stored as their string spelling.
+-- Tessera embedded backend schema (version 2). Statuses are stored as their string spelling.
+-- Tasks and edges refer to their job by the job's integer `key`, not by its 64-character ID:
+-- the task indexes stay small, which is most of the write cost of a task.
 CREATE TABLE IF NOT EXISTS jobs (
-    id          TEXT PRIMARY KEY,
+    key         INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
     status      TEXT NOT NULL,
     created_at  INTEGER NOT NULL,
     finished_at INTEGER,
@@ -11,7 +14,7 @@ CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at DESC, id);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, finished_at);
 
 CREATE TABLE IF NOT EXISTS tasks (
-    job_id      TEXT NOT NULL,
+    job         INTEGER NOT NULL,
     id          TEXT NOT NULL,
     status      TEXT NOT NULL,
     grp         TEXT,
@@ -21,18 +24,18 @@ CREATE TABLE IF NOT EXISTS tasks (
     progress    TEXT,
     doc         TEXT NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_id ON tasks (job_id, id);
-CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (job_id, status);
-CREATE INDEX IF NOT EXISTS tasks_by_group ON tasks (job_id, grp, status) WHERE grp IS NOT NULL;
-CREATE INDEX IF NOT EXISTS tasks_feeding ON tasks (job_id, child_group, status) WHERE child_group IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_id ON tasks (job, id);
+CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (job, status);
+CREATE INDEX IF NOT EXISTS tasks_by_group ON tasks (job, grp, status) WHERE grp IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_feeding ON tasks (job, child_group, status) WHERE child_group IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_in_flight ON tasks (status, updated_at)
     WHERE status IN ('QUEUED', 'RETRY_WAIT', 'RUNNING');
 
 CREATE TABLE IF NOT EXISTS task_edges (
-    job_id  TEXT NOT NULL,
+    job     INTEGER NOT NULL,
     dep_id  TEXT NOT NULL,
     task_id TEXT NOT NULL,
-    PRIMARY KEY (job_id, dep_id, task_id)
+    PRIMARY KEY (job, dep_id, task_id)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS queue (

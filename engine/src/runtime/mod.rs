@@ -277,6 +277,7 @@ impl Engine {
                 .registry
                 .controller(job_type)
                 .expect("normalize checked the job type");
+            controller.check(&params).await?;
             // Plan before storing anything: an invalid plan leaves no trace.
             let specs = controller.plan(&id, &params)?;
             let plan = graph::plan(
