@@ -7,12 +7,14 @@ pub mod synthetic;
 
 use engine::Registry;
 
+use services::Services;
+
 /// Every job type with the handlers it needs.
-pub fn registry() -> Registry {
+pub fn registry(services: &Services) -> Registry {
     let registry = Registry::default()
         .with_controller(hello_world::HelloWorld)
         .with_controller(synthetic::Synthetic);
-    services::register(registry)
+    services::register(registry, services)
 }
 
 #[cfg(test)]
@@ -107,7 +109,7 @@ mod tests {
 
     #[test]
     fn same_request_same_job() {
-        let engine_registry = registry();
+        let engine_registry = registry(&Services::local("data"));
         let c = engine_registry.controller("hello_world").unwrap();
         let a = c.validate(json!({})).unwrap();
         let b = c.validate(json!({"n": 3, "message": "hello"})).unwrap();

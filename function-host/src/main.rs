@@ -116,7 +116,7 @@ fn open_engine(db: &DbArgs) -> anyhow::Result<Engine> {
     };
     Ok(Engine::new(
         Backend::from_all(backend),
-        controllers::registry(),
+        controllers::registry(&services::Services::local(&db.data_dir)),
         config,
     ))
 }

@@ -24,7 +24,7 @@ fn rfc8785_vectors_canonicalize_byte_for_byte() {
 #[test]
 fn job_id_of_normalized_hello_world_params_is_offline_computable() {
     // {"n":1000} normalizes to {"fail_every":0,"message":"hello","n":1000}.
-    let registry = controllers::registry();
+    let registry = controllers::registry(&services::Services::local("data"));
     let controller = registry.controller("hello_world").unwrap();
     let params = controller.validate(serde_json::json!({"n": 1000})).unwrap();
     assert_eq!(

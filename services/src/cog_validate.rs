@@ -1,0 +1,2854 @@
+//! Cloud Optimized GeoTIFF validation: a pure-Rust port of GDAL's
+//! `validate_cloud_optimized_geotiff.py` (GDAL 3.6), check for check, with the same error
+//! texts. See `shared/design/geo.md`, section "COG validity".
+//!
+//! The script asks GDAL for the file's structure; to give the same answers without GDAL this
+//! module reads the TIFF itself (classic and BigTIFF, both byte orders) and reproduces the
+//! parts of libtiff/GDAL that the script can observe:
+//!
+//! * which IFDs GDAL takes as overviews and masks (`GTiffDataset::ScanDirectories`: reduced
+//!   resolution IFDs of the main chain or of the first IFD's SubIFDs, at most 30, with the same
+//!   band count; mask IFDs of the main image and of the overviews);
+//! * block sizes and `BLOCK_OFFSET_x_y` / `BLOCK_SIZE_x_y` (a block exists when its byte count
+//!   is not zero), including libtiff's splitting of a single uncompressed strip into ~8 KiB
+//!   strips, its estimate of missing/bogus strip byte counts, and GDAL's one-row blocks for
+//!   tall single-strip images;
+//! * external overviews: `path.ovr` (found case-insensitively among the siblings, as GDAL does)
+//!   is used when there are no internal overviews, and the script reports an error whenever a
+//!   readable `path.ovr` (exact case) exists, since GDAL then lists it in `GetFileList()`;
+//! * mask bands: the internal mask, an external `path.msk`, a nodata value, or an 8-bit alpha
+//!   band, as `GDALRasterBand::GetMaskBand` picks them;
+//! * GDAL's ghost area (`GDAL_STRUCTURAL_METADATA_SIZE=` right after the header).
+//!
+//! Known approximations (none of them matters for files written by GDAL): compression codecs
+//! are not checked for availability, photometric interpretations needing libtiff's RGBA
+//! interface are only recognised by their tag value, an `.ovr` file is only understood if it
+//! is a TIFF (GDAL opens any raster format), overviews of overviews (`x.ovr.ovr`),
+//! `NODATA_VALUES` metadata and `.aux.xml` side-car files are ignored, and a `.msk` file's mask
+//! flags are assumed to be "per dataset".
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// What the validator found: the script's errors and warnings (same texts, same order) and
+/// the structure details it reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CogReport {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    pub details: CogDetails,
+}
+
+impl CogReport {
+    /// A COG is valid when there is no error; warnings (e.g. no overviews) do not count.
+    pub fn is_valid(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// What the script prints as "the size of all IFD headers" for a valid file without
+    /// warnings: the smallest offset of a first data block. `None` when no level has any data
+    /// block (the script then prints the file size).
+    pub fn headers_size(&self) -> Option<u64> {
+        let d = &self.details.data_offsets;
+        let min = std::iter::once(d.main)
+            .chain(d.overviews.iter().copied())
+            .min()
+            .unwrap_or(0);
+        (min != 0).then_some(min)
+    }
+}
+
+/// The script's `details` dictionary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CogDetails {
+    /// Offset of the IFD of the full-resolution image and of each overview.
+    pub ifd_offsets: LevelOffsets,
+    /// Offset of the first existing data block of each level (0 when the level has none).
+    pub data_offsets: LevelOffsets,
+}
+
+/// One value for the full-resolution image (`main`) and one per overview (`overview_<i>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LevelOffsets {
+    pub main: u64,
+    pub overviews: Vec<u64>,
+}
+
+/// The file could not be validated at all (where the script raises instead of reporting).
+#[derive(Debug, thiserror::Error)]
+pub enum CogValidateError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not a TIFF file: {reason}", .path.display())]
+    NotTiff { path: PathBuf, reason: String },
+    #[error("{} is not a readable TIFF file: {reason}", .path.display())]
+    Malformed { path: PathBuf, reason: String },
+}
+
+/// Validate `path` as a Cloud Optimized GeoTIFF, like
+/// `validate_cloud_optimized_geotiff.py [--full-check=yes|no] path`.
+///
+/// `full_check` also checks the block leaders/trailers, block order and mask interleaving
+/// declared in GDAL's ghost area (it reads one word around each block).
+pub fn validate_cog(path: &Path, full_check: bool) -> Result<CogReport, CogValidateError> {
+    let fail = |e: OpenError| match e {
+        OpenError::Io(source) => CogValidateError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        OpenError::NotTiff(reason) => CogValidateError::NotTiff {
+            path: path.to_path_buf(),
+            reason,
+        },
+        OpenError::Malformed(reason) => CogValidateError::Malformed {
+            path: path.to_path_buf(),
+            reason,
+        },
+    };
+    let malformed = |reason: String| CogValidateError::Malformed {
+        path: path.to_path_buf(),
+        reason,
+    };
+
+    let mut src = Source::open(path).map_err(OpenError::Io).map_err(fail)?;
+    let ds = Dataset::load(&mut src).map_err(fail)?;
+
+    // Side-car files, as GDAL finds them and lists them in GetFileList() (only if it can open
+    // them). Without internal overviews, GDAL looks for `.ovr` when the script asks for the
+    // overview count, before it has listed the directory: `path.ovr`, then `path.OVR`.
+    // Otherwise `.ovr` (and `.msk` in any case) is looked up when the script asks for the
+    // file list, in the directory listing, case-insensitively.
+    let ovr_path = if ds.overviews.is_empty() {
+        find_side_car_without_listing(path, "ovr")
+    } else {
+        find_sibling(path, "ovr")
+    };
+    let ovr = ovr_path.and_then(|p| Dataset::load_path(&p).map(|d| (p, d)));
+    let msk = find_sibling(path, "msk").and_then(|p| Dataset::load_path(&p).map(|d| (p, d)));
+    let in_file_list = |found: &Option<(PathBuf, Dataset)>, ext: &str| {
+        let mut exact = path.as_os_str().to_os_string();
+        exact.push(".");
+        exact.push(ext);
+        found.as_ref().is_some_and(|(p, _)| p.as_os_str() == exact)
+    };
+    let ovr_in_file_list = in_file_list(&ovr, "ovr");
+    let msk_in_file_list = in_file_list(&msk, "msk");
+    let msk_ds = msk.as_ref().map(|(_, d)| d);
+
+    let main = LevelBand {
+        image: &ds.main,
+        mask: ds.base_mask(msk_ds),
+    };
+    // GTiffRasterBand::GetOverviewCount(): internal overviews, else those of the .ovr file.
+    let mut levels: Vec<LevelBand<'_>> = Vec::new();
+    if !ds.overviews.is_empty() {
+        for i in 0..ds.overviews.len() {
+            levels.push(LevelBand {
+                image: &ds.overviews[i].image,
+                mask: ds.overview_mask(i, msk_ds),
+            });
+        }
+    } else if let Some((_, ext)) = &ovr {
+        levels.push(LevelBand {
+            image: &ext.main,
+            mask: ext.base_mask(None),
+        });
+        for i in 0..ext.overviews.len() {
+            levels.push(LevelBand {
+                image: &ext.overviews[i].image,
+                mask: ext.overview_mask(i, None),
+            });
+        }
+    }
+    let ovr_count = levels.len();
+
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+
+    if ovr_in_file_list {
+        errors.push("Overviews found in external .ovr file. They should be internal".to_string());
+    }
+
+    let (main_w, main_h) = (u64::from(ds.main.width), u64::from(ds.main.height));
+    if main_w > 512 || main_h > 512 {
+        if u64::from(ds.main.block_w) == main_w && main_w > 1024 {
+            errors.push("The file is greater than 512xH or Wx512, but is not tiled".to_string());
+        }
+        if ovr_count == 0 {
+            warnings.push(
+                "The file is greater than 512xH or Wx512, it is recommended to include internal \
+                 overviews"
+                    .to_string(),
+            );
+        }
+    }
+
+    let mut ifd_offsets = vec![ds.main.ifd_offset];
+    let mut ghost = Ghost::default();
+    if ds.main.ifd_offset != 8 && ds.main.ifd_offset != 16 {
+        // GDAL's hidden structural metadata.
+        let head = src.read_at(0, 4).map_err(OpenError::Io).map_err(fail)?;
+        let bigtiff = head == [0x49, 0x49, 0x2B, 0x00] || head == [0x4D, 0x4D, 0x00, 0x2B];
+        let mut expected: u64 = if bigtiff { 16 } else { 8 };
+        let got = src
+            .read_at(expected, GHOST_PATTERN_LEN)
+            .map_err(OpenError::Io)
+            .map_err(fail)?;
+        if got.len() == GHOST_PATTERN_LEN && got.starts_with(GHOST_PREFIX) {
+            let digits: String = got[GHOST_PREFIX.len()..GHOST_PREFIX.len() + 6]
+                .iter()
+                .map(|&b| char::from(b))
+                .collect();
+            let size = py_int(&digits)
+                .ok_or_else(|| malformed(format!("invalid ghost area size {digits:?}")))?;
+            let size = u64::try_from(size)
+                .map_err(|_| malformed(format!("negative ghost area size {size}")))?;
+            let start = expected + GHOST_PATTERN_LEN as u64;
+            let want = usize::try_from(size).unwrap_or(usize::MAX);
+            let mut md = src.read_at(start, want).map_err(OpenError::Io).map_err(fail)?;
+            if md.len() != want {
+                // VSIFReadL(size, 1, f) reads one item of `size` bytes, or nothing.
+                md.clear();
+            }
+            ghost = Ghost {
+                block_order_row_major: contains(&md, b"BLOCK_ORDER=ROW_MAJOR"),
+                leader_size_as_uint4: contains(&md, b"BLOCK_LEADER=SIZE_AS_UINT4"),
+                trailer_last_4_bytes_repeated: contains(
+                    &md,
+                    b"BLOCK_TRAILER=LAST_4_BYTES_REPEATED",
+                ),
+                mask_interleaved_with_imagery: contains(&md, b"MASK_INTERLEAVED_WITH_IMAGERY=YES"),
+            };
+            if contains(&md, b"KNOWN_INCOMPATIBLE_EDITION=YES") {
+                errors.push("KNOWN_INCOMPATIBLE_EDITION=YES is declared in the file".to_string());
+            }
+            expected = start + size;
+            // The IFD starts on a 2-byte boundary.
+            expected += expected % 2;
+        }
+        if expected != ifd_offsets[0] {
+            errors.push(format!(
+                "The offset of the main IFD should be {expected}. It is {} instead",
+                ifd_offsets[0]
+            ));
+        }
+    }
+
+    for (i, level) in levels.iter().enumerate() {
+        let (w, h) = (level.image.width, level.image.height);
+        if i == 0 {
+            if w > ds.main.width || h > ds.main.height {
+                errors.push("First overview has larger dimension than main band".to_string());
+            }
+        } else {
+            let prev = levels[i - 1].image;
+            if w > prev.width || h > prev.height {
+                errors.push(format!(
+                    "Overview of index {i} has larger dimension than overview of index {}",
+                    i - 1
+                ));
+            }
+        }
+        if level.image.block_w == w && w > 1024 {
+            errors.push(format!("Overview of index {i} is not tiled"));
+        }
+        let offset = level.image.ifd_offset;
+        let prev = *ifd_offsets.last().expect("main IFD offset");
+        ifd_offsets.push(offset);
+        if offset < prev {
+            if i == 0 {
+                errors.push(format!(
+                    "The offset of the IFD for overview of index {i} is {offset}, whereas it \
+                     should be greater than the one of the main image, which is at byte {prev}"
+                ));
+            } else {
+                errors.push(format!(
+                    "The offset of the IFD for overview of index {i} is {offset}, whereas it \
+                     should be greater than the one of index {}, which is at byte {prev}",
+                    i - 1
+                ));
+            }
+        }
+    }
+
+    // The imagery should start with the smallest overview and end with the full resolution.
+    let mut data_offsets = vec![BandRef::new(&ds.main, 1).first_block_offset()];
+    for level in &levels {
+        data_offsets.push(BandRef::new(level.image, 1).first_block_offset());
+    }
+    let last = data_offsets.len() - 1;
+    if data_offsets[last] != 0 && data_offsets[last] < ifd_offsets[last] {
+        if ovr_count > 0 {
+            errors.push(
+                "The offset of the first block of the smallest overview should be after its IFD"
+                    .to_string(),
+            );
+        } else {
+            errors.push(
+                "The offset of the first block of the image should be after its IFD".to_string(),
+            );
+        }
+    }
+    for i in (1..data_offsets.len().saturating_sub(1)).rev() {
+        if data_offsets[i] != 0 && data_offsets[i] < data_offsets[i + 1] {
+            errors.push(format!(
+                "The offset of the first block of overview of index {} should be after the one \
+                 of the overview of index {i}",
+                i - 1
+            ));
+        }
+    }
+    if data_offsets.len() >= 2 && data_offsets[0] != 0 && data_offsets[0] < data_offsets[1] {
+        errors.push(format!(
+            "The offset of the first block of the main resolution image should be after the one \
+             of the overview of index {}",
+            ovr_count as i64 - 1
+        ));
+    }
+
+    if full_check && ghost.any() {
+        let mut check = FullCheck {
+            src: &mut src,
+            errors: &mut errors,
+            ghost,
+            pos: 0,
+        };
+        let per_dataset_mask =
+            |level: &LevelBand<'_>| level.mask.flags == GMF_PER_DATASET && !msk_in_file_list;
+        check
+            .band("Main resolution image", &main, ghost.mask_interleaved_with_imagery)
+            .map_err(malformed)?;
+        if per_dataset_mask(&main) {
+            if let Some(mask) = main.mask.band {
+                check
+                    .band_only("Mask band of main resolution image", mask)
+                    .map_err(malformed)?;
+            }
+        }
+        for (i, level) in levels.iter().enumerate() {
+            check
+                .band(&format!("Overview {i}"), level, ghost.mask_interleaved_with_imagery)
+                .map_err(malformed)?;
+            if per_dataset_mask(level) {
+                if let Some(mask) = level.mask.band {
+                    check
+                        .band_only(&format!("Mask band of overview {i}"), mask)
+                        .map_err(malformed)?;
+                }
+            }
+        }
+    }
+
+    let (main_data, ovr_data) = data_offsets.split_first().expect("main data offset");
+    Ok(CogReport {
+        errors,
+        warnings,
+        details: CogDetails {
+            ifd_offsets: LevelOffsets {
+                main: ifd_offsets[0],
+                overviews: ifd_offsets[1..].to_vec(),
+            },
+            data_offsets: LevelOffsets {
+                main: *main_data,
+                overviews: ovr_data.to_vec(),
+            },
+        },
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The script's checks on blocks.
+
+const GHOST_PREFIX: &[u8] = b"GDAL_STRUCTURAL_METADATA_SIZE=";
+/// `len("GDAL_STRUCTURAL_METADATA_SIZE=%06d bytes\n" % 0)`
+const GHOST_PATTERN_LEN: usize = 43;
+
+const GMF_ALL_VALID: u32 = 0x01;
+const GMF_PER_DATASET: u32 = 0x02;
+const GMF_ALPHA: u32 = 0x04;
+const GMF_NODATA: u32 = 0x08;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Ghost {
+    block_order_row_major: bool,
+    leader_size_as_uint4: bool,
+    trailer_last_4_bytes_repeated: bool,
+    mask_interleaved_with_imagery: bool,
+}
+
+impl Ghost {
+    fn any(&self) -> bool {
+        self.block_order_row_major
+            || self.leader_size_as_uint4
+            || self.trailer_last_4_bytes_repeated
+            || self.mask_interleaved_with_imagery
+    }
+}
+
+/// One band as the script sees it: band `band` (1-based) of an image.
+#[derive(Clone, Copy)]
+struct BandRef<'a> {
+    image: &'a Image,
+    band: u32,
+}
+
+impl<'a> BandRef<'a> {
+    fn new(image: &'a Image, band: u32) -> Self {
+        Self { image, band }
+    }
+
+    fn block_size(&self) -> (u32, u32) {
+        (self.image.block_w, self.image.block_h)
+    }
+
+    fn block_index(&self, x: u64, y: u64) -> Option<u64> {
+        let im = self.image;
+        if x >= im.blocks_per_row || y >= im.blocks_per_col {
+            return None;
+        }
+        let mut id = y.checked_mul(im.blocks_per_row)?.checked_add(x)?;
+        if im.planar_separate {
+            id = id.checked_add(u64::from(self.band - 1).checked_mul(im.blocks_per_band)?)?;
+        }
+        Some(id)
+    }
+
+    /// `BLOCK_OFFSET_x_y` and `BLOCK_SIZE_x_y` of the TIFF metadata domain: present when the
+    /// block's byte count is not zero.
+    fn block(&self, x: u64, y: u64) -> Option<(u64, u64)> {
+        let id = self.block_index(x, y)?;
+        self.image.strile(id)
+    }
+
+    /// The script's `get_block_offset()`: offset of the first existing block in row-major
+    /// order, 0 when there is none.
+    fn first_block_offset(&self) -> u64 {
+        let im = self.image;
+        let Some(start) = self.block_index(0, 0) else {
+            return 0;
+        };
+        // Block ids of one band are consecutive in row-major order.
+        let count = im.blocks_per_row.saturating_mul(im.blocks_per_col);
+        let end = start
+            .saturating_add(count)
+            .min(im.nstrips)
+            .min(im.striles.known_len());
+        (start..end)
+            .find_map(|id| im.strile(id))
+            .map_or(0, |(offset, _)| offset)
+    }
+}
+
+/// A level (full resolution or overview) and what `GetMaskBand()`/`GetMaskFlags()` say of it.
+struct LevelBand<'a> {
+    image: &'a Image,
+    mask: MaskInfo<'a>,
+}
+
+/// A mask band: its `GetMaskFlags()` value and, when it is a band of a TIFF file, that band
+/// (nodata and all-valid masks have the parent's block size and no block offsets).
+#[derive(Clone)]
+struct MaskInfo<'a> {
+    flags: u32,
+    band: Option<BandRef<'a>>,
+}
+
+struct FullCheck<'s, 'e> {
+    src: &'s mut Source,
+    errors: &'e mut Vec<String>,
+    ghost: Ghost,
+    /// Position of the script's file handle.
+    pos: u64,
+}
+
+impl FullCheck<'_, '_> {
+    /// `gdal.VSIFSeekL(f, at, 0); gdal.VSIFReadL(n, 1, f)`: all `n` bytes or nothing (one
+    /// item of `n` bytes). A negative position fails to seek and leaves the handle where it
+    /// was.
+    fn py_read(&mut self, at: Option<u64>, n: usize) -> Result<Vec<u8>, String> {
+        if let Some(at) = at {
+            self.pos = at;
+        }
+        let data = self.src.read_at(self.pos, n).map_err(|e| e.to_string())?;
+        self.pos += data.len() as u64;
+        Ok(if data.len() == n { data } else { Vec::new() })
+    }
+
+    /// `full_check_band()` on a level band, with its mask when the ghost area says masks are
+    /// interleaved with the imagery.
+    fn band(&mut self, name: &str, level: &LevelBand<'_>, interleaved: bool) -> Result<(), String> {
+        let band = BandRef::new(level.image, 1);
+        let mask = if interleaved {
+            match level.mask.band {
+                Some(mask) if mask.block_size() != band.block_size() => {
+                    self.errors.push(format!(
+                        "{name}: mask block size is different from its imagery band"
+                    ));
+                    None
+                }
+                // A nodata/all-valid mask: same block size, no block offsets.
+                other => Some(other),
+            }
+        } else {
+            None
+        };
+        self.run(name, band, mask)
+    }
+
+    /// `full_check_band()` on a mask band (never with a mask of its own).
+    fn band_only(&mut self, name: &str, band: BandRef<'_>) -> Result<(), String> {
+        self.run(name, band, None)
+    }
+
+    /// `mask`: `None` when the mask is not checked, `Some(None)` for a mask without offsets.
+    fn run(
+        &mut self,
+        name: &str,
+        band: BandRef<'_>,
+        mask: Option<Option<BandRef<'_>>>,
+    ) -> Result<(), String> {
+        let g = self.ghost;
+        let (bw, bh) = band.block_size();
+        let xblocks = u64::from(band.image.width).div_ceil(u64::from(bw));
+        let yblocks = u64::from(band.image.height).div_ceil(u64::from(bh));
+        let band_end = band.image.striles.known_len().min(band.image.nstrips);
+        let mask_end = match mask {
+            Some(Some(m)) => m.image.striles.known_len().min(m.image.nstrips),
+            _ => 0,
+        };
+        let mut last_offset: u64 = 0;
+        for y in 0..yblocks {
+            // Past the stored offsets no block exists: nothing more can be reported.
+            let row_start_band = band.block_index(0, y);
+            let row_start_mask = match mask {
+                Some(Some(m)) => m.block_index(0, y),
+                _ => None,
+            };
+            if row_start_band.is_none_or(|id| id >= band_end)
+                && row_start_mask.is_none_or(|id| id >= mask_end)
+            {
+                break;
+            }
+            for x in 0..xblocks {
+                let (mut offset, bytecount) = band.block(x, y).unwrap_or((0, 0));
+                if offset > 0 {
+                    if g.block_order_row_major && offset < last_offset {
+                        self.errors.push(format!(
+                            "{name}: offset of block ({x}, {y}) is smaller than previous block"
+                        ));
+                    }
+                    if g.leader_size_as_uint4 {
+                        let leader = self.py_read(offset.checked_sub(4), 4)?;
+                        if leader.len() != 4 {
+                            // struct.unpack() raises: the script stops there.
+                            return Err(format!(
+                                "{name}: cannot read the leader of block ({x}, {y})"
+                            ));
+                        }
+                        let leader_size = u32::from_le_bytes(leader[..4].try_into().expect("4"));
+                        if u64::from(leader_size) != bytecount {
+                            self.errors.push(format!(
+                                "{name}: for block ({x}, {y}), size in leader bytes is \
+                                 {leader_size} instead of {bytecount}"
+                            ));
+                        }
+                    }
+                    if g.trailer_last_4_bytes_repeated && bytecount >= 4 {
+                        let at = offset.saturating_add(bytecount) - 4;
+                        let last = self.py_read(Some(at), 8)?;
+                        let (a, b) = last.split_at(last.len().min(4));
+                        if a != b {
+                            self.errors.push(format!(
+                                "{name}: for block ({x}, {y}), trailer bytes are invalid"
+                            ));
+                        }
+                    }
+                }
+                if let Some(mask) = mask {
+                    let offset_mask = mask.and_then(|m| m.block(x, y)).map_or(0, |(o, _)| o);
+                    if offset > 0 && offset_mask > 0 {
+                        let expected = offset
+                            + bytecount
+                            + if g.leader_size_as_uint4 { 4 } else { 0 }
+                            + if g.trailer_last_4_bytes_repeated { 4 } else { 0 };
+                        if offset_mask != expected {
+                            self.errors.push(format!(
+                                "Mask of {name}: for block ({x}, {y}), offset is {offset_mask}, \
+                                 whereas {expected} was expected"
+                            ));
+                        }
+                    } else if offset == 0 && offset_mask > 0 {
+                        if g.block_order_row_major && offset_mask < last_offset {
+                            self.errors.push(format!(
+                                "Mask of {name}: offset of block ({x}, {y}) is smaller than \
+                                 previous block"
+                            ));
+                        }
+                        offset = offset_mask;
+                    }
+                }
+                last_offset = offset;
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GDAL's view of a TIFF file: the main image, its overviews and masks.
+
+#[derive(Debug)]
+enum OpenError {
+    Io(io::Error),
+    NotTiff(String),
+    Malformed(String),
+}
+
+struct Overview {
+    image: Image,
+    mask: Option<Image>,
+}
+
+struct Dataset {
+    main: Image,
+    main_mask: Option<Image>,
+    overviews: Vec<Overview>,
+}
+
+impl Dataset {
+    /// Open a side-car file the way `GDALDataset::Open` would; `None` if GDAL could not.
+    fn load_path(path: &Path) -> Option<Dataset> {
+        let mut src = Source::open(path).ok()?;
+        Dataset::load(&mut src).ok()
+    }
+
+    /// `GTiffDataset::Open` followed by `ScanDirectories()`.
+    fn load(src: &mut Source) -> Result<Dataset, OpenError> {
+        let mut tiff = Tiff::open(src)?;
+        let first = tiff.first_ifd;
+        let main_dir = tiff
+            .read_directory(first)
+            .map_err(|e| OpenError::Malformed(format!("IFD at offset {first}: {e}")))?;
+        let main = gdal_open(&main_dir)
+            .map_err(|e| OpenError::Malformed(format!("IFD at offset {first}: {e}")))?;
+        let mut ds_overviews: Vec<Overview> = Vec::new();
+        let mut main_mask: Option<Image> = None;
+
+        let mut seen = HashSet::from([first]);
+        let mut dir_index = 0u32;
+        let mut top = main_dir;
+        loop {
+            dir_index += 1;
+            let n_sub = top.subifds.as_ref().map_or(0, Vec::len);
+            if dir_index == 1 && n_sub == 0 && top.next == 0 {
+                break;
+            }
+            for i_sub in 0..=n_sub {
+                if i_sub > 0 && dir_index > 1 {
+                    break;
+                }
+                let sub_dir;
+                let dir = if i_sub == 0 {
+                    &top
+                } else {
+                    let offset = top.subifds.as_ref().expect("subifds")[i_sub - 1];
+                    match tiff.read_directory(offset) {
+                        Ok(d) => {
+                            sub_dir = d;
+                            &sub_dir
+                        }
+                        Err(_) => break,
+                    }
+                };
+                if !((n_sub == 0 && dir_index != 1) || i_sub > 0) {
+                    continue;
+                }
+                let reduced = dir.subfile_type & FILETYPE_REDUCEDIMAGE != 0;
+                let is_mask = dir.subfile_type & FILETYPE_MASK != 0;
+                if reduced && !is_mask && ds_overviews.len() < 30 {
+                    if let Ok(image) = gdal_open(dir) {
+                        if image.nbands == main.nbands {
+                            ds_overviews.push(Overview { image, mask: None });
+                        }
+                    }
+                } else if is_mask && !reduced && main_mask.is_none() {
+                    if let Ok(m) = gdal_open(dir) {
+                        if (m.nbands == 1 || m.nbands == main.nbands)
+                            && m.width == main.width
+                            && m.height == main.height
+                            && m.data_type == DataType::Byte
+                        {
+                            main_mask = Some(m);
+                        }
+                    }
+                } else if reduced && is_mask {
+                    if let Ok(m) = gdal_open(dir) {
+                        if m.data_type == DataType::Byte {
+                            let target = ds_overviews.iter_mut().find(|o| {
+                                o.mask.is_none()
+                                    && o.image.width == m.width
+                                    && o.image.height == m.height
+                                    && (m.nbands == 1 || m.nbands == main.nbands)
+                            });
+                            if let Some(o) = target {
+                                o.mask = Some(m);
+                            }
+                        }
+                    }
+                }
+            }
+            // TIFFReadDirectory(): the next IFD of the chain, stopping on loops and on IFDs
+            // libtiff cannot read.
+            let next = top.next;
+            if next == 0 || !seen.insert(next) {
+                break;
+            }
+            match tiff.read_directory(next) {
+                Ok(d) => top = d,
+                Err(_) => break,
+            }
+        }
+
+        // Overviews take the color interpretation of the main image.
+        for o in &mut ds_overviews {
+            o.image.alpha_band = main.alpha_band;
+        }
+        Ok(Dataset {
+            main,
+            main_mask,
+            overviews: ds_overviews,
+        })
+    }
+
+    /// `GetMaskFlags()` / `GetMaskBand()` of band 1 of the main image, and the overviews of
+    /// that mask band.
+    fn base_mask_with_overviews<'a>(
+        &'a self,
+        msk: Option<&'a Dataset>,
+    ) -> (MaskInfo<'a>, Vec<BandRef<'a>>) {
+        if let Some(m) = &self.main_mask {
+            let flags = if m.nbands == 1 { GMF_PER_DATASET } else { 0 };
+            let overviews = self
+                .overviews
+                .iter()
+                .filter_map(|o| o.mask.as_ref())
+                .map(|m| BandRef::new(m, 1))
+                .collect();
+            return (
+                MaskInfo {
+                    flags,
+                    band: Some(BandRef::new(m, 1)),
+                },
+                overviews,
+            );
+        }
+        // A .msk file is a mask only if it says which flags it has (GDAL writes
+        // INTERNAL_MASK_FLAGS_<band> in its metadata).
+        if let Some((d, flags)) = msk.and_then(|d| Some((d, d.main.msk_flags?))) {
+            let overviews = d.overviews.iter().map(|o| BandRef::new(&o.image, 1)).collect();
+            return (
+                MaskInfo {
+                    flags,
+                    band: Some(BandRef::new(&d.main, 1)),
+                },
+                overviews,
+            );
+        }
+        let mask = own_mask(&self.main);
+        let overviews = match mask.band {
+            Some(b) => self
+                .overviews
+                .iter()
+                .map(|o| BandRef::new(&o.image, b.band))
+                .collect(),
+            None => Vec::new(),
+        };
+        (mask, overviews)
+    }
+
+    fn base_mask<'a>(&'a self, msk: Option<&'a Dataset>) -> MaskInfo<'a> {
+        self.base_mask_with_overviews(msk).0
+    }
+
+    /// `GetMaskFlags()` / `GetMaskBand()` of band 1 of internal overview `i`.
+    fn overview_mask<'a>(&'a self, i: usize, msk: Option<&'a Dataset>) -> MaskInfo<'a> {
+        let ovr = &self.overviews[i];
+        if let Some(m) = &ovr.mask {
+            let flags = if m.nbands == 1 { GMF_PER_DATASET } else { 0 };
+            return MaskInfo {
+                flags,
+                band: Some(BandRef::new(m, 1)),
+            };
+        }
+        // An overview without a mask of its own reports the main band's flags, and the
+        // overview of the main mask band that has its size.
+        let (base, base_overviews) = self.base_mask_with_overviews(msk);
+        let band = base_overviews
+            .into_iter()
+            .find(|b| b.image.width == ovr.image.width && b.image.height == ovr.image.height)
+            .or_else(|| own_mask(&ovr.image).band);
+        MaskInfo {
+            flags: base.flags,
+            band,
+        }
+    }
+}
+
+/// `GDALRasterBand::GetMaskBand()` for band 1 of an image without internal or `.msk` mask:
+/// nodata, then alpha band, then all valid.
+fn own_mask(image: &Image) -> MaskInfo<'_> {
+    if let Some(nodata) = image.nodata {
+        if image.data_type.nodata_in_range(nodata) {
+            return MaskInfo {
+                flags: GMF_NODATA,
+                band: None,
+            };
+        }
+    }
+    if let Some(alpha) = image.alpha_band {
+        if (image.nbands == 2 && alpha == 2) || (image.nbands == 4 && alpha == 4) {
+            match image.data_type {
+                DataType::Byte => {
+                    return MaskInfo {
+                        flags: GMF_ALPHA | GMF_PER_DATASET,
+                        band: Some(BandRef::new(image, alpha)),
+                    };
+                }
+                // A rescaled copy of the alpha band: no block offsets.
+                DataType::UInt16 => {
+                    return MaskInfo {
+                        flags: GMF_ALPHA | GMF_PER_DATASET,
+                        band: None,
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+    MaskInfo {
+        flags: GMF_ALL_VALID,
+        band: None,
+    }
+}
+
+const FILETYPE_REDUCEDIMAGE: u32 = 0x1;
+const FILETYPE_MASK: u32 = 0x4;
+
+/// The GDAL data type classes that matter here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DataType {
+    Byte,
+    UInt16,
+    Int16,
+    UInt32,
+    Int32,
+    Float32,
+    Float64,
+    /// 64-bit integers and complex types.
+    Other,
+}
+
+impl DataType {
+    /// `GDALNoDataMaskBand::IsNoDataInRange()`.
+    fn nodata_in_range(self, v: f64) -> bool {
+        match self {
+            DataType::Byte => (0.0..=255.0).contains(&v),
+            DataType::UInt16 | DataType::UInt32 => (0.0..=f64::from(u32::MAX)).contains(&v),
+            DataType::Int16 | DataType::Int32 => {
+                (f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&v)
+            }
+            DataType::Float32 => {
+                v.is_nan() || v.is_infinite() || (-f64::from(f32::MAX)..=f64::from(f32::MAX)).contains(&v)
+            }
+            DataType::Float64 | DataType::Other => true,
+        }
+    }
+}
+
+/// One IFD as GDAL opened it (`GTiffDataset::OpenOffset`), with libtiff's strile arrays.
+#[derive(Debug)]
+struct Image {
+    ifd_offset: u64,
+    width: u32,
+    height: u32,
+    nbands: u32,
+    data_type: DataType,
+    planar_separate: bool,
+    /// Band block size (`GetBlockSize()`).
+    block_w: u32,
+    block_h: u32,
+    blocks_per_row: u64,
+    blocks_per_col: u64,
+    /// Dataset blocks per band (offset of band `n`'s blocks when planar is separate).
+    blocks_per_band: u64,
+    nstrips: u64,
+    striles: Striles,
+    /// The band whose color interpretation is alpha (from ExtraSamples), if any.
+    alpha_band: Option<u32>,
+    nodata: Option<f64>,
+    /// `INTERNAL_MASK_FLAGS_1` of the GDAL metadata (what a `.msk` file says of itself).
+    msk_flags: Option<u32>,
+}
+
+impl Image {
+    /// Offset and byte count of a strile, when it exists (byte count not zero).
+    fn strile(&self, id: u64) -> Option<(u64, u64)> {
+        if id >= self.nstrips {
+            return None;
+        }
+        let (offset, count) = self.striles.get(id);
+        (count != 0).then_some((offset, count))
+    }
+}
+
+/// libtiff's strip/tile offsets and byte counts.
+#[derive(Debug, Clone)]
+enum Striles {
+    /// As stored (missing entries read as 0).
+    Stored { offsets: Vec<u64>, counts: Vec<u64> },
+    /// A single uncompressed strip (or contiguous big strips) cut into `n` strips of
+    /// `strip_bytes` (libtiff's `allocChoppedUpStripArrays`).
+    Chopped {
+        offset: u64,
+        total: u64,
+        strip_bytes: u64,
+        n: u64,
+    },
+}
+
+impl Striles {
+    fn get(&self, id: u64) -> (u64, u64) {
+        match self {
+            Striles::Stored { offsets, counts } => {
+                let at = |v: &[u64]| usize::try_from(id).ok().and_then(|i| v.get(i).copied());
+                (at(offsets).unwrap_or(0), at(counts).unwrap_or(0))
+            }
+            Striles::Chopped {
+                offset,
+                total,
+                strip_bytes,
+                n,
+            } => {
+                if id >= *n {
+                    return (0, 0);
+                }
+                let before = id.saturating_mul(*strip_bytes);
+                let count = (*strip_bytes).min(total.saturating_sub(before));
+                let off = if count > 0 { offset + before } else { 0 };
+                (off, count)
+            }
+        }
+    }
+
+    /// Striles at or after this index have a zero byte count.
+    fn known_len(&self) -> u64 {
+        match self {
+            Striles::Stored { counts, .. } => counts.len() as u64,
+            Striles::Chopped { n, .. } => *n,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// libtiff: TIFFReadDirectory() as far as it decides what GDAL sees.
+
+const TAG_NEW_SUBFILE_TYPE: u16 = 254;
+const TAG_IMAGE_WIDTH: u16 = 256;
+const TAG_IMAGE_LENGTH: u16 = 257;
+const TAG_BITS_PER_SAMPLE: u16 = 258;
+const TAG_COMPRESSION: u16 = 259;
+const TAG_PHOTOMETRIC: u16 = 262;
+const TAG_STRIP_OFFSETS: u16 = 273;
+const TAG_SAMPLES_PER_PIXEL: u16 = 277;
+const TAG_ROWS_PER_STRIP: u16 = 278;
+const TAG_STRIP_BYTE_COUNTS: u16 = 279;
+const TAG_PLANAR_CONFIG: u16 = 284;
+const TAG_TILE_WIDTH: u16 = 322;
+const TAG_TILE_LENGTH: u16 = 323;
+const TAG_TILE_OFFSETS: u16 = 324;
+const TAG_TILE_BYTE_COUNTS: u16 = 325;
+const TAG_SUB_IFDS: u16 = 330;
+const TAG_EXTRA_SAMPLES: u16 = 338;
+const TAG_SAMPLE_FORMAT: u16 = 339;
+const TAG_YCBCR_SUBSAMPLING: u16 = 530;
+const TAG_GDAL_METADATA: u16 = 42112;
+const TAG_GDAL_NODATA: u16 = 42113;
+
+const COMPRESSION_NONE: u16 = 1;
+const COMPRESSION_OJPEG: u16 = 6;
+const COMPRESSION_JPEG: u16 = 7;
+const COMPRESSION_JBIG: u16 = 34661;
+
+const PHOTOMETRIC_MINISWHITE: u16 = 0;
+const PHOTOMETRIC_MINISBLACK: u16 = 1;
+const PHOTOMETRIC_RGB: u16 = 2;
+const PHOTOMETRIC_SEPARATED: u16 = 5;
+const PHOTOMETRIC_YCBCR: u16 = 6;
+const PHOTOMETRIC_CIELAB: u16 = 8;
+const PHOTOMETRIC_LOGL: u16 = 32844;
+const PHOTOMETRIC_LOGLUV: u16 = 32845;
+
+const SAMPLEFORMAT_UINT: u16 = 1;
+const SAMPLEFORMAT_INT: u16 = 2;
+const SAMPLEFORMAT_IEEEFP: u16 = 3;
+const SAMPLEFORMAT_COMPLEXINT: u16 = 5;
+const SAMPLEFORMAT_COMPLEXIEEEFP: u16 = 6;
+
+/// libtiff's `STRIP_SIZE_DEFAULT`.
+const STRIP_SIZE_DEFAULT: u64 = 8192;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    tag: u16,
+    typ: u16,
+    count: u64,
+    /// The value/offset field as stored (4 bytes used in classic TIFF).
+    field: [u8; 8],
+}
+
+/// A directory as libtiff read it.
+#[derive(Debug, Clone)]
+struct Dir {
+    offset: u64,
+    next: u64,
+    subfile_type: u32,
+    subifds: Option<Vec<u64>>,
+    width: u32,
+    height: u32,
+    spp: u16,
+    bits: u16,
+    sample_format: u16,
+    compression: u16,
+    photometric: u16,
+    planar_separate: bool,
+    tiled: bool,
+    tile_w: u32,
+    tile_h: u32,
+    /// Set only when the RowsPerStrip tag was read (or set by strip chopping).
+    rows_per_strip: Option<u32>,
+    extra_samples: Vec<u16>,
+    nstrips: u64,
+    striles: Striles,
+    nodata: Option<f64>,
+    msk_flags: Option<u32>,
+}
+
+impl Dir {
+    fn samples_in_row(&self) -> u64 {
+        if self.planar_separate {
+            1
+        } else {
+            u64::from(self.spp)
+        }
+    }
+
+    fn ycbcr_subsampled(&self, sub: (u16, u16)) -> bool {
+        !self.planar_separate && self.photometric == PHOTOMETRIC_YCBCR && self.spp == 3 && sub != (1, 1)
+    }
+
+    /// `TIFFScanlineSize64()`.
+    fn scanline_size(&self, sub: (u16, u16)) -> u64 {
+        let bits = u64::from(self.bits);
+        if self.ycbcr_subsampled(sub) {
+            let (h, v) = (u64::from(sub.0.max(1)), u64::from(sub.1.max(1)));
+            let block_samples = h * v + 2;
+            let blocks_hor = u64::from(self.width).div_ceil(h);
+            let row_size = (blocks_hor * block_samples * bits).div_ceil(8);
+            row_size / v
+        } else {
+            (u64::from(self.width) * self.samples_in_row() * bits).div_ceil(8)
+        }
+    }
+
+    /// `TIFFVStripSize64(nrows)` (and `TIFFVTileSize64` for a strip as wide as the image).
+    fn vstrip_size(&self, nrows: u64, sub: (u16, u16)) -> u64 {
+        self.vsize(u64::from(self.width), nrows, sub)
+    }
+
+    fn vsize(&self, width: u64, nrows: u64, sub: (u16, u16)) -> u64 {
+        let bits = u64::from(self.bits);
+        if self.ycbcr_subsampled(sub) {
+            let (h, v) = (u64::from(sub.0.max(1)), u64::from(sub.1.max(1)));
+            let block_samples = h * v + 2;
+            let blocks_hor = width.div_ceil(h);
+            let blocks_ver = nrows.div_ceil(v);
+            (blocks_hor * block_samples * bits).div_ceil(8).saturating_mul(blocks_ver)
+        } else {
+            nrows.saturating_mul((width * self.samples_in_row() * bits).div_ceil(8))
+        }
+    }
+}
+
+struct Source {
+    file: File,
+    len: u64,
+}
+
+impl Source {
+    fn open(path: &Path) -> io::Result<Source> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Source { file, len })
+    }
+
+    /// Up to `n` bytes at `offset`, fewer at the end of the file.
+    fn read_at(&mut self, offset: u64, n: usize) -> io::Result<Vec<u8>> {
+        if offset >= self.len {
+            return Ok(Vec::new());
+        }
+        let n = (n as u64).min(self.len - offset) as usize;
+        self.file.seek(SeekFrom::Start(offset))?;
+        let mut buf = vec![0; n];
+        let mut got = 0;
+        while got < n {
+            match self.file.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(k) => got += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+}
+
+struct Tiff<'s> {
+    src: &'s mut Source,
+    le: bool,
+    big: bool,
+    first_ifd: u64,
+}
+
+impl<'s> Tiff<'s> {
+    fn open(src: &'s mut Source) -> Result<Tiff<'s>, OpenError> {
+        let head = src.read_at(0, 16).map_err(OpenError::Io)?;
+        if head.len() < 4 {
+            return Err(OpenError::NotTiff(format!(
+                "{} bytes long, too short for a TIFF header",
+                head.len()
+            )));
+        }
+        let (le, big) = match &head[..4] {
+            [0x49, 0x49, 0x2A, 0x00] => (true, false),
+            [0x4D, 0x4D, 0x00, 0x2A] => (false, false),
+            [0x49, 0x49, 0x2B, 0x00] => (true, true),
+            [0x4D, 0x4D, 0x00, 0x2B] => (false, true),
+            magic => {
+                return Err(OpenError::NotTiff(format!("bad magic bytes {magic:02x?}")));
+            }
+        };
+        let mut tiff = Tiff {
+            src,
+            le,
+            big,
+            first_ifd: 0,
+        };
+        if big {
+            if head.len() < 16 {
+                return Err(OpenError::Malformed("truncated BigTIFF header".into()));
+            }
+            if tiff.u16(&head[4..6]) != 8 {
+                return Err(OpenError::Malformed("bad BigTIFF offset size".into()));
+            }
+            if tiff.u16(&head[6..8]) != 0 {
+                return Err(OpenError::Malformed("bad BigTIFF header".into()));
+            }
+            tiff.first_ifd = tiff.u64(&head[8..16]);
+        } else {
+            if head.len() < 8 {
+                return Err(OpenError::Malformed("truncated TIFF header".into()));
+            }
+            tiff.first_ifd = u64::from(tiff.u32(&head[4..8]));
+        }
+        Ok(tiff)
+    }
+
+    fn u16(&self, b: &[u8]) -> u16 {
+        let a = [b[0], b[1]];
+        if self.le {
+            u16::from_le_bytes(a)
+        } else {
+            u16::from_be_bytes(a)
+        }
+    }
+
+    fn u32(&self, b: &[u8]) -> u32 {
+        let a = [b[0], b[1], b[2], b[3]];
+        if self.le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    }
+
+    fn u64(&self, b: &[u8]) -> u64 {
+        let a: [u8; 8] = b[..8].try_into().expect("8 bytes");
+        if self.le {
+            u64::from_le_bytes(a)
+        } else {
+            u64::from_be_bytes(a)
+        }
+    }
+
+    /// `TIFFFetchDirectory()`: the entries and the offset of the next IFD.
+    fn fetch_directory(&mut self, offset: u64) -> Result<(Vec<Entry>, u64), String> {
+        if offset == 0 {
+            return Err("no IFD (offset 0)".into());
+        }
+        let (count_len, entry_len, next_len) = if self.big { (8, 20, 8) } else { (2, 12, 4) };
+        let head = self.src.read_at(offset, count_len).map_err(|e| e.to_string())?;
+        if head.len() < count_len {
+            return Err("cannot read the directory count".into());
+        }
+        let n = if self.big {
+            self.u64(&head)
+        } else {
+            u64::from(self.u16(&head))
+        };
+        if n > 4096 {
+            return Err("sanity check on directory count failed".into());
+        }
+        if n == 0 {
+            return Err("empty directory".into());
+        }
+        let n = n as usize;
+        let body = self
+            .src
+            .read_at(offset + count_len as u64, n * entry_len + next_len)
+            .map_err(|e| e.to_string())?;
+        if body.len() < n * entry_len {
+            return Err("cannot read the directory".into());
+        }
+        let mut entries = Vec::with_capacity(n);
+        for raw in body[..n * entry_len].chunks_exact(entry_len) {
+            let mut field = [0u8; 8];
+            let count = if self.big {
+                field.copy_from_slice(&raw[12..20]);
+                self.u64(&raw[4..12])
+            } else {
+                field[..4].copy_from_slice(&raw[8..12]);
+                u64::from(self.u32(&raw[4..8]))
+            };
+            entries.push(Entry {
+                tag: self.u16(&raw[0..2]),
+                typ: self.u16(&raw[2..4]),
+                count,
+                field,
+            });
+        }
+        let rest = &body[n * entry_len..];
+        let next = if rest.len() < next_len {
+            0
+        } else if self.big {
+            self.u64(rest)
+        } else {
+            u64::from(self.u32(rest))
+        };
+        Ok((entries, next))
+    }
+
+    /// The raw bytes of an entry's values; `None` if they cannot be read.
+    fn entry_bytes(&mut self, e: &Entry, max_count: u64) -> Option<Vec<u8>> {
+        let size = type_size(e.typ)?;
+        let count = e.count.min(max_count);
+        let inline = if self.big { 8 } else { 4 };
+        let total = e.count.checked_mul(size)?;
+        if total <= inline {
+            return Some(e.field[..(count * size) as usize].to_vec());
+        }
+        let at = if self.big {
+            self.u64(&e.field)
+        } else {
+            u64::from(self.u32(&e.field))
+        };
+        let want = usize::try_from(count.checked_mul(size)?).ok()?;
+        self.src.read_at(at, want).ok()
+    }
+
+    fn decode(&self, typ: u16, b: &[u8]) -> Option<i128> {
+        Some(match typ {
+            1 | 7 => i128::from(b[0]),
+            6 => i128::from(b[0] as i8),
+            3 => i128::from(self.u16(b)),
+            8 => i128::from(self.u16(b) as i16),
+            4 | 13 => i128::from(self.u32(b)),
+            9 => i128::from(self.u32(b) as i32),
+            16 | 18 => i128::from(self.u64(b)),
+            17 => i128::from(self.u64(b) as i64),
+            _ => return None,
+        })
+    }
+
+    /// All values of an integer entry (libtiff's `TIFFReadDirEntry*Array`).
+    fn entry_ints(&mut self, e: &Entry) -> Option<Vec<i128>> {
+        if !matches!(e.typ, 1 | 3 | 4 | 6 | 8 | 9 | 13 | 16 | 17 | 18) {
+            return None;
+        }
+        let size = type_size(e.typ)? as usize;
+        let bytes = self.entry_bytes(e, e.count)?;
+        if (bytes.len() as u64) < e.count * size as u64 {
+            return None;
+        }
+        bytes.chunks_exact(size).map(|c| self.decode(e.typ, c)).collect()
+    }
+
+    /// A single unsigned value (`TIFFReadDirEntryLong` / `Short`): count 1, in range.
+    fn scalar(&mut self, e: &Entry, max: u64) -> Option<u64> {
+        if e.count != 1 {
+            return None;
+        }
+        let v = self.entry_ints(e)?.pop()?;
+        (0..=i128::from(max)).contains(&v).then_some(v as u64)
+    }
+
+    /// One value per sample, all equal (`TIFFReadDirEntryPersampleShort`), or a single value.
+    fn per_sample_short(&mut self, e: &Entry, spp: u16) -> Option<u16> {
+        if e.count == 1 {
+            return self.scalar(e, 0xFFFF).map(|v| v as u16);
+        }
+        if e.count < u64::from(spp) {
+            return None;
+        }
+        let values = self.entry_ints(e)?;
+        let first = *values.first()?;
+        if values[..usize::from(spp)].iter().any(|&v| v != first) || !(0..=0xFFFF).contains(&first) {
+            return None;
+        }
+        Some(first as u16)
+    }
+
+    /// Strip/tile offsets or byte counts, loaded the way libtiff's deferred loading does:
+    /// unreadable or badly typed values read as 0, extra values are ignored.
+    fn strile_array(&mut self, e: Option<&Entry>, nstrips: u64) -> Vec<u64> {
+        let Some(e) = e else {
+            return Vec::new();
+        };
+        let lazy = e.count > 4;
+        let ok_type = if lazy {
+            matches!(e.typ, 3 | 4 | 16 | 17)
+        } else {
+            matches!(e.typ, 1 | 3 | 4 | 6 | 8 | 9 | 13 | 16 | 17 | 18)
+        };
+        if !ok_type {
+            return Vec::new();
+        }
+        let Some(size) = type_size(e.typ) else {
+            return Vec::new();
+        };
+        let Some(bytes) = self.entry_bytes(e, nstrips) else {
+            return Vec::new();
+        };
+        let values: Vec<u64> = bytes
+            .chunks_exact(size as usize)
+            .map(|c| self.decode(e.typ, c).unwrap_or(0))
+            .map(|v| u64::try_from(v).unwrap_or(0))
+            .collect();
+        if !lazy && values.len() as u64 != e.count.min(nstrips) {
+            // An array read in one go either loads completely or not at all.
+            return Vec::new();
+        }
+        values
+    }
+
+    /// `TIFFReadDirectory()`.
+    fn read_directory(&mut self, offset: u64) -> Result<Dir, String> {
+        let (entries, next) = self.fetch_directory(offset)?;
+        // The last entry of a tag wins, as in libtiff.
+        let find = |tag: u16| entries.iter().rev().find(|e| e.tag == tag).copied();
+
+        let spp = match find(TAG_SAMPLES_PER_PIXEL) {
+            Some(e) => {
+                let v = self.scalar(&e, 0xFFFF).ok_or("cannot read SamplesPerPixel")?;
+                if v == 0 {
+                    return Err("SamplesPerPixel is 0".into());
+                }
+                v as u16
+            }
+            None => 1,
+        };
+        let compression = match find(TAG_COMPRESSION) {
+            Some(e) => self.scalar(&e, 0xFFFF).ok_or("cannot read Compression")? as u16,
+            None => COMPRESSION_NONE,
+        };
+        let read_u32 = |tiff: &mut Self, tag: u16, name: &str| -> Result<Option<u32>, String> {
+            match find(tag) {
+                Some(e) => tiff
+                    .scalar(&e, u64::from(u32::MAX))
+                    .map(|v| Some(v as u32))
+                    .ok_or_else(|| format!("cannot read {name}")),
+                None => Ok(None),
+            }
+        };
+        let width = read_u32(self, TAG_IMAGE_WIDTH, "ImageWidth")?.unwrap_or(0);
+        let height = read_u32(self, TAG_IMAGE_LENGTH, "ImageLength")?
+            .ok_or("missing required ImageLength")?;
+        let tile_w = read_u32(self, TAG_TILE_WIDTH, "TileWidth")?;
+        let tile_h = read_u32(self, TAG_TILE_LENGTH, "TileLength")?;
+        let planar_separate = match find(TAG_PLANAR_CONFIG) {
+            Some(e) => match self.scalar(&e, 0xFFFF) {
+                Some(1) => false,
+                Some(2) => true,
+                _ => return Err("bad PlanarConfiguration".into()),
+            },
+            None => false,
+        };
+        let rows_per_strip = read_u32(self, TAG_ROWS_PER_STRIP, "RowsPerStrip")?;
+        if rows_per_strip == Some(0) {
+            return Err("RowsPerStrip is 0".into());
+        }
+        let mut extra_samples = match find(TAG_EXTRA_SAMPLES) {
+            Some(e) => {
+                let v = self.entry_ints(&e).ok_or("cannot read ExtraSamples")?;
+                if v.len() > usize::from(spp) {
+                    return Err("bad ExtraSamples count".into());
+                }
+                v.into_iter()
+                    .map(|s| match s {
+                        0..=2 => Ok(s as u16),
+                        999 => Ok(2),
+                        _ => Err("bad ExtraSamples value".to_string()),
+                    })
+                    .collect::<Result<Vec<u16>, String>>()?
+            }
+            None => Vec::new(),
+        };
+        let bits = match find(TAG_BITS_PER_SAMPLE) {
+            Some(e) => self
+                .per_sample_short(&e, spp)
+                .ok_or("cannot read BitsPerSample")?,
+            None => 1,
+        };
+        let sample_format = match find(TAG_SAMPLE_FORMAT) {
+            Some(e) => {
+                let v = self.per_sample_short(&e, spp).ok_or("cannot read SampleFormat")?;
+                if !(1..=6).contains(&v) {
+                    return Err("bad SampleFormat".into());
+                }
+                v
+            }
+            None => SAMPLEFORMAT_UINT,
+        };
+        let photometric = match find(TAG_PHOTOMETRIC) {
+            Some(e) => self.scalar(&e, 0xFFFF).unwrap_or(u64::from(PHOTOMETRIC_MINISBLACK)) as u16,
+            None => PHOTOMETRIC_MINISBLACK,
+        };
+        let subfile_type = find(TAG_NEW_SUBFILE_TYPE)
+            .and_then(|e| self.scalar(&e, u64::from(u32::MAX)))
+            .unwrap_or(0) as u32;
+        let subifds = match find(TAG_SUB_IFDS) {
+            Some(e) if e.count <= 0xFFFF => self
+                .entry_ints(&e)
+                .map(|v| v.into_iter().map(|x| u64::try_from(x).unwrap_or(0)).collect()),
+            _ => None,
+        };
+        let sub = match find(TAG_YCBCR_SUBSAMPLING) {
+            Some(e) if e.count == 2 => match self.entry_ints(&e).as_deref() {
+                Some(&[h, v]) => (h.clamp(0, 0xFFFF) as u16, v.clamp(0, 0xFFFF) as u16),
+                _ => (2, 2),
+            },
+            _ => (2, 2),
+        };
+        let nodata = find(TAG_GDAL_NODATA).and_then(|e| {
+            if e.typ != 2 {
+                return None;
+            }
+            let bytes = self.entry_bytes(&e, e.count)?;
+            let text: String = bytes
+                .iter()
+                .take_while(|&&b| b != 0)
+                .map(|&b| char::from(b))
+                .collect();
+            (!text.is_empty()).then(|| atof(&text))
+        });
+        let msk_flags = find(TAG_GDAL_METADATA).and_then(|e| {
+            let xml = self.entry_bytes(&e, e.count)?;
+            internal_mask_flags(&xml)
+        });
+
+        // Non-color channels are extra samples.
+        let color_channels: u16 = match photometric {
+            PHOTOMETRIC_MINISWHITE | PHOTOMETRIC_MINISBLACK | 3 | 4 | PHOTOMETRIC_LOGL => 1,
+            PHOTOMETRIC_RGB | PHOTOMETRIC_YCBCR | PHOTOMETRIC_CIELAB | 9 | 10 | PHOTOMETRIC_LOGLUV => 3,
+            PHOTOMETRIC_SEPARATED => 4,
+            _ => 0,
+        };
+        if color_channels > 0 && spp.saturating_sub(extra_samples.len() as u16) > color_channels {
+            extra_samples.resize(usize::from(spp - color_channels), 0);
+        }
+
+        let tiled = tile_w.is_some() || tile_h.is_some();
+        let (tile_w, tile_h) = (tile_w.unwrap_or(0), tile_h.unwrap_or(0));
+        let planes = if planar_separate { u64::from(spp) } else { 1 };
+        let nstrips = if tiled {
+            if tile_w == 0 || tile_h == 0 || width == 0 {
+                0
+            } else {
+                u64::from(width).div_ceil(u64::from(tile_w))
+                    * u64::from(height).div_ceil(u64::from(tile_h))
+                    * planes
+            }
+        } else {
+            let strips = match rows_per_strip {
+                None | Some(u32::MAX) => 1,
+                Some(r) => u64::from(height).div_ceil(u64::from(r)),
+            };
+            strips * planes
+        };
+        if nstrips == 0 {
+            return Err("zero number of strips/tiles".into());
+        }
+        // libtiff keeps strip and tile offsets (and byte counts) in the same field.
+        let last_of = |a: u16, b: u16| {
+            entries
+                .iter()
+                .rev()
+                .find(|e| e.tag == a || e.tag == b)
+                .copied()
+        };
+        let offsets_entry = last_of(TAG_STRIP_OFFSETS, TAG_TILE_OFFSETS);
+        let counts_entry = last_of(TAG_STRIP_BYTE_COUNTS, TAG_TILE_BYTE_COUNTS);
+        if offsets_entry.is_none() && !(compression == COMPRESSION_OJPEG && !tiled && nstrips == 1) {
+            return Err("missing required StripOffsets/TileOffsets".into());
+        }
+
+        let mut dir = Dir {
+            offset,
+            next,
+            subfile_type,
+            subifds,
+            width,
+            height,
+            spp,
+            bits,
+            sample_format,
+            compression,
+            photometric,
+            planar_separate,
+            tiled,
+            tile_w,
+            tile_h,
+            rows_per_strip,
+            extra_samples,
+            nstrips,
+            striles: Striles::Stored {
+                offsets: Vec::new(),
+                counts: Vec::new(),
+            },
+            nodata,
+            msk_flags,
+        };
+        let offsets = self.strile_array(offsets_entry.as_ref(), nstrips);
+        let counts = self.strile_array(counts_entry.as_ref(), nstrips);
+        let file_len = self.src.len;
+
+        if compression != COMPRESSION_OJPEG {
+            let estimate = if counts_entry.is_none() {
+                if (!planar_separate && nstrips > 1) || (planar_separate && nstrips != u64::from(spp)) {
+                    return Err("missing required StripByteCounts".into());
+                }
+                true
+            } else {
+                nstrips == 1 && !tiled && {
+                    let bytecount = counts.first().copied().unwrap_or(0);
+                    let off = offsets.first().copied().unwrap_or(0);
+                    byte_count_looks_bad(&dir, off, bytecount, file_len, sub)
+                }
+            };
+            let counts = if estimate {
+                self.estimate_byte_counts(&dir, &entries, &offsets, file_len, sub)?
+            } else {
+                counts
+            };
+            dir.striles = Striles::Stored { offsets, counts };
+        } else {
+            dir.striles = Striles::Stored { offsets, counts };
+        }
+
+        // Split a single uncompressed strip into ~8 KiB strips; expose huge strips as
+        // 512 MiB ones.
+        if !planar_separate && compression == COMPRESSION_NONE && !tiled {
+            if dir.nstrips == 1 {
+                chop_single_uncompressed_strip(&mut dir, file_len, sub);
+            }
+            let rps = dir.effective_rows_per_strip();
+            if dir.vstrip_size(rps, sub) > 0x7FFF_FFFF {
+                try_chop_big_strips(&mut dir, file_len, sub);
+            }
+        }
+
+        if width == 0 || dir.scanline_size(sub) == 0 {
+            return Err("cannot handle zero scanline size".into());
+        }
+        let chunk = if tiled {
+            dir.vsize(u64::from(tile_w), u64::from(tile_h), sub)
+        } else {
+            dir.vstrip_size(dir.effective_rows_per_strip(), sub)
+        };
+        if chunk == 0 {
+            return Err("cannot handle zero strip/tile size".into());
+        }
+        Ok(dir)
+    }
+
+    /// `EstimateStripByteCounts()`.
+    fn estimate_byte_counts(
+        &mut self,
+        dir: &Dir,
+        entries: &[Entry],
+        offsets: &[u64],
+        file_len: u64,
+        sub: (u16, u16),
+    ) -> Result<Vec<u64>, String> {
+        let n = usize::try_from(dir.nstrips).map_err(|_| "too many strips")?;
+        if offsets.len() < n {
+            return Err("cannot read the strip offsets".into());
+        }
+        if dir.compression != COMPRESSION_NONE {
+            let mut space: u64 = if self.big {
+                16 + 8 + entries.len() as u64 * 20 + 8
+            } else {
+                8 + 2 + entries.len() as u64 * 12 + 4
+            };
+            let inline = if self.big { 8 } else { 4 };
+            for e in entries {
+                let width = type_size(e.typ).ok_or("unknown tag type")?;
+                let size = width.checked_mul(e.count).ok_or("overflow")?;
+                if size > inline {
+                    space = space.checked_add(size).ok_or("overflow")?;
+                }
+            }
+            let mut space = if file_len < space { file_len } else { file_len - space };
+            if dir.planar_separate {
+                space /= u64::from(dir.spp);
+            }
+            let mut counts = vec![space; n];
+            let last = n - 1;
+            let off = offsets[last];
+            if off.checked_add(space).is_none() {
+                return Err("overflow".into());
+            }
+            if off + space > file_len {
+                counts[last] = file_len.saturating_sub(off);
+            }
+            Ok(counts)
+        } else if dir.tiled {
+            let size = dir.vsize(u64::from(dir.tile_w), u64::from(dir.tile_h), sub);
+            Ok(vec![size; n])
+        } else {
+            let strips_per_image = if dir.planar_separate {
+                dir.nstrips / u64::from(dir.spp)
+            } else {
+                dir.nstrips
+            };
+            let rows = u64::from(dir.height) / strips_per_image.max(1);
+            let size = dir
+                .scanline_size(sub)
+                .checked_mul(rows)
+                .ok_or("overflow")?;
+            Ok(vec![size; n])
+        }
+    }
+}
+
+impl Dir {
+    /// `min(td_rowsperstrip, td_imagelength)` as libtiff uses it for strip sizes.
+    fn effective_rows_per_strip(&self) -> u64 {
+        u64::from(self.rows_per_strip.unwrap_or(u32::MAX).min(self.height))
+    }
+}
+
+/// libtiff's `ByteCountLooksBad()` for a single-strip image.
+fn byte_count_looks_bad(dir: &Dir, offset: u64, bytecount: u64, file_len: u64, sub: (u16, u16)) -> bool {
+    if offset == 0 {
+        return false;
+    }
+    if bytecount == 0 {
+        return true;
+    }
+    if dir.compression != COMPRESSION_NONE {
+        return false;
+    }
+    if offset <= file_len && bytecount > file_len - offset {
+        return true;
+    }
+    match dir.scanline_size(sub).checked_mul(u64::from(dir.height)) {
+        None => true,
+        Some(needed) => bytecount < needed,
+    }
+}
+
+/// libtiff's `ChopUpSingleUncompressedStrip()`.
+fn chop_single_uncompressed_strip(dir: &mut Dir, file_len: u64, sub: (u16, u16)) {
+    let (offset, bytecount) = dir.striles.get(0);
+    let row_block: u32 = if dir.photometric == PHOTOMETRIC_YCBCR && dir.ycbcr_subsampled(sub) {
+        u32::from(sub.1)
+    } else {
+        1
+    };
+    let row_block_bytes = dir.vstrip_size(u64::from(row_block), sub);
+    let (strip_bytes, rows_per_strip) = if row_block_bytes > STRIP_SIZE_DEFAULT {
+        (row_block_bytes, row_block)
+    } else if row_block_bytes > 0 {
+        let blocks = STRIP_SIZE_DEFAULT / row_block_bytes;
+        let Some(rows) = u32::try_from(blocks)
+            .ok()
+            .and_then(|b| b.checked_mul(row_block))
+        else {
+            return;
+        };
+        (blocks * row_block_bytes, rows)
+    } else {
+        return;
+    };
+    // Never increase the number of rows per strip.
+    if rows_per_strip >= dir.rows_per_strip.unwrap_or(u32::MAX) {
+        return;
+    }
+    let nstrips = u64::from(dir.height).div_ceil(u64::from(rows_per_strip));
+    if nstrips == 0 {
+        return;
+    }
+    // libtiff compares with the byte count here (it reads it into its `offset` variable).
+    if nstrips > 1_000_000
+        && (bytecount >= file_len || strip_bytes > (file_len - bytecount) / (nstrips - 1))
+    {
+        return;
+    }
+    alloc_chopped(dir, offset, offset.checked_add(bytecount), nstrips, strip_bytes, rows_per_strip);
+}
+
+/// libtiff's `TryChopUpUncompressedBigTiff()`.
+fn try_chop_big_strips(dir: &mut Dir, file_len: u64, sub: (u16, u16)) {
+    let strip_size = dir.vstrip_size(dir.effective_rows_per_strip(), sub);
+    let row_block: u32 = if dir.photometric == PHOTOMETRIC_YCBCR && dir.ycbcr_subsampled(sub) {
+        u32::from(sub.1)
+    } else {
+        1
+    };
+    let row_block_bytes = dir.vstrip_size(u64::from(row_block), sub);
+    if row_block_bytes == 0 || row_block_bytes > 0x7FFF_FFFF {
+        return;
+    }
+    let n = dir.nstrips;
+    let rps = u64::from(dir.rows_per_strip.unwrap_or(u32::MAX));
+    for i in 0..n {
+        let (off, count) = dir.striles.get(i);
+        if i == n - 1 {
+            let rows = u64::from(dir.height).saturating_sub(i.saturating_mul(rps));
+            if count < dir.vstrip_size(rows, sub) {
+                return;
+            }
+        } else {
+            if count != strip_size {
+                return;
+            }
+            if i > 0 {
+                let (prev_off, prev_count) = dir.striles.get(i - 1);
+                if off != prev_off.wrapping_add(prev_count) {
+                    return;
+                }
+            }
+        }
+    }
+    let blocks = (512 * 1024 * 1024 / row_block_bytes).max(1);
+    let Some(rows_per_strip) = u32::try_from(blocks)
+        .ok()
+        .and_then(|b| b.checked_mul(row_block))
+    else {
+        return;
+    };
+    let strip_bytes = blocks * row_block_bytes;
+    let nstrips = u64::from(dir.height).div_ceil(u64::from(rows_per_strip));
+    if nstrips == 0 {
+        return;
+    }
+    let (last_off, last_count) = dir.striles.get(n - 1);
+    if nstrips > 1_000_000 && (last_off > file_len || last_count > file_len - last_off) {
+        return;
+    }
+    let (first, _) = dir.striles.get(0);
+    alloc_chopped(dir, first, last_off.checked_add(last_count), nstrips, strip_bytes, rows_per_strip);
+}
+
+/// libtiff's `allocChoppedUpStripArrays()`; `end` is the end of the last original strip.
+fn alloc_chopped(dir: &mut Dir, offset: u64, end: Option<u64>, nstrips: u64, strip_bytes: u64, rows_per_strip: u32) {
+    let Some(end) = end.filter(|&e| e >= offset) else {
+        return;
+    };
+    dir.striles = Striles::Chopped {
+        offset,
+        total: end - offset,
+        strip_bytes,
+        n: nstrips,
+    };
+    dir.nstrips = nstrips;
+    dir.rows_per_strip = Some(rows_per_strip);
+}
+
+fn type_size(typ: u16) -> Option<u64> {
+    Some(match typ {
+        1 | 2 | 6 | 7 => 1,
+        3 | 8 => 2,
+        4 | 9 | 11 | 13 => 4,
+        5 | 10 | 12 | 16 | 17 | 18 => 8,
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// GDAL: GTiffDataset::OpenOffset() and the band objects it creates.
+
+fn gdal_open(dir: &Dir) -> Result<Image, String> {
+    let (width, height) = (dir.width, dir.height);
+    if width == 0 || height == 0 {
+        return Err("zero image size".into());
+    }
+    if width > i32::MAX as u32 || height > i32::MAX as u32 {
+        return Err("too large image size".into());
+    }
+    let mut nbands = u32::from(dir.spp);
+    let bits = dir.bits;
+    let (block_w, mut block_h) = if dir.tiled {
+        (dir.tile_w, dir.tile_h)
+    } else {
+        (width, dir.rows_per_strip.unwrap_or(height).min(height))
+    };
+    if block_w == 0 || block_h == 0 || block_w > i32::MAX as u32 || block_h > i32::MAX as u32 {
+        return Err("bad block size".into());
+    }
+    let blocks_per_row = u64::from(width).div_ceil(u64::from(block_w));
+    let blocks_per_col = u64::from(height).div_ceil(u64::from(block_h));
+    if blocks_per_col > i32::MAX as u64 / blocks_per_row {
+        return Err("too many blocks".into());
+    }
+    let blocks_per_band = blocks_per_row * blocks_per_col;
+    if dir.planar_separate && blocks_per_band > i32::MAX as u64 / u64::from(nbands) {
+        return Err("too many blocks".into());
+    }
+
+    let bitmap = bits == 1 && nbands == 1;
+    let split_bitmap = bitmap && !dir.tiled && block_h == height && height > 2000 && dir.compression != COMPRESSION_JBIG;
+    let rgba = !bitmap
+        && bits <= 8
+        && (matches!(
+            dir.photometric,
+            PHOTOMETRIC_CIELAB | PHOTOMETRIC_LOGL | PHOTOMETRIC_LOGLUV | PHOTOMETRIC_SEPARATED
+        ) || (dir.photometric == PHOTOMETRIC_YCBCR && dir.compression != COMPRESSION_JPEG));
+    if rgba {
+        nbands = if dir.photometric == PHOTOMETRIC_YCBCR { 3 } else { 4 };
+    }
+    if dir.compression == COMPRESSION_OJPEG && !rgba {
+        return Err("Old-JPEG compression only supported through the RGBA interface".into());
+    }
+    let split = !dir.tiled && bits == 8 && block_h == height && height > 2000 && !rgba;
+    if split || split_bitmap {
+        block_h = 1;
+    }
+    if dir.sample_format == SAMPLEFORMAT_IEEEFP && !matches!(bits, 16 | 24 | 32 | 64) {
+        return Err(format!("SampleFormat=IEEEFP and BitsPerSample={bits}"));
+    }
+    let data_type = if rgba || bits <= 8 {
+        DataType::Byte
+    } else {
+        match (dir.sample_format, bits) {
+            (SAMPLEFORMAT_IEEEFP, 16 | 24 | 32) => DataType::Float32,
+            (SAMPLEFORMAT_IEEEFP, 64) => DataType::Float64,
+            (SAMPLEFORMAT_INT, 9..=16) => DataType::Int16,
+            (SAMPLEFORMAT_INT, 17..=32) => DataType::Int32,
+            (SAMPLEFORMAT_COMPLEXINT | SAMPLEFORMAT_COMPLEXIEEEFP, _) => DataType::Other,
+            (_, 9..=16) => DataType::UInt16,
+            (_, 17..=32) => DataType::UInt32,
+            (_, 33..=64) => DataType::Other,
+            _ => return Err(format!("unsupported BitsPerSample={bits}")),
+        }
+    };
+
+    // Color interpretation: a band is alpha when its extra sample says so.
+    let alpha_band = if rgba {
+        None
+    } else {
+        let count = dir.extra_samples.len() as u32;
+        let base = u32::from(dir.spp).saturating_sub(count);
+        (1..=nbands).find(|&b| {
+            b > base
+                && b - base - 1 < count
+                && matches!(dir.extra_samples[(b - base - 1) as usize], 1 | 2)
+        })
+    };
+    Ok(Image {
+        ifd_offset: dir.offset,
+        width,
+        height,
+        nbands,
+        data_type,
+        planar_separate: dir.planar_separate,
+        block_w,
+        block_h,
+        blocks_per_row,
+        blocks_per_col: u64::from(height).div_ceil(u64::from(block_h)),
+        blocks_per_band,
+        nstrips: dir.nstrips,
+        striles: dir.striles.clone(),
+        alpha_band,
+        nodata: dir.nodata,
+        msk_flags: dir.msk_flags,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers.
+
+/// GDAL's side-car lookup (`CPLCheckForFile` on the directory listing): the first file named
+/// `path.<ext>` in any case; without a usable listing (more than 1000 files), `path.<ext>`
+/// then `path.<EXT>`.
+fn find_sibling(path: &Path, ext: &str) -> Option<PathBuf> {
+    let mut exact = path.as_os_str().to_os_string();
+    exact.push(".");
+    exact.push(ext);
+    let exact = PathBuf::from(exact);
+    let listed = (|| {
+        let name = exact.file_name()?.to_str()?.to_string();
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .ok()?
+            .take(1001)
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        // GDAL does not use listings of more than 1000 files.
+        if names.len() > 1000 {
+            return None;
+        }
+        let found = names
+            .iter()
+            .find(|n| n.to_str().is_some_and(|n| n.eq_ignore_ascii_case(&name)))
+            .map(|n| exact.with_file_name(n));
+        Some(found)
+    })();
+    match listed {
+        Some(found) => found,
+        None => find_side_car_without_listing(path, ext),
+    }
+}
+
+/// GDAL's side-car lookup without a directory listing: `path.<ext>`, then `path.<EXT>`.
+fn find_side_car_without_listing(path: &Path, ext: &str) -> Option<PathBuf> {
+    [ext.to_string(), ext.to_ascii_uppercase()]
+        .into_iter()
+        .map(|e| {
+            let mut p = path.as_os_str().to_os_string();
+            p.push(".");
+            p.push(e);
+            PathBuf::from(p)
+        })
+        .find(|p| p.exists())
+}
+
+/// The value of the `INTERNAL_MASK_FLAGS_1` item of a GDAL_METADATA XML document, as `atoi`
+/// reads it.
+fn internal_mask_flags(xml: &[u8]) -> Option<u32> {
+    let key = b"\"INTERNAL_MASK_FLAGS_1\"";
+    let at = xml.windows(key.len()).position(|w| w == key)? + key.len();
+    let start = at + xml[at..].iter().position(|&b| b == b'>')? + 1;
+    let text: String = xml[start..]
+        .iter()
+        .take_while(|&&b| b != b'<')
+        .map(|&b| char::from(b))
+        .collect();
+    let t = text.trim_start();
+    let digits: String = t.chars().take_while(char::is_ascii_digit).collect();
+    Some(digits.parse::<u32>().unwrap_or(0))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Python's `int(s)` for a base-10 string; `None` where Python raises `ValueError`.
+fn py_int(s: &str) -> Option<i64> {
+    let is_space = |c: char| {
+        matches!(c, '\t' | '\n' | '\x0b' | '\x0c' | '\r' | '\x1c'..='\x1f' | ' ' | '\u{85}' | '\u{a0}')
+    };
+    let t = s.trim_matches(is_space);
+    let (negative, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty() || digits.starts_with('_') || digits.ends_with('_') || digits.contains("__") {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for c in digits.chars() {
+        match c {
+            '_' => {}
+            '0'..='9' => value = value.checked_mul(10)?.checked_add(i64::from(c as u8 - b'0'))?,
+            _ => return None,
+        }
+    }
+    Some(if negative { -value } else { value })
+}
+
+/// `CPLAtofM()`: the longest leading part of `s` that is a number, 0 if there is none.
+fn atof(s: &str) -> f64 {
+    let t = s.trim_start();
+    let lower = t.to_ascii_lowercase();
+    for (word, value) in [("nan", f64::NAN), ("inf", f64::INFINITY), ("infinity", f64::INFINITY)] {
+        for (sign, v) in [("", value), ("+", value), ("-", -value)] {
+            if lower == format!("{sign}{word}") {
+                return v;
+            }
+        }
+    }
+    (1..=t.len())
+        .rev()
+        .filter(|&i| t.is_char_boundary(i))
+        .find_map(|i| {
+            let p = &t[..i];
+            // Rust accepts forms strtod does not ("inf" words are handled above).
+            if p.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.' | 'e' | 'E')) {
+                p.parse::<f64>().ok()
+            } else {
+                None
+            }
+        })
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    // -----------------------------------------------------------------------------------------
+    // Fixtures.
+
+    /// `shared/fixtures/geotiff`, next to the workspace (`TESSERA_SHARED_DIR` overrides the
+    /// `shared` directory). Fails, never skips, when it is missing.
+    fn fixtures_dir() -> PathBuf {
+        let shared = match std::env::var_os("TESSERA_SHARED_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+        };
+        let dir = shared.join("fixtures/geotiff");
+        assert!(
+            dir.is_dir(),
+            "GeoTIFF fixtures not found at {} (expected the `shared` directory next to the \
+             workspace root; set TESSERA_SHARED_DIR to its location)",
+            dir.display()
+        );
+        dir
+    }
+
+    /// The fixtures and what `validate_cloud_optimized_geotiff.py --full-check=yes` (GDAL
+    /// 3.6.2) says of them: valid, number of errors, number of warnings.
+    const FIXTURES: &[(&str, bool, usize, usize)] = &[
+        ("RGB.byte.tif", false, 2, 1),
+        ("RGBA.uint16.tif", true, 0, 1),
+        ("byte.tif", false, 2, 0),
+        ("cogeo.tif", true, 0, 0),
+        ("dem-hills.tiff", false, 2, 0),
+        ("float_nan.tif", false, 2, 0),
+        ("image_nodata.tif", true, 0, 0),
+        ("labels.tif", true, 0, 0),
+        ("slc_no_georef.tif", false, 1, 1),
+        ("world.byte.tif", true, 0, 1),
+        ("invalid-cog/image_external.tif", false, 3, 0),
+        ("invalid-cog/image_known_incompatible_ghost_headers.tif", false, 1, 0),
+        ("invalid-cog/image_sorted.tif", false, 5, 0),
+    ];
+
+    #[test]
+    fn fixture_verdicts_match_the_script() {
+        let dir = fixtures_dir();
+        for &(name, valid, n_errors, n_warnings) in FIXTURES {
+            let report = validate_cog(&dir.join(name), true)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(report.is_valid(), valid, "{name}: {report:#?}");
+            assert_eq!(report.errors.len(), n_errors, "{name}: {report:#?}");
+            assert_eq!(report.warnings.len(), n_warnings, "{name}: {report:#?}");
+        }
+    }
+
+    #[test]
+    fn fixture_messages_and_details() {
+        let dir = fixtures_dir();
+        let cogeo = validate_cog(&dir.join("cogeo.tif"), true).unwrap();
+        assert_eq!(
+            cogeo.details,
+            CogDetails {
+                ifd_offsets: LevelOffsets {
+                    main: 8,
+                    overviews: vec![1104, 1504, 1904, 2304, 2704, 3104],
+                },
+                data_offsets: LevelOffsets {
+                    main: 131731,
+                    overviews: vec![78783, 45387, 26312, 15344, 8738, 4548],
+                },
+            }
+        );
+        assert_eq!(cogeo.headers_size(), Some(4548));
+
+        let external = validate_cog(&dir.join("invalid-cog/image_external.tif"), true).unwrap();
+        assert_eq!(
+            external.errors[0],
+            "Overviews found in external .ovr file. They should be internal"
+        );
+        // The overviews are those of the .ovr file.
+        assert_eq!(external.details.ifd_offsets.overviews, vec![8, 326, 548]);
+
+        let ghost = dir.join("invalid-cog/image_known_incompatible_ghost_headers.tif");
+        let ghost = validate_cog(&ghost, true).unwrap();
+        assert_eq!(
+            ghost.errors,
+            vec!["KNOWN_INCOMPATIBLE_EDITION=YES is declared in the file"]
+        );
+
+        let sorted = validate_cog(&dir.join("invalid-cog/image_sorted.tif"), false).unwrap();
+        assert_eq!(
+            sorted.errors[..2],
+            [
+                "The offset of the main IFD should be 8. It is 642088 instead",
+                "Overview of index 1 has larger dimension than overview of index 0",
+            ]
+        );
+
+        let slc = validate_cog(&dir.join("slc_no_georef.tif"), true).unwrap();
+        assert_eq!(
+            slc.errors,
+            vec!["The file is greater than 512xH or Wx512, but is not tiled"]
+        );
+        assert_eq!(
+            slc.warnings,
+            vec![
+                "The file is greater than 512xH or Wx512, it is recommended to include internal \
+                 overviews"
+            ]
+        );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Crafted files.
+
+    /// One image of a crafted TIFF.
+    #[derive(Clone)]
+    struct Img {
+        w: u32,
+        h: u32,
+        /// Tile size; strips of `rps` rows when `None`.
+        tile: Option<(u32, u32)>,
+        rps: u32,
+        subtype: Option<u32>,
+        /// Bytes per block.
+        block_len: usize,
+    }
+
+    impl Img {
+        fn tiled(w: u32, h: u32, subtype: Option<u32>) -> Img {
+            Img {
+                w,
+                h,
+                tile: Some((256, 256)),
+                rps: 0,
+                subtype,
+                block_len: 40,
+            }
+        }
+
+        fn blocks(&self) -> usize {
+            let (bw, bh) = self.tile.unwrap_or((self.w, self.rps));
+            (self.w.div_ceil(bw) * self.h.div_ceil(bh)) as usize
+        }
+    }
+
+    /// How a crafted TIFF is laid out.
+    #[derive(Clone)]
+    struct Layout {
+        le: bool,
+        big: bool,
+        /// GDAL ghost area keys (e.g. "BLOCK_ORDER=ROW_MAJOR").
+        ghost: Option<Vec<&'static str>>,
+        /// Write a 4-byte size before each block and repeat its last 4 bytes after it.
+        leaders: bool,
+        /// Images chained from the header, in order.
+        chain: Vec<usize>,
+        /// SubIFDs of the first image of the chain.
+        subifds: Vec<usize>,
+        /// Order in which the images' blocks are written (after all IFDs).
+        data_order: Vec<usize>,
+        /// Corrupt the leader of the first block written.
+        bad_leader: bool,
+    }
+
+    impl Layout {
+        /// A COG layout: IFDs first, smallest overview's data first.
+        fn cog(n: usize) -> Layout {
+            Layout {
+                le: true,
+                big: false,
+                ghost: Some(vec![
+                    "LAYOUT=IFDS_BEFORE_DATA",
+                    "BLOCK_ORDER=ROW_MAJOR",
+                    "BLOCK_LEADER=SIZE_AS_UINT4",
+                    "BLOCK_TRAILER=LAST_4_BYTES_REPEATED",
+                    "KNOWN_INCOMPATIBLE_EDITION=NO",
+                ]),
+                leaders: true,
+                chain: (0..n).collect(),
+                subifds: Vec::new(),
+                data_order: (0..n).rev().collect(),
+                bad_leader: false,
+            }
+        }
+    }
+
+    /// Write a TIFF with the given images and layout.
+    fn build(images: &[Img], layout: &Layout) -> Vec<u8> {
+        let big = layout.big;
+        let put16 = |v: u16| if layout.le { v.to_le_bytes() } else { v.to_be_bytes() };
+        let put32 = |v: u32| if layout.le { v.to_le_bytes() } else { v.to_be_bytes() };
+        let put64 = |v: u64| if layout.le { v.to_le_bytes() } else { v.to_be_bytes() };
+
+        let mut out = Vec::new();
+        out.extend_from_slice(if layout.le { b"II" } else { b"MM" });
+        if big {
+            out.extend_from_slice(&put16(43));
+            out.extend_from_slice(&put16(8));
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&[0; 8]);
+        } else {
+            out.extend_from_slice(&put16(42));
+            out.extend_from_slice(&[0; 4]);
+        }
+        if let Some(keys) = &layout.ghost {
+            let body: String = keys.iter().map(|k| format!("{k}\n")).collect();
+            out.extend_from_slice(
+                format!("GDAL_STRUCTURAL_METADATA_SIZE={:06} bytes\n{body}", body.len()).as_bytes(),
+            );
+            if out.len() % 2 == 1 {
+                out.push(0);
+            }
+        }
+
+        // Tags of each image: (tag, type, values). Offsets are patched in later.
+        let off_type: u16 = if big { 16 } else { 4 };
+        let tags = |i: usize, offsets: &[u64], counts: &[u64], subifds: &[u64]| {
+            let im = &images[i];
+            let mut t: Vec<(u16, u16, Vec<u64>)> = Vec::new();
+            if let Some(s) = im.subtype {
+                t.push((254, 4, vec![u64::from(s)]));
+            }
+            t.push((256, 4, vec![u64::from(im.w)]));
+            t.push((257, 4, vec![u64::from(im.h)]));
+            t.push((258, 3, vec![8]));
+            t.push((259, 3, vec![1]));
+            t.push((262, 3, vec![1]));
+            match im.tile {
+                Some((tw, th)) => {
+                    t.push((322, 3, vec![u64::from(tw)]));
+                    t.push((323, 3, vec![u64::from(th)]));
+                    t.push((324, off_type, offsets.to_vec()));
+                    t.push((325, 4, counts.to_vec()));
+                }
+                None => {
+                    t.push((273, off_type, offsets.to_vec()));
+                    t.push((278, 4, vec![u64::from(im.rps)]));
+                    t.push((279, 4, counts.to_vec()));
+                }
+            }
+            if !subifds.is_empty() {
+                t.push((330, if big { 18 } else { 13 }, subifds.to_vec()));
+            }
+            t.sort_by_key(|x| x.0);
+            t
+        };
+        let size_of = |typ: u16| match typ {
+            3 => 2,
+            4 | 13 => 4,
+            _ => 8,
+        };
+        let ifd_len = |t: &[(u16, u16, Vec<u64>)]| {
+            let (head, entry, inline) = if big { (8 + 8, 20, 8) } else { (2 + 4, 12, 4) };
+            let extra: usize = t
+                .iter()
+                .map(|(_, typ, v)| size_of(*typ) * v.len())
+                .filter(|&n| n > inline)
+                .sum();
+            head + entry * t.len() + extra
+        };
+
+        // Place IFDs, then data.
+        let n_sub = |i: usize| if layout.chain.first() == Some(&i) { layout.subifds.len() } else { 0 };
+        let zeros = |i: usize| vec![0u64; images[i].blocks()];
+        let mut ifd_pos = vec![0u64; images.len()];
+        let mut pos = out.len() as u64;
+        for i in 0..images.len() {
+            ifd_pos[i] = pos;
+            pos += ifd_len(&tags(i, &zeros(i), &zeros(i), &vec![0; n_sub(i)])) as u64;
+        }
+        let mut block_pos: Vec<Vec<u64>> = images.iter().map(|im| vec![0; im.blocks()]).collect();
+        let wrap = if layout.leaders { 8 } else { 0 };
+        for &i in &layout.data_order {
+            for b in 0..images[i].blocks() {
+                block_pos[i][b] = pos + if layout.leaders { 4 } else { 0 };
+                pos += (images[i].block_len + wrap) as u64;
+            }
+        }
+        let mut buf = out;
+        buf.resize(pos as usize, 0);
+
+        let first = layout.chain.first().map_or(0, |&i| ifd_pos[i]);
+        if big {
+            buf[8..16].copy_from_slice(&put64(first));
+        } else {
+            buf[4..8].copy_from_slice(&put32(first as u32));
+        }
+        for i in 0..images.len() {
+            let counts = vec![images[i].block_len as u64; images[i].blocks()];
+            let subs: Vec<u64> = if n_sub(i) > 0 {
+                layout.subifds.iter().map(|&s| ifd_pos[s]).collect()
+            } else {
+                Vec::new()
+            };
+            let t = tags(i, &block_pos[i], &counts, &subs);
+            let mut p = ifd_pos[i] as usize;
+            let (entry, inline) = if big { (20, 8) } else { (12, 4) };
+            let mut extra = p + if big { 8 } else { 2 } + entry * t.len() + if big { 8 } else { 4 };
+            if big {
+                buf[p..p + 8].copy_from_slice(&put64(t.len() as u64));
+                p += 8;
+            } else {
+                buf[p..p + 2].copy_from_slice(&put16(t.len() as u16));
+                p += 2;
+            }
+            for (tag, typ, values) in &t {
+                let mut data = Vec::new();
+                for &v in values {
+                    match size_of(*typ) {
+                        2 => data.extend_from_slice(&put16(v as u16)),
+                        4 => data.extend_from_slice(&put32(v as u32)),
+                        _ => data.extend_from_slice(&put64(v)),
+                    }
+                }
+                buf[p..p + 2].copy_from_slice(&put16(*tag));
+                buf[p + 2..p + 4].copy_from_slice(&put16(*typ));
+                let field = if big {
+                    buf[p + 4..p + 12].copy_from_slice(&put64(values.len() as u64));
+                    p + 12
+                } else {
+                    buf[p + 4..p + 8].copy_from_slice(&put32(values.len() as u32));
+                    p + 8
+                };
+                if data.len() <= inline {
+                    buf[field..field + data.len()].copy_from_slice(&data);
+                } else {
+                    buf[extra..extra + data.len()].copy_from_slice(&data);
+                    if big {
+                        buf[field..field + 8].copy_from_slice(&put64(extra as u64));
+                    } else {
+                        buf[field..field + 4].copy_from_slice(&put32(extra as u32));
+                    }
+                    extra += data.len();
+                }
+                p += entry;
+            }
+            let chain_at = layout.chain.iter().position(|&c| c == i);
+            let next = chain_at
+                .and_then(|k| layout.chain.get(k + 1))
+                .map_or(0, |&n| ifd_pos[n]);
+            if big {
+                buf[p..p + 8].copy_from_slice(&put64(next));
+            } else {
+                buf[p..p + 4].copy_from_slice(&put32(next as u32));
+            }
+        }
+        // Block contents, leaders and trailers.
+        let mut first_block = true;
+        for &i in &layout.data_order {
+            for (b, &at) in block_pos[i].iter().enumerate() {
+                let at = at as usize;
+                let len = images[i].block_len;
+                for k in 0..len {
+                    buf[at + k] = (i * 31 + b * 7 + k) as u8;
+                }
+                if layout.leaders {
+                    let mut leader = (len as u32).to_le_bytes();
+                    if layout.bad_leader && first_block {
+                        leader = (len as u32 + 1).to_le_bytes();
+                    }
+                    buf[at - 4..at].copy_from_slice(&leader);
+                    let last: [u8; 4] = buf[at + len - 4..at + len].try_into().unwrap();
+                    buf[at + len..at + len + 4].copy_from_slice(&last);
+                }
+                first_block = false;
+            }
+        }
+        buf
+    }
+
+    /// Crafted cases: name, images, layout.
+    fn crafted_cases() -> Vec<(&'static str, Vec<Img>, Layout)> {
+        let pyramid = vec![
+            Img::tiled(1024, 768, None),
+            Img::tiled(512, 384, Some(1)),
+            Img::tiled(256, 192, Some(1)),
+        ];
+        let mut cases = Vec::new();
+        cases.push(("cog_le.tif", pyramid.clone(), Layout::cog(3)));
+        cases.push(("cog_be.tif", pyramid.clone(), Layout { le: false, ..Layout::cog(3) }));
+        cases.push(("cog_big_le.tif", pyramid.clone(), Layout { big: true, ..Layout::cog(3) }));
+        cases.push((
+            "cog_big_be.tif",
+            pyramid.clone(),
+            Layout { big: true, le: false, ..Layout::cog(3) },
+        ));
+        cases.push(("cog_bad_leader.tif", pyramid.clone(), Layout { bad_leader: true, ..Layout::cog(3) }));
+        cases.push((
+            "no_ghost_no_leaders.tif",
+            pyramid.clone(),
+            Layout { ghost: None, leaders: false, ..Layout::cog(3) },
+        ));
+        cases.push((
+            "main_data_first.tif",
+            pyramid.clone(),
+            Layout { data_order: vec![0, 1, 2], ..Layout::cog(3) },
+        ));
+        // The main IFD written after the first overview's.
+        cases.push((
+            "overview_ifd_before_main.tif",
+            vec![pyramid[1].clone(), pyramid[0].clone(), pyramid[2].clone()],
+            Layout { chain: vec![1, 0, 2], data_order: vec![2, 0, 1], ..Layout::cog(3) },
+        ));
+        cases.push((
+            "subifd_overviews.tif",
+            pyramid.clone(),
+            Layout { chain: vec![0], subifds: vec![1, 2], ..Layout::cog(3) },
+        ));
+        cases.push((
+            "ghost_without_flags.tif",
+            pyramid.clone(),
+            Layout { ghost: Some(vec!["LAYOUT=IFDS_BEFORE_DATA"]), leaders: false, ..Layout::cog(3) },
+        ));
+        let mut not_reduced = pyramid.clone();
+        not_reduced[2].subtype = None;
+        cases.push(("page_not_overview.tif", not_reduced, Layout::cog(3)));
+        let mut wide = vec![Img::tiled(2048, 300, None), Img::tiled(1024, 150, Some(1))];
+        wide[0].tile = Some((2048, 16));
+        wide[1].tile = Some((1024, 16));
+        cases.push(("tile_as_wide_as_image.tif", wide, Layout::cog(2)));
+        let strips = vec![Img { w: 1100, h: 600, tile: None, rps: 8, subtype: None, block_len: 100 }];
+        cases.push(("strips_wide.tif", strips, Layout { ghost: None, leaders: false, ..Layout::cog(1) }));
+        cases
+    }
+
+    fn write_crafted(dir: &Path) -> Vec<PathBuf> {
+        crafted_cases()
+            .into_iter()
+            .map(|(name, images, layout)| {
+                let path = dir.join(name);
+                std::fs::write(&path, build(&images, &layout)).unwrap();
+                path
+            })
+            .collect()
+    }
+
+    /// The crafted cases and what the script says of them (errors, exactly).
+    #[test]
+    fn crafted_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_crafted(tmp.path());
+        let check = |name: &str, errors: &[&str]| {
+            let report = validate_cog(&tmp.path().join(name), true)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(report.errors, errors, "{name}: {report:#?}");
+            report
+        };
+        for name in ["cog_le.tif", "cog_be.tif", "cog_big_le.tif", "cog_big_be.tif"] {
+            let r = check(name, &[]);
+            assert!(r.warnings.is_empty(), "{name}");
+            assert_eq!(r.details.ifd_offsets.overviews.len(), 2, "{name}");
+        }
+        check(
+            "cog_bad_leader.tif",
+            &["Overview 1: for block (0, 0), size in leader bytes is 41 instead of 40"],
+        );
+        check("no_ghost_no_leaders.tif", &[]);
+        check(
+            "main_data_first.tif",
+            &[
+                "The offset of the first block of overview of index 0 should be after the one of \
+                 the overview of index 1",
+                "The offset of the first block of the main resolution image should be after the \
+                 one of the overview of index 1",
+            ],
+        );
+        check(
+            "overview_ifd_before_main.tif",
+            &[
+                "The offset of the main IFD should be 190. It is 348 instead",
+                "The offset of the IFD for overview of index 0 is 190, whereas it should be \
+                 greater than the one of the main image, which is at byte 348",
+            ],
+        );
+        let sub = check("subifd_overviews.tif", &[]);
+        assert_eq!(sub.details.ifd_offsets.overviews.len(), 2);
+        check("ghost_without_flags.tif", &[]);
+        let page = check("page_not_overview.tif", &[]);
+        assert_eq!(page.details.ifd_offsets.overviews.len(), 1);
+        check(
+            "tile_as_wide_as_image.tif",
+            &["The file is greater than 512xH or Wx512, but is not tiled"],
+        );
+        check(
+            "strips_wide.tif",
+            &["The file is greater than 512xH or Wx512, but is not tiled"],
+        );
+    }
+
+    #[test]
+    fn error_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let path = tmp.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+
+        let missing = tmp.path().join("missing.tif");
+        let err = validate_cog(&missing, true).unwrap_err();
+        assert!(matches!(err, CogValidateError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("missing.tif"), "{err}");
+
+        for (name, bytes) in [
+            ("empty.tif", &b""[..]),
+            ("png.tif", &b"\x89PNG\r\n\x1a\n0000"[..]),
+            ("text.tif", &b"hello world, not a tiff"[..]),
+            ("mixed_order.tif", &b"IM\x2a\x00\x08\x00\x00\x00"[..]),
+        ] {
+            let path = write(name, bytes);
+            let err = validate_cog(&path, true).unwrap_err();
+            assert!(matches!(err, CogValidateError::NotTiff { .. }), "{name}: {err}");
+            assert!(err.to_string().contains(name), "{err}");
+        }
+
+        let good = build(&[Img::tiled(300, 200, None)], &Layout::cog(1));
+        assert!(validate_cog(&write("good.tif", &good), true).unwrap().is_valid());
+        // Cut inside the IFD, inside the header, and just after the header.
+        for (name, len) in [("cut_ifd.tif", 120), ("cut_header.tif", 6), ("cut_after_header.tif", 8)] {
+            let path = write(name, &good[..len]);
+            let err = validate_cog(&path, true).unwrap_err();
+            assert!(matches!(err, CogValidateError::Malformed { .. }), "{name}: {err}");
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        // Header pointing past the end of the file.
+        let mut far = good.clone();
+        far[4..8].copy_from_slice(&1_000_000u32.to_le_bytes());
+        let err = validate_cog(&write("ifd_past_end.tif", &far), true).unwrap_err();
+        assert!(matches!(err, CogValidateError::Malformed { .. }), "{err}");
+        // A BigTIFF header with a bad offset size.
+        let err = validate_cog(&write("bad_bigtiff.tif", b"II\x2b\x00\x04\x00\x00\x00\x10\0\0\0\0\0\0\0"), true)
+            .unwrap_err();
+        assert!(matches!(err, CogValidateError::Malformed { .. }), "{err}");
+        // A ghost area whose size is not a number (the script dies on it).
+        let mut ghost = build(&[Img::tiled(300, 200, None)], &Layout::cog(1));
+        ghost[8 + 30..8 + 36].copy_from_slice(b"12x456");
+        let err = validate_cog(&write("bad_ghost.tif", &ghost), true).unwrap_err();
+        assert!(matches!(err, CogValidateError::Malformed { .. }), "{err}");
+    }
+
+    #[test]
+    fn python_int_and_atof() {
+        assert_eq!(py_int("000123"), Some(123));
+        assert_eq!(py_int(" 12 "), Some(12));
+        assert_eq!(py_int("1_000"), Some(1000));
+        assert_eq!(py_int("-00001"), Some(-1));
+        assert_eq!(py_int("12x456"), None);
+        assert_eq!(py_int("_1"), None);
+        assert_eq!(py_int(""), None);
+        assert_eq!(atof("-9999"), -9999.0);
+        assert_eq!(atof(" 1.5e3xyz"), 1500.0);
+        assert!(atof("nan").is_nan());
+        assert_eq!(atof("abc"), 0.0);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Dev check: agreement with the reference script, run by GDAL's own Python bindings.
+
+    const PYTHON: &str = "/usr/bin/python3";
+
+    /// Prints one JSON line per file: warnings, errors, details, or the exception raised.
+    const ORACLE: &str = r#"
+import json, sys
+from osgeo import gdal
+from osgeo_utils.samples import validate_cloud_optimized_geotiff as v
+for fn in sys.argv[1:]:
+    try:
+        w, e, d = v.validate(fn, full_check=True)
+        out = {"file": fn, "warnings": w, "errors": e, "details": d}
+    except Exception as ex:
+        out = {"file": fn, "exception": "%s: %s" % (type(ex).__name__, ex)}
+    print(json.dumps(out), flush=True)
+"#;
+
+    /// Extra cases written with GDAL itself: COGs with and without overviews, BigTIFF,
+    /// masks, alpha, JPEG, striped and tiled GeoTIFFs, overviews added afterwards, side-car
+    /// .ovr and .msk files.
+    const GENERATOR: &str = r#"
+import os, shutil, sys
+from osgeo import gdal
+gdal.UseExceptions()
+src, out = sys.argv[1], sys.argv[2]
+F = lambda n: os.path.join(src, n)
+O = lambda n: os.path.join(out, n)
+def tr(dst, source, **kw):
+    gdal.Translate(O(dst), source, **kw)
+def addo(name, levels, ro=False):
+    ds = gdal.Open(O(name), gdal.GA_ReadOnly if ro else gdal.GA_Update)
+    ds.BuildOverviews("NEAREST", levels)
+    ds = None
+rgb, rgba = F("RGB.byte.tif"), F("RGBA.uint16.tif")
+tr("cog_ovr.tif", rgb, format="COG")
+tr("cog_noovr.tif", rgb, format="COG", creationOptions=["OVERVIEWS=NONE"])
+tr("cog_small.tif", F("byte.tif"), format="COG")
+tr("cog_bigtiff.tif", rgb, format="COG", creationOptions=["BIGTIFF=YES"])
+tr("cog_bigtiff_deflate.tif", rgb, format="COG", creationOptions=["BIGTIFF=YES", "COMPRESS=DEFLATE"])
+tr("cog_jpeg.tif", rgb, format="COG", creationOptions=["COMPRESS=JPEG"])
+tr("cog_alpha.tif", rgba, format="COG")
+tr("cog_alpha_byte.tif", rgba, format="COG", outputType=gdal.GDT_Byte, scaleParams=[[]], width=1400, height=900)
+tr("cog_sparse.tif", F("byte.tif"), format="COG", creationOptions=["SPARSE_OK=TRUE"], width=1200, height=1200, scaleParams=[[0, 255, 0, 0]])
+tr("striped.tif", rgb, format="GTiff")
+tr("striped_wide.tif", rgb, format="GTiff", width=1600, height=700)
+tr("tiled_addo.tif", rgb, format="GTiff", creationOptions=["TILED=YES"])
+addo("tiled_addo.tif", [2, 4, 8])
+tr("tiled_fullwidth.tif", F("byte.tif"), format="GTiff", creationOptions=["TILED=YES", "BLOCKXSIZE=1536", "BLOCKYSIZE=16"], width=1536, height=600)
+tr("split_deflate.tif", F("byte.tif"), format="GTiff", creationOptions=["BLOCKYSIZE=2500", "COMPRESS=DEFLATE"], width=300, height=2500)
+tr("onestrip_raw.tif", F("byte.tif"), format="GTiff", creationOptions=["BLOCKYSIZE=2500"], width=300, height=2500)
+tr("onestrip_small.tif", F("byte.tif"), format="GTiff", creationOptions=["BLOCKYSIZE=100"], width=300, height=100)
+for name, opts in [("gtiff_cog_bigendian.tif", ["ENDIANNESS=BIG"]),
+                   ("gtiff_cog_bigendian_bigtiff.tif", ["ENDIANNESS=BIG", "BIGTIFF=YES"]),
+                   ("gtiff_cog_separate.tif", ["PHOTOMETRIC=MINISBLACK", "INTERLEAVE=BAND"])]:
+    tr(name, O("tiled_addo.tif"), format="GTiff", creationOptions=["TILED=YES", "COPY_SRC_OVERVIEWS=YES"] + opts)
+tr("extmask_src.tif", rgba, format="GTiff", bandList=[1, 2, 3], maskBand=4)
+gdal.SetConfigOption("GDAL_TIFF_INTERNAL_MASK", "YES")
+tr("intmask_src.tif", rgba, format="GTiff", bandList=[1, 2, 3], maskBand=4)
+tr("intmask_addo.tif", rgba, format="GTiff", bandList=[1, 2, 3], maskBand=4, creationOptions=["TILED=YES"], width=1400, height=900)
+addo("intmask_addo.tif", [2, 4])
+tr("cog_mask.tif", O("intmask_src.tif"), format="COG")
+tr("cog_mask_big.tif", O("intmask_src.tif"), format="COG", width=1400, height=900)
+tr("cog_mask_nodata.tif", O("intmask_src.tif"), format="COG", noData=0, width=1400, height=900)
+gdal.SetConfigOption("GDAL_TIFF_INTERNAL_MASK", None)
+tr("cog_with_stray_ovr.tif", rgb, format="COG")
+shutil.copy(F("invalid-cog/image_external.tif.ovr"), O("cog_with_stray_ovr.tif.ovr"))
+tr("cog_noovr_with_OVR.tif", rgb, format="COG", creationOptions=["OVERVIEWS=NONE"])
+shutil.copy(F("invalid-cog/image_external.tif.ovr"), O("cog_noovr_with_OVR.tif.OVR"))
+tr("cog_noovr_with_Ovr.tif", rgb, format="COG", creationOptions=["OVERVIEWS=NONE"])
+shutil.copy(F("invalid-cog/image_external.tif.ovr"), O("cog_noovr_with_Ovr.tif.Ovr"))
+tr("cog_ovr_with_Ovr.tif", rgb, format="COG")
+shutil.copy(F("invalid-cog/image_external.tif.ovr"), O("cog_ovr_with_Ovr.tif.Ovr"))
+tr("cog_with_bad_ovr.tif", rgb, format="COG", creationOptions=["OVERVIEWS=NONE"])
+open(O("cog_with_bad_ovr.tif.ovr"), "w").write("not an overview")
+tr("striped_ext.tif", rgb, format="GTiff")
+addo("striped_ext.tif", [2, 4], ro=True)
+tr("cog_with_msk.tif", rgb, format="COG")
+tr("cog_with_MSK.tif", rgb, format="COG")
+shutil.copy(O("extmask_src.tif.msk"), O("cog_with_MSK.tif.MSK"))
+tr("cog_with_plain_Msk.tif", rgb, format="COG")
+tr("cog_with_plain_Msk.tif.Msk", O("cog_ovr.tif"), format="GTiff", bandList=[1])
+tr("cog_with_msk.tif.msk", O("cog_ovr.tif"), format="GTiff", bandList=[1])
+ds = gdal.Open(O("cog_ovr.tif"))
+gdal.GetDriverByName("GTiff").CreateCopy(O("cog_edited.tif"), ds)
+ds = None
+tr("cog_to_edit.tif", rgb, format="COG", creationOptions=["COMPRESS=DEFLATE"])
+ds = gdal.OpenEx(O("cog_to_edit.tif"), gdal.OF_UPDATE, open_options=["IGNORE_COG_LAYOUT_BREAK=YES"])
+ds.GetRasterBand(1).Fill(7)
+ds = None
+"#;
+
+    fn python_has_osgeo() -> Result<(), String> {
+        let out = Command::new(PYTHON)
+            .args([
+                "-c",
+                "from osgeo import gdal; from osgeo_utils.samples import validate_cloud_optimized_geotiff",
+            ])
+            .output()
+            .map_err(|e| format!("cannot run {PYTHON}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Files to compare: fixtures, GDAL-generated cases, crafted cases, and every TIFF of
+    /// `$COG_VALIDATE_EXTRA_DIR` when set.
+    fn comparison_files(tmp: &Path) -> Vec<PathBuf> {
+        let fixtures = fixtures_dir();
+        let tiffs = |dir: &Path| {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.unwrap().path())
+                .filter(|p| {
+                    let name = p.file_name().unwrap().to_string_lossy().to_ascii_lowercase();
+                    p.is_file() && (name.ends_with(".tif") || name.ends_with(".tiff"))
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let mut files = tiffs(&fixtures);
+        files.extend(tiffs(&fixtures.join("invalid-cog")));
+
+        let generated = tmp.join("generated");
+        std::fs::create_dir(&generated).unwrap();
+        let out = Command::new(PYTHON)
+            .arg("-c")
+            .arg(GENERATOR)
+            .arg(&fixtures)
+            .arg(&generated)
+            .output()
+            .expect("run the generator");
+        assert!(
+            out.status.success(),
+            "generating the extra cases with GDAL failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        files.extend(tiffs(&generated));
+
+        let crafted = tmp.join("crafted");
+        std::fs::create_dir(&crafted).unwrap();
+        files.extend(write_crafted(&crafted));
+
+        if let Some(extra) = std::env::var_os("COG_VALIDATE_EXTRA_DIR") {
+            files.extend(tiffs(Path::new(&extra)));
+        }
+        files
+    }
+
+    /// Where two reports differ, briefly.
+    fn describe_difference(script: &CogReport, ours: &CogReport) -> String {
+        let mut out = Vec::new();
+        if script.errors != ours.errors {
+            let at = script
+                .errors
+                .iter()
+                .zip(&ours.errors)
+                .position(|(a, b)| a != b)
+                .unwrap_or(script.errors.len().min(ours.errors.len()));
+            out.push(format!(
+                "errors differ at #{at} ({} vs {} errors):\n   script: {:?}\n   ours:   {:?}",
+                script.errors.len(),
+                ours.errors.len(),
+                script.errors.get(at),
+                ours.errors.get(at)
+            ));
+        }
+        if script.warnings != ours.warnings {
+            out.push(format!("warnings: script {:?}, ours {:?}", script.warnings, ours.warnings));
+        }
+        if script.details != ours.details {
+            out.push(format!("details: script {:?}, ours {:?}", script.details, ours.details));
+        }
+        out.join("\n  ")
+    }
+
+    #[test]
+    fn agrees_with_gdal_validate_script() {
+        if let Err(e) = python_has_osgeo() {
+            panic!(
+                "{PYTHON} cannot import GDAL's Python bindings and the COG validation script; \
+                 install python3-gdal (apt-get install python3-gdal) to run this check:\n{e}"
+            );
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let files = comparison_files(tmp.path());
+        let out = Command::new(PYTHON)
+            .arg("-c")
+            .arg(ORACLE)
+            .args(&files)
+            .output()
+            .expect("run the validation script");
+        assert!(
+            out.status.success(),
+            "the validation script failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let answers: Vec<serde_json::Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(answers.len(), files.len(), "one answer per file:\n{stdout}");
+
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect()
+        };
+        let levels = |v: &serde_json::Value| -> LevelOffsets {
+            let map = v.as_object().unwrap();
+            let overviews = (0..map.len() - 1)
+                .map(|i| map[&format!("overview_{i}")].as_u64().unwrap())
+                .collect();
+            LevelOffsets {
+                main: map["main"].as_u64().unwrap(),
+                overviews,
+            }
+        };
+        let mut mismatches = Vec::new();
+        let mut table = Vec::new();
+        for (file, answer) in files.iter().zip(&answers) {
+            let ours = validate_cog(file, true);
+            let name = file.display();
+            if let Some(exception) = answer.get("exception") {
+                table.push(format!("{name}: script raised, ours: {:?}", ours.as_ref().err().map(ToString::to_string)));
+                if ours.is_ok() {
+                    mismatches.push(format!("{name}: the script raised {exception}, we reported {ours:?}"));
+                }
+                continue;
+            }
+            let expected = CogReport {
+                errors: strings(&answer["errors"]),
+                warnings: strings(&answer["warnings"]),
+                details: CogDetails {
+                    ifd_offsets: levels(&answer["details"]["ifd_offsets"]),
+                    data_offsets: levels(&answer["details"]["data_offsets"]),
+                },
+            };
+            table.push(format!(
+                "{name}: script {}, ours {}",
+                if expected.is_valid() { "valid" } else { "invalid" },
+                match &ours {
+                    Ok(r) if r.is_valid() => "valid".to_string(),
+                    Ok(_) => "invalid".to_string(),
+                    Err(e) => format!("error ({e})"),
+                }
+            ));
+            match ours {
+                Ok(ours) if ours == expected => {}
+                Ok(ours) => mismatches.push(format!("{name}: {}", describe_difference(&expected, &ours))),
+                Err(e) => mismatches.push(format!("{name}: script {expected:#?}, we failed: {e}")),
+            }
+        }
+        println!("{}", table.join("\n"));
+        assert!(
+            mismatches.is_empty(),
+            "{} of {} files disagree with the script:\n{}",
+            mismatches.len(),
+            files.len(),
+            mismatches.join("\n")
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! Opening rasters with GDAL and describing them: size, bands, georeferencing, footprint.
+//! Every error names the file and says why, with a stable code for task failures.
+
+use std::path::Path;
+
+use engine::HandlerError;
+use gdal::Dataset;
+use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
+use serde::Serialize;
+
+/// Why a raster cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RasterError {
+    #[error("{file}: not a raster GDAL can read ({reason})")]
+    NotARaster { file: String, reason: String },
+    #[error("{file}: has no georeferencing (no geotransform or no coordinate reference system)")]
+    NoGeoreference { file: String },
+    #[error("{file}: coordinate reference system cannot be used: {reason}")]
+    UnknownCrs { file: String, reason: String },
+    #[error("{file}: {reason}")]
+    Unsupported { file: String, reason: String },
+    #[error("{file}: GDAL failed: {reason}")]
+    Gdal { file: String, reason: String },
+}
+
+impl RasterError {
+    /// Stable code for task errors and the docs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RasterError::NotARaster { .. } => "NOT_A_RASTER",
+            RasterError::NoGeoreference { .. } => "NO_GEOREFERENCE",
+            RasterError::UnknownCrs { .. } => "UNKNOWN_CRS",
+            RasterError::Unsupported { .. } => "UNSUPPORTED_RASTER",
+            RasterError::Gdal { .. } => "GDAL_ERROR",
+        }
+    }
+}
+
+impl From<RasterError> for HandlerError {
+    fn from(e: RasterError) -> Self {
+        HandlerError::permanent(e.code(), e.to_string())
+    }
+}
+
+/// One band as STAC's raster extension describes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BandInfo {
+    /// GDAL's type name, e.g. `Byte`, `UInt16`, `Float32`.
+    pub gdal_type: String,
+    /// STAC `data_type`: `uint8`, `uint16`, `float32`, ...
+    pub data_type: &'static str,
+    pub nodata: Option<f64>,
+    /// GDAL color interpretation, e.g. `Red`, `Gray`, `Alpha`.
+    pub color: String,
+}
+
+/// What the services need to know about a georeferenced raster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RasterInfo {
+    pub width: usize,
+    pub height: usize,
+    pub bands: Vec<BandInfo>,
+    /// GDAL geotransform (origin x, pixel width, row rotation, origin y, column rotation,
+    /// pixel height).
+    pub geo_transform: [f64; 6],
+    /// `EPSG:nnnn` when the CRS has an EPSG code.
+    pub epsg: Option<u32>,
+    /// The CRS as WKT.
+    pub wkt: String,
+    /// Bounds in the raster's CRS: [min x, min y, max x, max y].
+    pub native_bbox: [f64; 4],
+    /// Bounds in EPSG:4326 longitude/latitude: [west, south, east, north].
+    pub bbox_wgs84: [f64; 4],
+}
+
+/// The file name of `path` for messages.
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Open a raster (not a vector file, not a random blob).
+pub fn open(path: &Path) -> Result<Dataset, RasterError> {
+    let file = file_name(path);
+    let options = gdal::DatasetOptions {
+        open_flags: gdal::GdalOpenFlags::GDAL_OF_RASTER | gdal::GdalOpenFlags::GDAL_OF_READONLY,
+        ..Default::default()
+    };
+    let ds = Dataset::open_ex(path, options).map_err(|e| RasterError::NotARaster {
+        file: file.clone(),
+        reason: short_gdal_message(&e),
+    })?;
+    if ds.raster_count() == 0 {
+        return Err(RasterError::NotARaster {
+            file,
+            reason: "it has no raster bands".into(),
+        });
+    }
+    Ok(ds)
+}
+
+/// GDAL's message without the binding's decoration.
+pub fn short_gdal_message(e: &gdal::errors::GdalError) -> String {
+    match e {
+        gdal::errors::GdalError::CplError { msg, .. } => msg.clone(),
+        gdal::errors::GdalError::NullPointer { msg, .. } if !msg.is_empty() => msg.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// STAC raster extension data type of a GDAL type name.
+pub fn stac_data_type(gdal_type: &str) -> &'static str {
+    match gdal_type {
+        "Byte" => "uint8",
+        "Int8" => "int8",
+        "UInt16" => "uint16",
+        "Int16" => "int16",
+        "UInt32" => "uint32",
+        "Int32" => "int32",
+        "UInt64" => "uint64",
+        "Int64" => "int64",
+        "Float32" => "float32",
+        "Float64" => "float64",
+        "CInt16" => "cint16",
+        "CInt32" => "cint32",
+        "CFloat32" => "cfloat32",
+        "CFloat64" => "cfloat64",
+        _ => "other",
+    }
+}
+
+/// The CRS of EPSG:4326 with longitude first.
+pub fn wgs84() -> Result<SpatialRef, gdal::errors::GdalError> {
+    let mut srs = SpatialRef::from_epsg(4326)?;
+    srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    Ok(srs)
+}
+
+/// A CRS as given by a user (`EPSG:3857`, WKT, PROJ string), longitude first.
+pub fn parse_crs(text: &str) -> Result<SpatialRef, String> {
+    let mut srs = SpatialRef::from_definition(text).map_err(|e| short_gdal_message(&e))?;
+    srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    Ok(srs)
+}
+
+impl RasterInfo {
+    /// Describe an open dataset; fails without georeferencing.
+    pub fn of(ds: &Dataset, path: &Path) -> Result<Self, RasterError> {
+        let file = file_name(path);
+        let gdal_err = |e: gdal::errors::GdalError| RasterError::Gdal {
+            file: file.clone(),
+            reason: short_gdal_message(&e),
+        };
+        let (width, height) = ds.raster_size();
+        let mut bands = Vec::with_capacity(ds.raster_count());
+        for i in 1..=ds.raster_count() {
+            let band = ds.rasterband(i).map_err(gdal_err)?;
+            let gdal_type = band.band_type().name();
+            bands.push(BandInfo {
+                data_type: stac_data_type(&gdal_type),
+                gdal_type,
+                nodata: band.no_data_value(),
+                color: format!("{:?}", band.color_interpretation())
+                    .trim_end_matches("Band")
+                    .to_owned(),
+            });
+        }
+        let no_georef = || RasterError::NoGeoreference { file: file.clone() };
+        let gt = ds.geo_transform().map_err(|_| no_georef())?;
+        if gt == [0.0, 1.0, 0.0, 0.0, 0.0, 1.0] {
+            return Err(no_georef());
+        }
+        let mut srs = ds.spatial_ref().map_err(|_| no_georef())?;
+        srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+        let wkt = srs.to_wkt().map_err(gdal_err)?;
+        if wkt.is_empty() {
+            return Err(no_georef());
+        }
+        let epsg = epsg_of(&srs);
+        let native_bbox = bounds(&gt, width, height);
+        let to_wgs84 = wgs84()
+            .and_then(|dst| CoordTransform::new(&srs, &dst))
+            .map_err(|e| RasterError::UnknownCrs {
+                file: file.clone(),
+                reason: short_gdal_message(&e),
+            })?;
+        let bbox_wgs84 = to_wgs84
+            .transform_bounds(&native_bbox, 21)
+            .map_err(|e| RasterError::UnknownCrs {
+                file: file.clone(),
+                reason: format!(
+                    "cannot transform its bounds to EPSG:4326: {}",
+                    short_gdal_message(&e)
+                ),
+            })?;
+        Ok(RasterInfo {
+            width,
+            height,
+            bands,
+            geo_transform: gt,
+            epsg,
+            wkt,
+            native_bbox,
+            bbox_wgs84,
+        })
+    }
+
+    /// Open `path` and describe it.
+    pub fn read(path: &Path) -> Result<Self, RasterError> {
+        let ds = open(path)?;
+        RasterInfo::of(&ds, path)
+    }
+
+    /// `EPSG:nnnn`, or `None` for a CRS without an EPSG code.
+    pub fn proj_code(&self) -> Option<String> {
+        self.epsg.map(|c| format!("EPSG:{c}"))
+    }
+}
+
+/// EPSG code of a CRS, identifying it when the file only has WKT.
+pub fn epsg_of(srs: &SpatialRef) -> Option<u32> {
+    let code = |s: &SpatialRef| {
+        (s.auth_name().as_deref() == Some("EPSG"))
+            .then(|| s.auth_code().ok())
+            .flatten()
+            .and_then(|c| u32::try_from(c).ok())
+    };
+    code(srs).or_else(|| {
+        let mut copy = srs.clone();
+        copy.auto_identify_epsg().ok()?;
+        code(&copy)
+    })
+}
+
+/// [min x, min y, max x, max y] of a north-up raster's corners.
+pub fn bounds(gt: &[f64; 6], width: usize, height: usize) -> [f64; 4] {
+    let corners = [(0.0, 0.0), (width as f64, 0.0), (0.0, height as f64), (width as f64, height as f64)];
+    let mut b = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+    for (px, py) in corners {
+        let x = gt[0] + px * gt[1] + py * gt[2];
+        let y = gt[3] + px * gt[4] + py * gt[5];
+        b[0] = b[0].min(x);
+        b[1] = b[1].min(y);
+        b[2] = b[2].max(x);
+        b[3] = b[3].max(y);
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::fixture;
+
+    #[test]
+    fn rgb_byte_is_described() {
+        let info = RasterInfo::read(&fixture("RGB.byte.tif")).unwrap();
+        assert_eq!((info.width, info.height), (791, 718));
+        assert_eq!(info.bands.len(), 3);
+        assert_eq!(info.bands[0].data_type, "uint8");
+        assert_eq!(info.bands[0].nodata, Some(0.0));
+        assert_eq!(info.epsg, Some(32618));
+        // gdalinfo: wgs84Extent lon -78.96 .. -76.57, lat 23.56 .. 25.55
+        assert!((info.bbox_wgs84[0] + 78.96).abs() < 0.01, "{:?}", info.bbox_wgs84);
+        assert!((info.bbox_wgs84[3] - 25.55).abs() < 0.01, "{:?}", info.bbox_wgs84);
+    }
+
+    #[test]
+    fn bad_inputs_name_the_file() {
+        let e = RasterInfo::read(&fixture("slc_no_georef.tif")).unwrap_err();
+        assert_eq!(e.code(), "NO_GEOREFERENCE");
+        assert!(e.to_string().starts_with("slc_no_georef.tif: "), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "not a raster").unwrap();
+        let e = RasterInfo::read(&text).unwrap_err();
+        assert_eq!(e.code(), "NOT_A_RASTER");
+        assert!(e.to_string().starts_with("notes.txt: "), "{e}");
+    }
+}
