@@ -4,6 +4,7 @@
 pub mod hello_world;
 pub mod params;
 pub mod synthetic;
+pub mod tiled_raster;
 
 use engine::Registry;
 
@@ -13,7 +14,8 @@ use services::Services;
 pub fn registry(services: &Services) -> Registry {
     let registry = Registry::default()
         .with_controller(hello_world::HelloWorld)
-        .with_controller(synthetic::Synthetic);
+        .with_controller(synthetic::Synthetic)
+        .with_controller(tiled_raster::TiledRaster(services.clone()));
     services::register(registry, services)
 }
 

@@ -119,6 +119,89 @@ impl Params {
         Ok(value)
     }
 
+    /// An optional string whose length in characters is in `chars`: `None` (and nothing
+    /// recorded, so absent and `null` give the same job) when absent or `null`.
+    pub fn optional_string(
+        &mut self,
+        name: &str,
+        chars: RangeInclusive<usize>,
+    ) -> Result<Option<String>, ValidationError> {
+        match self.input.get(name) {
+            None | Some(Value::Null) => {
+                self.input.remove(name);
+                Ok(None)
+            }
+            Some(_) => self.string(name, chars, None).map(Some),
+        }
+    }
+
+    /// A set of names given either as one string (`one`) or as a non-empty array of strings
+    /// (`many`), not both. Normalized as `many`: sorted, duplicates dropped, so the same set
+    /// gives the same job whatever the spelling. `check` vets each name; its message is
+    /// reported for the field the name came from (`one`, or `many[i]`).
+    pub fn name_set(
+        &mut self,
+        one: &str,
+        many: &str,
+        max: usize,
+        check: impl Fn(&str) -> Result<(), String>,
+    ) -> Result<Vec<String>, ValidationError> {
+        let single = self.input.remove(one).filter(|v| !v.is_null());
+        let list = self.input.remove(many).filter(|v| !v.is_null());
+        let named: Vec<(String, Value)> = match (single, list) {
+            (Some(_), Some(_)) => {
+                return Err(ValidationError::new(
+                    one,
+                    format!("give either `{one}` or `{many}`, not both"),
+                ));
+            }
+            (None, None) => {
+                return Err(ValidationError::new(
+                    many,
+                    format!("is required (or give a single `{one}`)"),
+                ));
+            }
+            (Some(v), None) => vec![(one.to_owned(), v)],
+            (None, Some(Value::Array(items))) => {
+                if items.is_empty() || items.len() > max {
+                    return Err(ValidationError::new(
+                        many,
+                        format!("must list 1 to {max} names, got {}", items.len()),
+                    ));
+                }
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("{many}[{i}]"), v))
+                    .collect()
+            }
+            (None, Some(other)) => {
+                return Err(ValidationError::new(
+                    many,
+                    format!("must be an array of strings, got {}", kind(&other)),
+                ));
+            }
+        };
+        let mut names = Vec::with_capacity(named.len());
+        for (field, value) in named {
+            let Value::String(name) = value else {
+                return Err(ValidationError::new(
+                    field,
+                    format!("must be a string, got {}", kind(&value)),
+                ));
+            };
+            check(&name).map_err(|reason| ValidationError::new(field, reason))?;
+            names.push(name);
+        }
+        names.sort();
+        names.dedup();
+        self.output.insert(
+            many.to_owned(),
+            Value::Array(names.iter().cloned().map(Value::String).collect()),
+        );
+        Ok(names)
+    }
+
     /// The normalized params; fails on any field no accessor asked for.
     pub fn finish(self) -> Result<Value, ValidationError> {
         if let Some(unknown) = self.input.keys().next() {

@@ -84,7 +84,9 @@ pub fn file_name(path: &Path) -> String {
 pub fn open(path: &Path) -> Result<Dataset, RasterError> {
     let file = file_name(path);
     let options = gdal::DatasetOptions {
-        open_flags: gdal::GdalOpenFlags::GDAL_OF_RASTER | gdal::GdalOpenFlags::GDAL_OF_READONLY,
+        open_flags: gdal::GdalOpenFlags::GDAL_OF_RASTER
+            | gdal::GdalOpenFlags::GDAL_OF_READONLY
+            | gdal::GdalOpenFlags::GDAL_OF_VERBOSE_ERROR,
         ..Default::default()
     };
     let ds = Dataset::open_ex(path, options).map_err(|e| RasterError::NotARaster {

@@ -4,3 +4,5 @@
 pub mod mercator;
 pub mod render;
 pub mod warp;
+pub mod publish;
+pub mod tasks;

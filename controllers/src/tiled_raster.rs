@@ -1,0 +1,126 @@
+//! `tiled_raster` v1: an XYZ tile pyramid (Web Mercator PNG tiles, gdal2tiles-compatible),
+//! TileJSON, a COG of the source, its STAC item and a map page.
+//!
+//! Params: `container`, `blob` (the source raster), `output_container`, `output_prefix`
+//! (default: the blob's file stem), `min_zoom` / `max_zoom` (0..=22, min <= max), `tile_size`
+//! (256 or 512, default 256), `resampling` (`average`, gdal2tiles' default, or `near`).
+//!
+//! Tasks: `plan_pyramid` (orchestrator: one `render_tiles` per block of base-zoom tiles) and
+//! `source_cog` run at once; `build_overviews` waits for every block; `publish_tiles` checks
+//! the tile set and writes TileJSON, STAC item and map page last.
+
+use async_trait::async_trait;
+use engine::graph::PlanError;
+use engine::{
+    Controller, HandlerError, JobId, JobRecord, JobResults, TaskSpec, ValidationError,
+};
+use serde_json::{Value, json};
+use services::Services;
+use services::raster::{RasterError, RasterInfo};
+use services::tiles::mercator::tile_range;
+use services::tiles::tasks::{RENDER_GROUP, TiledRasterParams};
+
+use crate::params::Params;
+
+/// Most tiles one job may produce (a guard against a max_zoom far too deep for the raster).
+pub const MAX_TILES: u64 = 2_000_000;
+
+pub struct TiledRaster(pub Services);
+
+#[async_trait]
+impl Controller for TiledRaster {
+    fn job_type(&self) -> &'static str {
+        "tiled_raster"
+    }
+    fn description(&self) -> &'static str {
+        "XYZ PNG tile pyramid (gdal2tiles-compatible), TileJSON, COG, STAC item and map page of a raster"
+    }
+    fn validate(&self, params: Value) -> Result<Value, ValidationError> {
+        let mut p = Params::new(params)?;
+        let container = p.string("container", 1..=63, None)?;
+        let blob = p.string("blob", 1..=1024, None)?;
+        let output_container = p.string("output_container", 1..=63, None)?;
+        services::blob::check_container(&container)
+            .map_err(|e| ValidationError::new("container", e.to_string()))?;
+        services::blob::check_blob(&blob).map_err(|e| ValidationError::new("blob", e.to_string()))?;
+        services::blob::check_container(&output_container)
+            .map_err(|e| ValidationError::new("output_container", e.to_string()))?;
+        let stem = TiledRasterParams::stem_of(&blob);
+        let prefix = p.string("output_prefix", 1..=512, Some(&stem))?;
+        services::blob::check_blob(&prefix)
+            .map_err(|e| ValidationError::new("output_prefix", e.to_string()))?;
+        let min_zoom = p.int("min_zoom", 0..=22, None)?;
+        let max_zoom = p.int("max_zoom", 0..=22, None)?;
+        if min_zoom > max_zoom {
+            return Err(ValidationError::new(
+                "min_zoom",
+                format!("must not be greater than max_zoom ({min_zoom} > {max_zoom})"),
+            ));
+        }
+        let tile_size = p.int("tile_size", 256..=512, Some(256))?;
+        if tile_size != 256 && tile_size != 512 {
+            return Err(ValidationError::new(
+                "tile_size",
+                format!("must be 256 or 512, got {tile_size}"),
+            ));
+        }
+        p.choice("resampling", &["average", "near"], "average")?;
+        p.finish()
+    }
+    /// The source exists, is a georeferenced raster whose CRS reaches Web Mercator, and the
+    /// zooms do not ask for an absurd number of tiles.
+    async fn check(&self, params: &Value) -> Result<(), ValidationError> {
+        let p: TiledRasterParams = serde_json::from_value(params.clone())
+            .map_err(|e| ValidationError::new("params", e.to_string()))?;
+        let path = self
+            .0
+            .blobs
+            .local_path(&p.container, &p.blob)
+            .await
+            .map_err(|e| ValidationError::new("blob", e.to_string()))?;
+        let (min_zoom, max_zoom, tile_size) = (p.min_zoom, p.max_zoom, p.tile_size);
+        let checked = tokio::task::spawn_blocking(move || -> Result<u64, RasterError> {
+            let ds = services::raster::open(&path)?;
+            RasterInfo::of(&ds, &path)?;
+            let warped = services::tiles::warp::to_web_mercator(ds).map_err(|reason| {
+                RasterError::UnknownCrs {
+                    file: services::raster::file_name(&path),
+                    reason,
+                }
+            })?;
+            let bounds = warped.bounds();
+            Ok((min_zoom..=max_zoom)
+                .map(|z| tile_range(bounds, z, tile_size).count())
+                .sum())
+        })
+        .await
+        .map_err(|e| ValidationError::new("blob", e.to_string()))?;
+        let tiles = checked.map_err(|e| ValidationError::new("blob", e.to_string()))?;
+        if tiles > MAX_TILES {
+            return Err(ValidationError::new(
+                "max_zoom",
+                format!(
+                    "zooms {min_zoom}..{max_zoom} of this raster make {tiles} tiles, more than the {MAX_TILES} one job may write; lower max_zoom"
+                ),
+            ));
+        }
+        Ok(())
+    }
+    fn plan(&self, _job_id: &JobId, _params: &Value) -> Result<Vec<TaskSpec>, PlanError> {
+        Ok(vec![
+            TaskSpec::orchestrator("plan_pyramid", 0).children_in(RENDER_GROUP),
+            TaskSpec::barrier("build_overviews", 0, RENDER_GROUP),
+            TaskSpec::sequential("publish_tiles", 0).after("build_overviews", 0),
+        ])
+    }
+    async fn aggregate(
+        &self,
+        _job: &JobRecord,
+        results: &JobResults,
+    ) -> Result<Value, HandlerError> {
+        let published = results.task("publish_tiles", 0).await?;
+        Ok(published
+            .and_then(|t| t.result)
+            .unwrap_or_else(|| json!({ "tiles": 0 })))
+    }
+}

@@ -1,0 +1,58 @@
+//! What `publish_tiles` writes besides the tiles: the map page and the STAC item of the COG.
+
+use engine::{HandlerError, TaskContext};
+use serde_json::Value;
+
+use super::tasks::TiledRasterParams;
+use crate::Services;
+
+/// A self-contained page showing the tiles on a Leaflet map over OpenStreetMap (both loaded
+/// from their public CDNs by the viewer's browser); tile URLs are relative, so the page works
+/// from the output folder as it is, served or opened from disk.
+pub fn map_page(p: &TiledRasterParams, bbox: [f64; 4]) -> String {
+    let [w, s, e, n] = bbox;
+    let title = html_escape(&p.stem());
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title} - Tessera tiles</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="https://unpkg.com/leaflet@1.9.4/dist/leaflet.css">
+<script src="https://unpkg.com/leaflet@1.9.4/dist/leaflet.js"></script>
+<style>html, body, #map {{ height: 100%; margin: 0; }}</style>
+</head>
+<body>
+<div id="map"></div>
+<script>
+const map = L.map('map');
+L.tileLayer('https://tile.openstreetmap.org/{{z}}/{{x}}/{{y}}.png', {{
+  maxZoom: 19, attribution: '&copy; OpenStreetMap contributors'
+}}).addTo(map);
+L.tileLayer('{{z}}/{{x}}/{{y}}.png', {{
+  minZoom: {min}, maxNativeZoom: {max}, maxZoom: {max_view}, opacity: 0.9, attribution: 'Tessera'
+}}).addTo(map);
+map.fitBounds([[{s}, {w}], [{n}, {e}]]);
+</script>
+</body>
+</html>
+"#,
+        min = p.min_zoom,
+        max = p.max_zoom,
+        max_view = p.max_zoom + 2,
+    )
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The STAC item of the COG written by `source_cog`.
+pub async fn stac_item(
+    _services: &Services,
+    _ctx: &TaskContext,
+    _p: &TiledRasterParams,
+) -> Result<Value, HandlerError> {
+    Ok(Value::Null) // INTEGRATION PENDING: crate::stac
+}
