@@ -1,8 +1,11 @@
 //! Job types: one module per controller. A controller validates a request (filling defaults:
 //! the normalized params are what the job ID hashes) and expands it into task specs.
 
+pub mod cog_conversion;
 pub mod hello_world;
+pub mod list_container;
 pub mod params;
+pub mod sync_container;
 pub mod synthetic;
 pub mod tiled_raster;
 
@@ -15,6 +18,15 @@ pub fn registry(services: &Services) -> Registry {
     let registry = Registry::default()
         .with_controller(hello_world::HelloWorld)
         .with_controller(synthetic::Synthetic)
+        .with_controller(list_container::ListContainer {
+            services: services.clone(),
+        })
+        .with_controller(cog_conversion::CogConversion {
+            services: services.clone(),
+        })
+        .with_controller(sync_container::SyncContainer {
+            services: services.clone(),
+        })
         .with_controller(tiled_raster::TiledRaster(services.clone()));
     services::register(registry, services)
 }

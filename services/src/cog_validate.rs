@@ -213,7 +213,10 @@ pub fn validate_cog(path: &Path, full_check: bool) -> Result<CogReport, CogValid
                 .map_err(|_| malformed(format!("negative ghost area size {size}")))?;
             let start = expected + GHOST_PATTERN_LEN as u64;
             let want = usize::try_from(size).unwrap_or(usize::MAX);
-            let mut md = src.read_at(start, want).map_err(OpenError::Io).map_err(fail)?;
+            let mut md = src
+                .read_at(start, want)
+                .map_err(OpenError::Io)
+                .map_err(fail)?;
             if md.len() != want {
                 // VSIFReadL(size, 1, f) reads one item of `size` bytes, or nothing.
                 md.clear();
@@ -324,25 +327,33 @@ pub fn validate_cog(path: &Path, full_check: bool) -> Result<CogReport, CogValid
         let per_dataset_mask =
             |level: &LevelBand<'_>| level.mask.flags == GMF_PER_DATASET && !msk_in_file_list;
         check
-            .band("Main resolution image", &main, ghost.mask_interleaved_with_imagery)
+            .band(
+                "Main resolution image",
+                &main,
+                ghost.mask_interleaved_with_imagery,
+            )
             .map_err(malformed)?;
-        if per_dataset_mask(&main) {
-            if let Some(mask) = main.mask.band {
-                check
-                    .band_only("Mask band of main resolution image", mask)
-                    .map_err(malformed)?;
-            }
+        if per_dataset_mask(&main)
+            && let Some(mask) = main.mask.band
+        {
+            check
+                .band_only("Mask band of main resolution image", mask)
+                .map_err(malformed)?;
         }
         for (i, level) in levels.iter().enumerate() {
             check
-                .band(&format!("Overview {i}"), level, ghost.mask_interleaved_with_imagery)
+                .band(
+                    &format!("Overview {i}"),
+                    level,
+                    ghost.mask_interleaved_with_imagery,
+                )
                 .map_err(malformed)?;
-            if per_dataset_mask(level) {
-                if let Some(mask) = level.mask.band {
-                    check
-                        .band_only(&format!("Mask band of overview {i}"), mask)
-                        .map_err(malformed)?;
-                }
+            if per_dataset_mask(level)
+                && let Some(mask) = level.mask.band
+            {
+                check
+                    .band_only(&format!("Mask band of overview {i}"), mask)
+                    .map_err(malformed)?;
             }
         }
     }
@@ -472,12 +483,16 @@ struct FullCheck<'s, 'e> {
 impl FullCheck<'_, '_> {
     /// `gdal.VSIFSeekL(f, at, 0); gdal.VSIFReadL(n, 1, f)`: all `n` bytes or nothing (one
     /// item of `n` bytes). A seek the system refuses (a negative position, or one past what
-    /// the file system allows) leaves the handle where it was, and the read happens there.
-    fn py_read(&mut self, at: Option<u64>, n: usize) -> Result<Vec<u8>, String> {
-        if let Some(at) = at {
-            if self.src.file.seek(SeekFrom::Start(at)).is_ok() {
-                self.pos = at;
-            }
+    /// the file system allows) leaves the handle where it was, and the read happens there; a
+    /// position beyond 64-bit integers makes the script raise.
+    fn py_read(&mut self, at: i128, n: usize) -> Result<Vec<u8>, String> {
+        if at > i128::from(i64::MAX) {
+            return Err(format!("cannot seek to {at}"));
+        }
+        if let Ok(at) = u64::try_from(at)
+            && self.src.file.seek(SeekFrom::Start(at)).is_ok()
+        {
+            self.pos = at;
         }
         let data = self.src.read_at(self.pos, n).map_err(|e| e.to_string())?;
         self.pos += data.len() as u64;
@@ -548,7 +563,7 @@ impl FullCheck<'_, '_> {
                         ));
                     }
                     if g.leader_size_as_uint4 {
-                        let leader = self.py_read(offset.checked_sub(4), 4)?;
+                        let leader = self.py_read(i128::from(offset) - 4, 4)?;
                         if leader.len() != 4 {
                             // struct.unpack() raises: the script stops there.
                             return Err(format!(
@@ -564,8 +579,8 @@ impl FullCheck<'_, '_> {
                         }
                     }
                     if g.trailer_last_4_bytes_repeated && bytecount >= 4 {
-                        let at = offset.saturating_add(bytecount) - 4;
-                        let last = self.py_read(Some(at), 8)?;
+                        let at = i128::from(offset) + i128::from(bytecount) - 4;
+                        let last = self.py_read(at, 8)?;
                         let (a, b) = last.split_at(last.len().min(4));
                         if a != b {
                             self.errors.push(format!(
@@ -577,11 +592,15 @@ impl FullCheck<'_, '_> {
                 if let Some(mask) = mask {
                     let offset_mask = mask.and_then(|m| m.block(x, y)).map_or(0, |(o, _)| o);
                     if offset > 0 && offset_mask > 0 {
-                        let expected = offset
-                            + bytecount
+                        let expected = u128::from(offset)
+                            + u128::from(bytecount)
                             + if g.leader_size_as_uint4 { 4 } else { 0 }
-                            + if g.trailer_last_4_bytes_repeated { 4 } else { 0 };
-                        if offset_mask != expected {
+                            + if g.trailer_last_4_bytes_repeated {
+                                4
+                            } else {
+                                0
+                            };
+                        if u128::from(offset_mask) != expected {
                             self.errors.push(format!(
                                 "Mask of {name}: for block ({x}, {y}), offset is {offset_mask}, \
                                  whereas {expected} was expected"
@@ -676,34 +695,36 @@ impl Dataset {
                 let reduced = dir.subfile_type & FILETYPE_REDUCEDIMAGE != 0;
                 let is_mask = dir.subfile_type & FILETYPE_MASK != 0;
                 if reduced && !is_mask && ds_overviews.len() < 30 {
-                    if let Ok(image) = gdal_open(dir) {
-                        if image.nbands == main.nbands {
-                            ds_overviews.push(Overview { image, mask: None });
-                        }
+                    // An overview of the main image.
+                    if let Ok(image) = gdal_open(dir)
+                        && image.nbands == main.nbands
+                    {
+                        ds_overviews.push(Overview { image, mask: None });
                     }
                 } else if is_mask && !reduced && main_mask.is_none() {
-                    if let Ok(m) = gdal_open(dir) {
-                        if (m.nbands == 1 || m.nbands == main.nbands)
-                            && m.width == main.width
-                            && m.height == main.height
-                            && m.data_type == DataType::Byte
-                        {
-                            main_mask = Some(m);
-                        }
+                    // The mask of the main image.
+                    if let Ok(m) = gdal_open(dir)
+                        && (m.nbands == 1 || m.nbands == main.nbands)
+                        && m.width == main.width
+                        && m.height == main.height
+                        && m.data_type == DataType::Byte
+                    {
+                        main_mask = Some(m);
                     }
-                } else if reduced && is_mask {
-                    if let Ok(m) = gdal_open(dir) {
-                        if m.data_type == DataType::Byte {
-                            let target = ds_overviews.iter_mut().find(|o| {
-                                o.mask.is_none()
-                                    && o.image.width == m.width
-                                    && o.image.height == m.height
-                                    && (m.nbands == 1 || m.nbands == main.nbands)
-                            });
-                            if let Some(o) = target {
-                                o.mask = Some(m);
-                            }
-                        }
+                } else if reduced
+                    && is_mask
+                    && let Ok(m) = gdal_open(dir)
+                    && m.data_type == DataType::Byte
+                {
+                    // The mask of the first overview of its size without one.
+                    let target = ds_overviews.iter_mut().find(|o| {
+                        o.mask.is_none()
+                            && o.image.width == m.width
+                            && o.image.height == m.height
+                            && (m.nbands == 1 || m.nbands == main.nbands)
+                    });
+                    if let Some(o) = target {
+                        o.mask = Some(m);
                     }
                 }
             }
@@ -755,7 +776,11 @@ impl Dataset {
         // A .msk file is a mask only if it says which flags it has (GDAL writes
         // INTERNAL_MASK_FLAGS_<band> in its metadata).
         if let Some((d, flags)) = msk.and_then(|d| Some((d, d.main.msk_flags?))) {
-            let overviews = d.overviews.iter().map(|o| BandRef::new(&o.image, 1)).collect();
+            let overviews = d
+                .overviews
+                .iter()
+                .map(|o| BandRef::new(&o.image, 1))
+                .collect();
             return (
                 MaskInfo {
                     flags,
@@ -807,32 +832,32 @@ impl Dataset {
 /// `GDALRasterBand::GetMaskBand()` for band 1 of an image without internal or `.msk` mask:
 /// nodata, then alpha band, then all valid.
 fn own_mask(image: &Image) -> MaskInfo<'_> {
-    if let Some(nodata) = image.nodata {
-        if image.data_type.nodata_in_range(nodata) {
-            return MaskInfo {
-                flags: GMF_NODATA,
-                band: None,
-            };
-        }
+    if let Some(nodata) = image.nodata
+        && image.data_type.nodata_in_range(nodata)
+    {
+        return MaskInfo {
+            flags: GMF_NODATA,
+            band: None,
+        };
     }
-    if let Some(alpha) = image.alpha_band {
-        if (image.nbands == 2 && alpha == 2) || (image.nbands == 4 && alpha == 4) {
-            match image.data_type {
-                DataType::Byte => {
-                    return MaskInfo {
-                        flags: GMF_ALPHA | GMF_PER_DATASET,
-                        band: Some(BandRef::new(image, alpha)),
-                    };
-                }
-                // A rescaled copy of the alpha band: no block offsets.
-                DataType::UInt16 => {
-                    return MaskInfo {
-                        flags: GMF_ALPHA | GMF_PER_DATASET,
-                        band: None,
-                    };
-                }
-                _ => {}
+    if let Some(alpha) = image.alpha_band
+        && ((image.nbands == 2 && alpha == 2) || (image.nbands == 4 && alpha == 4))
+    {
+        match image.data_type {
+            DataType::Byte => {
+                return MaskInfo {
+                    flags: GMF_ALPHA | GMF_PER_DATASET,
+                    band: Some(BandRef::new(image, alpha)),
+                };
             }
+            // A rescaled copy of the alpha band: no block offsets.
+            DataType::UInt16 => {
+                return MaskInfo {
+                    flags: GMF_ALPHA | GMF_PER_DATASET,
+                    band: None,
+                };
+            }
+            _ => {}
         }
     }
     MaskInfo {
@@ -868,7 +893,9 @@ impl DataType {
                 (f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&v)
             }
             DataType::Float32 => {
-                v.is_nan() || v.is_infinite() || (-f64::from(f32::MAX)..=f64::from(f32::MAX)).contains(&v)
+                v.is_nan()
+                    || v.is_infinite()
+                    || (-f64::from(f32::MAX)..=f64::from(f32::MAX)).contains(&v)
             }
             DataType::Float64 | DataType::Other => true,
         }
@@ -1052,14 +1079,18 @@ impl Dir {
         }
     }
 
-    fn ycbcr_subsampled(&self, sub: (u16, u16)) -> bool {
-        !self.planar_separate && self.photometric == PHOTOMETRIC_YCBCR && self.spp == 3 && sub != (1, 1)
+    /// Whether libtiff sizes rows in YCbCr sampling blocks.
+    fn ycbcr_subsampled(&self) -> bool {
+        !self.planar_separate && self.photometric == PHOTOMETRIC_YCBCR && self.spp == 3
     }
 
-    /// `TIFFScanlineSize64()`.
+    /// `TIFFScanlineSize64()` (0 for an invalid YCbCr subsampling).
     fn scanline_size(&self, sub: (u16, u16)) -> u64 {
         let bits = u64::from(self.bits);
-        if self.ycbcr_subsampled(sub) {
+        if self.ycbcr_subsampled() {
+            if !valid_subsampling(sub) {
+                return 0;
+            }
             let (h, v) = (u64::from(sub.0.max(1)), u64::from(sub.1.max(1)));
             let block_samples = h * v + 2;
             let blocks_hor = u64::from(self.width).div_ceil(h);
@@ -1077,12 +1108,17 @@ impl Dir {
 
     fn vsize(&self, width: u64, nrows: u64, sub: (u16, u16)) -> u64 {
         let bits = u64::from(self.bits);
-        if self.ycbcr_subsampled(sub) {
+        if self.ycbcr_subsampled() {
+            if !valid_subsampling(sub) {
+                return 0;
+            }
             let (h, v) = (u64::from(sub.0.max(1)), u64::from(sub.1.max(1)));
             let block_samples = h * v + 2;
             let blocks_hor = width.div_ceil(h);
             let blocks_ver = nrows.div_ceil(v);
-            (blocks_hor * block_samples * bits).div_ceil(8).saturating_mul(blocks_ver)
+            (blocks_hor * block_samples * bits)
+                .div_ceil(8)
+                .saturating_mul(blocks_ver)
         } else {
             nrows.saturating_mul((width * self.samples_in_row() * bits).div_ceil(8))
         }
@@ -1207,7 +1243,10 @@ impl<'s> Tiff<'s> {
             return Err("no IFD (offset 0)".into());
         }
         let (count_len, entry_len, next_len) = if self.big { (8, 20, 8) } else { (2, 12, 4) };
-        let head = self.src.read_at(offset, count_len).map_err(|e| e.to_string())?;
+        let head = self
+            .src
+            .read_at(offset, count_len)
+            .map_err(|e| e.to_string())?;
         if head.len() < count_len {
             return Err("cannot read the directory count".into());
         }
@@ -1300,7 +1339,10 @@ impl<'s> Tiff<'s> {
         if (bytes.len() as u64) < e.count * size as u64 {
             return None;
         }
-        bytes.chunks_exact(size).map(|c| self.decode(e.typ, c)).collect()
+        bytes
+            .chunks_exact(size)
+            .map(|c| self.decode(e.typ, c))
+            .collect()
     }
 
     /// A single unsigned value (`TIFFReadDirEntryLong` / `Short`): count 1, in range.
@@ -1322,7 +1364,8 @@ impl<'s> Tiff<'s> {
         }
         let values = self.entry_ints(e)?;
         let first = *values.first()?;
-        if values[..usize::from(spp)].iter().any(|&v| v != first) || !(0..=0xFFFF).contains(&first) {
+        if values[..usize::from(spp)].iter().any(|&v| v != first) || !(0..=0xFFFF).contains(&first)
+        {
             return None;
         }
         Some(first as u16)
@@ -1349,16 +1392,46 @@ impl<'s> Tiff<'s> {
         let Some(bytes) = self.entry_bytes(e, nstrips) else {
             return Vec::new();
         };
-        let values: Vec<u64> = bytes
+        let decoded = bytes
             .chunks_exact(size as usize)
-            .map(|c| self.decode(e.typ, c).unwrap_or(0))
-            .map(|v| u64::try_from(v).unwrap_or(0))
-            .collect();
-        if !lazy && values.len() as u64 != e.count.min(nstrips) {
-            // An array read in one go either loads completely or not at all.
+            .map(|c| self.decode(e.typ, c).unwrap_or(0));
+        if !lazy {
+            // An array read in one go loads completely or not at all.
+            let values: Option<Vec<u64>> = decoded.map(|v| u64::try_from(v).ok()).collect();
+            return match values {
+                Some(v) if v.len() as u64 == e.count.min(nstrips) => v,
+                _ => Vec::new(),
+            };
+        }
+        // On-demand loading (`_TIFFPartialReadStripArray`): a value is read with the rest of
+        // its 4 KiB page (clipped to the array) and is 0 when that read falls short.
+        let base = if self.big {
+            self.u64(&e.field)
+        } else {
+            u64::from(self.u32(&e.field))
+        };
+        if base > i64::MAX as u64 {
             return Vec::new();
         }
-        values
+        let file_len = self.src.len;
+        let array_end = base.saturating_add(nstrips.saturating_mul(size));
+        decoded
+            .enumerate()
+            .map(|(i, v)| {
+                let at = base + size * i as u64;
+                let page = at / 4096 * 4096;
+                let mut end = page + 4096;
+                if at + size > end {
+                    end += 4096;
+                }
+                let end = end.min(array_end);
+                if page >= end || end > file_len {
+                    0
+                } else {
+                    v as u64
+                }
+            })
+            .collect()
     }
 
     /// `TIFFReadDirectory()`.
@@ -1369,7 +1442,9 @@ impl<'s> Tiff<'s> {
 
         let spp = match find(TAG_SAMPLES_PER_PIXEL) {
             Some(e) => {
-                let v = self.scalar(&e, 0xFFFF).ok_or("cannot read SamplesPerPixel")?;
+                let v = self
+                    .scalar(&e, 0xFFFF)
+                    .ok_or("cannot read SamplesPerPixel")?;
                 if v == 0 {
                     return Err("SamplesPerPixel is 0".into());
                 }
@@ -1377,8 +1452,11 @@ impl<'s> Tiff<'s> {
             }
             None => 1,
         };
+        // One value, or one per sample (all equal).
         let compression = match find(TAG_COMPRESSION) {
-            Some(e) => self.scalar(&e, 0xFFFF).ok_or("cannot read Compression")? as u16,
+            Some(e) => self
+                .per_sample_short(&e, spp)
+                .ok_or("cannot read Compression")?,
             None => COMPRESSION_NONE,
         };
         let read_u32 = |tiff: &mut Self, tag: u16, name: &str| -> Result<Option<u32>, String> {
@@ -1393,8 +1471,8 @@ impl<'s> Tiff<'s> {
         let width = read_u32(self, TAG_IMAGE_WIDTH, "ImageWidth")?.unwrap_or(0);
         let height = read_u32(self, TAG_IMAGE_LENGTH, "ImageLength")?
             .ok_or("missing required ImageLength")?;
-        let tile_w = read_u32(self, TAG_TILE_WIDTH, "TileWidth")?;
-        let tile_h = read_u32(self, TAG_TILE_LENGTH, "TileLength")?;
+        let tile_w_tag = read_u32(self, TAG_TILE_WIDTH, "TileWidth")?;
+        let tile_h_tag = read_u32(self, TAG_TILE_LENGTH, "TileLength")?;
         let planar_separate = match find(TAG_PLANAR_CONFIG) {
             Some(e) => match self.scalar(&e, 0xFFFF) {
                 Some(1) => false,
@@ -1431,7 +1509,9 @@ impl<'s> Tiff<'s> {
         };
         let sample_format = match find(TAG_SAMPLE_FORMAT) {
             Some(e) => {
-                let v = self.per_sample_short(&e, spp).ok_or("cannot read SampleFormat")?;
+                let v = self
+                    .per_sample_short(&e, spp)
+                    .ok_or("cannot read SampleFormat")?;
                 if !(1..=6).contains(&v) {
                     return Err("bad SampleFormat".into());
                 }
@@ -1440,16 +1520,20 @@ impl<'s> Tiff<'s> {
             None => SAMPLEFORMAT_UINT,
         };
         let photometric = match find(TAG_PHOTOMETRIC) {
-            Some(e) => self.scalar(&e, 0xFFFF).unwrap_or(u64::from(PHOTOMETRIC_MINISBLACK)) as u16,
+            Some(e) => self
+                .scalar(&e, 0xFFFF)
+                .unwrap_or(u64::from(PHOTOMETRIC_MINISBLACK)) as u16,
             None => PHOTOMETRIC_MINISBLACK,
         };
         let subfile_type = find(TAG_NEW_SUBFILE_TYPE)
             .and_then(|e| self.scalar(&e, u64::from(u32::MAX)))
             .unwrap_or(0) as u32;
         let subifds = match find(TAG_SUB_IFDS) {
-            Some(e) if e.count <= 0xFFFF => self
-                .entry_ints(&e)
-                .map(|v| v.into_iter().map(|x| u64::try_from(x).unwrap_or(0)).collect()),
+            Some(e) if e.count <= 0xFFFF => self.entry_ints(&e).map(|v| {
+                v.into_iter()
+                    .map(|x| u64::try_from(x).unwrap_or(0))
+                    .collect()
+            }),
             _ => None,
         };
         let sub = match find(TAG_YCBCR_SUBSAMPLING) {
@@ -1479,7 +1563,8 @@ impl<'s> Tiff<'s> {
         // Non-color channels are extra samples.
         let color_channels: u16 = match photometric {
             PHOTOMETRIC_MINISWHITE | PHOTOMETRIC_MINISBLACK | 3 | 4 | PHOTOMETRIC_LOGL => 1,
-            PHOTOMETRIC_RGB | PHOTOMETRIC_YCBCR | PHOTOMETRIC_CIELAB | 9 | 10 | PHOTOMETRIC_LOGLUV => 3,
+            PHOTOMETRIC_RGB | PHOTOMETRIC_YCBCR | PHOTOMETRIC_CIELAB | 9 | 10
+            | PHOTOMETRIC_LOGLUV => 3,
             PHOTOMETRIC_SEPARATED => 4,
             _ => 0,
         };
@@ -1487,24 +1572,56 @@ impl<'s> Tiff<'s> {
             extra_samples.resize(usize::from(spp - color_channels), 0);
         }
 
-        let tiled = tile_w.is_some() || tile_h.is_some();
-        let (tile_w, tile_h) = (tile_w.unwrap_or(0), tile_h.unwrap_or(0));
-        let planes = if planar_separate { u64::from(spp) } else { 1 };
+        // The tile size, as libtiff sets it tag by tag in directory order: RowsPerStrip sets
+        // a strip-shaped tile size (image width x rows) unless a tile tag came first, and a
+        // TileWidth or TileLength tag makes the image tiled.
+        let (mut tile_w, mut tile_h, mut tiled, mut width_so_far) = (0u32, 0u32, false, 0u32);
+        let first_index = |tag: u16| entries.iter().position(|e| e.tag == tag);
+        for (i, e) in entries.iter().enumerate() {
+            if first_index(e.tag) != Some(i) {
+                continue;
+            }
+            match e.tag {
+                TAG_IMAGE_WIDTH => width_so_far = width,
+                TAG_ROWS_PER_STRIP if !tiled => {
+                    tile_h = rows_per_strip.unwrap_or(0);
+                    tile_w = width_so_far;
+                }
+                TAG_TILE_WIDTH => {
+                    tile_w = tile_w_tag.unwrap_or(0);
+                    tiled = true;
+                }
+                TAG_TILE_LENGTH => {
+                    tile_h = tile_h_tag.unwrap_or(0);
+                    tiled = true;
+                }
+                _ => {}
+            }
+        }
+        // TIFFNumberOfTiles() / TIFFNumberOfStrips(), 0 on 32-bit overflow.
+        let howmany = |x: u32, y: u32| -> Option<u32> {
+            (y != 0 && x < u32::MAX - (y - 1)).then(|| x.div_ceil(y))
+        };
+        let planes = if planar_separate { u32::from(spp) } else { 1 };
         let nstrips = if tiled {
-            if tile_w == 0 || tile_h == 0 || width == 0 {
-                0
+            let dim = |d: u32, full: u32| if d == u32::MAX { full } else { d };
+            let (dx, dy) = (dim(tile_w, width), dim(tile_h, height));
+            if dx == 0 || dy == 0 {
+                None
             } else {
-                u64::from(width).div_ceil(u64::from(tile_w))
-                    * u64::from(height).div_ceil(u64::from(tile_h))
-                    * planes
+                howmany(width, dx)
+                    .zip(howmany(height, dy))
+                    .and_then(|(a, b)| a.checked_mul(b))
+                    .and_then(|n| n.checked_mul(planes))
             }
         } else {
-            let strips = match rows_per_strip {
-                None | Some(u32::MAX) => 1,
-                Some(r) => u64::from(height).div_ceil(u64::from(r)),
-            };
-            strips * planes
+            match rows_per_strip {
+                None | Some(u32::MAX) => Some(1),
+                Some(r) => howmany(height, r),
+            }
+            .and_then(|n| n.checked_mul(planes))
         };
+        let nstrips = u64::from(nstrips.unwrap_or(0));
         if nstrips == 0 {
             return Err("zero number of strips/tiles".into());
         }
@@ -1520,7 +1637,8 @@ impl<'s> Tiff<'s> {
         };
         let offsets_entry = last_of(TAG_STRIP_OFFSETS, TAG_TILE_OFFSETS);
         let counts_entry = last_of(TAG_STRIP_BYTE_COUNTS, TAG_TILE_BYTE_COUNTS);
-        if offsets_entry.is_none() && !(compression == COMPRESSION_OJPEG && !tiled && nstrips == 1) {
+        if offsets_entry.is_none() && !(compression == COMPRESSION_OJPEG && !tiled && nstrips == 1)
+        {
             return Err("missing required StripOffsets/TileOffsets".into());
         }
 
@@ -1556,7 +1674,9 @@ impl<'s> Tiff<'s> {
 
         if compression != COMPRESSION_OJPEG {
             let estimate = if counts_entry.is_none() {
-                if (!planar_separate && nstrips > 1) || (planar_separate && nstrips != u64::from(spp)) {
+                if (!planar_separate && nstrips > 1)
+                    || (planar_separate && nstrips != u64::from(spp))
+                {
                     return Err("missing required StripByteCounts".into());
                 }
                 true
@@ -1630,7 +1750,11 @@ impl<'s> Tiff<'s> {
                     space = space.checked_add(size).ok_or("overflow")?;
                 }
             }
-            let mut space = if file_len < space { file_len } else { file_len - space };
+            let mut space = if file_len < space {
+                file_len
+            } else {
+                file_len - space
+            };
             if dir.planar_separate {
                 space /= u64::from(dir.spp);
             }
@@ -1654,10 +1778,7 @@ impl<'s> Tiff<'s> {
                 dir.nstrips
             };
             let rows = u64::from(dir.height) / strips_per_image.max(1);
-            let size = dir
-                .scanline_size(sub)
-                .checked_mul(rows)
-                .ok_or("overflow")?;
+            let size = dir.scanline_size(sub).checked_mul(rows).ok_or("overflow")?;
             Ok(vec![size; n])
         }
     }
@@ -1670,8 +1791,18 @@ impl Dir {
     }
 }
 
+fn valid_subsampling(sub: (u16, u16)) -> bool {
+    matches!(sub.0, 1 | 2 | 4) && matches!(sub.1, 1 | 2 | 4)
+}
+
 /// libtiff's `ByteCountLooksBad()` for a single-strip image.
-fn byte_count_looks_bad(dir: &Dir, offset: u64, bytecount: u64, file_len: u64, sub: (u16, u16)) -> bool {
+fn byte_count_looks_bad(
+    dir: &Dir,
+    offset: u64,
+    bytecount: u64,
+    file_len: u64,
+    sub: (u16, u16),
+) -> bool {
     if offset == 0 {
         return false;
     }
@@ -1693,7 +1824,7 @@ fn byte_count_looks_bad(dir: &Dir, offset: u64, bytecount: u64, file_len: u64, s
 /// libtiff's `ChopUpSingleUncompressedStrip()`.
 fn chop_single_uncompressed_strip(dir: &mut Dir, file_len: u64, sub: (u16, u16)) {
     let (offset, bytecount) = dir.striles.get(0);
-    let row_block: u32 = if dir.photometric == PHOTOMETRIC_YCBCR && dir.ycbcr_subsampled(sub) {
+    let row_block: u32 = if dir.photometric == PHOTOMETRIC_YCBCR {
         u32::from(sub.1)
     } else {
         1
@@ -1701,8 +1832,7 @@ fn chop_single_uncompressed_strip(dir: &mut Dir, file_len: u64, sub: (u16, u16))
     let row_block_bytes = dir.vstrip_size(u64::from(row_block), sub);
     let (strip_bytes, rows_per_strip) = if row_block_bytes > STRIP_SIZE_DEFAULT {
         (row_block_bytes, row_block)
-    } else if row_block_bytes > 0 {
-        let blocks = STRIP_SIZE_DEFAULT / row_block_bytes;
+    } else if let Some(blocks) = STRIP_SIZE_DEFAULT.checked_div(row_block_bytes) {
         let Some(rows) = u32::try_from(blocks)
             .ok()
             .and_then(|b| b.checked_mul(row_block))
@@ -1727,13 +1857,20 @@ fn chop_single_uncompressed_strip(dir: &mut Dir, file_len: u64, sub: (u16, u16))
     {
         return;
     }
-    alloc_chopped(dir, offset, offset.checked_add(bytecount), nstrips, strip_bytes, rows_per_strip);
+    alloc_chopped(
+        dir,
+        offset,
+        offset.checked_add(bytecount),
+        nstrips,
+        strip_bytes,
+        rows_per_strip,
+    );
 }
 
 /// libtiff's `TryChopUpUncompressedBigTiff()`.
 fn try_chop_big_strips(dir: &mut Dir, file_len: u64, sub: (u16, u16)) {
     let strip_size = dir.vstrip_size(dir.effective_rows_per_strip(), sub);
-    let row_block: u32 = if dir.photometric == PHOTOMETRIC_YCBCR && dir.ycbcr_subsampled(sub) {
+    let row_block: u32 = if dir.photometric == PHOTOMETRIC_YCBCR {
         u32::from(sub.1)
     } else {
         1
@@ -1780,11 +1917,25 @@ fn try_chop_big_strips(dir: &mut Dir, file_len: u64, sub: (u16, u16)) {
         return;
     }
     let (first, _) = dir.striles.get(0);
-    alloc_chopped(dir, first, last_off.checked_add(last_count), nstrips, strip_bytes, rows_per_strip);
+    alloc_chopped(
+        dir,
+        first,
+        last_off.checked_add(last_count),
+        nstrips,
+        strip_bytes,
+        rows_per_strip,
+    );
 }
 
 /// libtiff's `allocChoppedUpStripArrays()`; `end` is the end of the last original strip.
-fn alloc_chopped(dir: &mut Dir, offset: u64, end: Option<u64>, nstrips: u64, strip_bytes: u64, rows_per_strip: u32) {
+fn alloc_chopped(
+    dir: &mut Dir,
+    offset: u64,
+    end: Option<u64>,
+    nstrips: u64,
+    strip_bytes: u64,
+    rows_per_strip: u32,
+) {
     let Some(end) = end.filter(|&e| e >= offset) else {
         return;
     };
@@ -1803,7 +1954,20 @@ fn alloc_chopped(dir: &mut Dir, offset: u64, end: Option<u64>, nstrips: u64, str
 fn codec_configured(compression: u16) -> bool {
     matches!(
         compression,
-        1..=8 | 32766 | 32771 | 32773 | 32809 | 32909 | 32946 | 34661 | 34676 | 34677 | 34887 | 34925 | 50000 | 50001
+        1..=8
+            | 32766
+            | 32771
+            | 32773
+            | 32809
+            | 32909
+            | 32946
+            | 34661
+            | 34676
+            | 34677
+            | 34887
+            | 34925
+            | 50000
+            | 50001
     )
 }
 
@@ -1852,7 +2016,11 @@ fn gdal_open(dir: &Dir) -> Result<Image, String> {
     }
 
     let bitmap = bits == 1 && nbands == 1;
-    let split_bitmap = bitmap && !dir.tiled && block_h == height && height > 2000 && dir.compression != COMPRESSION_JBIG;
+    let split_bitmap = bitmap
+        && !dir.tiled
+        && block_h == height
+        && height > 2000
+        && dir.compression != COMPRESSION_JBIG;
     let rgba = !bitmap
         && bits <= 8
         && (matches!(
@@ -1860,7 +2028,11 @@ fn gdal_open(dir: &Dir) -> Result<Image, String> {
             PHOTOMETRIC_CIELAB | PHOTOMETRIC_LOGL | PHOTOMETRIC_LOGLUV | PHOTOMETRIC_SEPARATED
         ) || (dir.photometric == PHOTOMETRIC_YCBCR && dir.compression != COMPRESSION_JPEG));
     if rgba {
-        nbands = if dir.photometric == PHOTOMETRIC_YCBCR { 3 } else { 4 };
+        nbands = if dir.photometric == PHOTOMETRIC_YCBCR {
+            3
+        } else {
+            4
+        };
     }
     if dir.compression == COMPRESSION_OJPEG && !rgba {
         return Err("Old-JPEG compression only supported through the RGBA interface".into());
@@ -1994,7 +2166,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Python's `int(s)` for a base-10 string; `None` where Python raises `ValueError`.
 fn py_int(s: &str) -> Option<i64> {
     let is_space = |c: char| {
-        matches!(c, '\t' | '\n' | '\x0b' | '\x0c' | '\r' | '\x1c'..='\x1f' | ' ' | '\u{85}' | '\u{a0}')
+        matches!(
+            c,
+            '\t' | '\n' | '\x0b' | '\x0c' | '\r' | '\x1c'..='\x1f' | ' ' | '\u{85}' | '\u{a0}'
+        )
     };
     let t = s.trim_matches(is_space);
     let (negative, digits) = match t.as_bytes().first() {
@@ -2002,14 +2177,22 @@ fn py_int(s: &str) -> Option<i64> {
         Some(b'+') => (false, &t[1..]),
         _ => (false, t),
     };
-    if digits.is_empty() || digits.starts_with('_') || digits.ends_with('_') || digits.contains("__") {
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+    {
         return None;
     }
     let mut value: i64 = 0;
     for c in digits.chars() {
         match c {
             '_' => {}
-            '0'..='9' => value = value.checked_mul(10)?.checked_add(i64::from(c as u8 - b'0'))?,
+            '0'..='9' => {
+                value = value
+                    .checked_mul(10)?
+                    .checked_add(i64::from(c as u8 - b'0'))?
+            }
             _ => return None,
         }
     }
@@ -2020,7 +2203,11 @@ fn py_int(s: &str) -> Option<i64> {
 fn atof(s: &str) -> f64 {
     let t = s.trim_start();
     let lower = t.to_ascii_lowercase();
-    for (word, value) in [("nan", f64::NAN), ("inf", f64::INFINITY), ("infinity", f64::INFINITY)] {
+    for (word, value) in [
+        ("nan", f64::NAN),
+        ("inf", f64::INFINITY),
+        ("infinity", f64::INFINITY),
+    ] {
         for (sign, v) in [("", value), ("+", value), ("-", -value)] {
             if lower == format!("{sign}{word}") {
                 return v;
@@ -2033,7 +2220,9 @@ fn atof(s: &str) -> f64 {
         .find_map(|i| {
             let p = &t[..i];
             // Rust accepts forms strtod does not ("inf" words are handled above).
-            if p.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.' | 'e' | 'E')) {
+            if p.chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.' | 'e' | 'E'))
+            {
                 p.parse::<f64>().ok()
             } else {
                 None
@@ -2081,7 +2270,12 @@ mod tests {
         ("slc_no_georef.tif", false, 1, 1),
         ("world.byte.tif", true, 0, 1),
         ("invalid-cog/image_external.tif", false, 3, 0),
-        ("invalid-cog/image_known_incompatible_ghost_headers.tif", false, 1, 0),
+        (
+            "invalid-cog/image_known_incompatible_ghost_headers.tif",
+            false,
+            1,
+            0,
+        ),
         ("invalid-cog/image_sorted.tif", false, 5, 0),
     ];
 
@@ -2089,8 +2283,8 @@ mod tests {
     fn fixture_verdicts_match_the_script() {
         let dir = fixtures_dir();
         for &(name, valid, n_errors, n_warnings) in FIXTURES {
-            let report = validate_cog(&dir.join(name), true)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let report =
+                validate_cog(&dir.join(name), true).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(report.is_valid(), valid, "{name}: {report:#?}");
             assert_eq!(report.errors.len(), n_errors, "{name}: {report:#?}");
             assert_eq!(report.warnings.len(), n_warnings, "{name}: {report:#?}");
@@ -2232,9 +2426,27 @@ mod tests {
     /// Write a TIFF with the given images and layout.
     fn build(images: &[Img], layout: &Layout) -> Vec<u8> {
         let big = layout.big;
-        let put16 = |v: u16| if layout.le { v.to_le_bytes() } else { v.to_be_bytes() };
-        let put32 = |v: u32| if layout.le { v.to_le_bytes() } else { v.to_be_bytes() };
-        let put64 = |v: u64| if layout.le { v.to_le_bytes() } else { v.to_be_bytes() };
+        let put16 = |v: u16| {
+            if layout.le {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            }
+        };
+        let put32 = |v: u32| {
+            if layout.le {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            }
+        };
+        let put64 = |v: u64| {
+            if layout.le {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            }
+        };
 
         let mut out = Vec::new();
         out.extend_from_slice(if layout.le { b"II" } else { b"MM" });
@@ -2250,7 +2462,11 @@ mod tests {
         if let Some(keys) = &layout.ghost {
             let body: String = keys.iter().map(|k| format!("{k}\n")).collect();
             out.extend_from_slice(
-                format!("GDAL_STRUCTURAL_METADATA_SIZE={:06} bytes\n{body}", body.len()).as_bytes(),
+                format!(
+                    "GDAL_STRUCTURAL_METADATA_SIZE={:06} bytes\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
             );
             if out.len() % 2 == 1 {
                 out.push(0);
@@ -2305,19 +2521,25 @@ mod tests {
         };
 
         // Place IFDs, then data.
-        let n_sub = |i: usize| if layout.chain.first() == Some(&i) { layout.subifds.len() } else { 0 };
+        let n_sub = |i: usize| {
+            if layout.chain.first() == Some(&i) {
+                layout.subifds.len()
+            } else {
+                0
+            }
+        };
         let zeros = |i: usize| vec![0u64; images[i].blocks()];
         let mut ifd_pos = vec![0u64; images.len()];
         let mut pos = out.len() as u64;
-        for i in 0..images.len() {
-            ifd_pos[i] = pos;
+        for (i, at) in ifd_pos.iter_mut().enumerate() {
+            *at = pos;
             pos += ifd_len(&tags(i, &zeros(i), &zeros(i), &vec![0; n_sub(i)])) as u64;
         }
         let mut block_pos: Vec<Vec<u64>> = images.iter().map(|im| vec![0; im.blocks()]).collect();
         let wrap = if layout.leaders { 8 } else { 0 };
         for &i in &layout.data_order {
-            for b in 0..images[i].blocks() {
-                block_pos[i][b] = pos + if layout.leaders { 4 } else { 0 };
+            for at in block_pos[i].iter_mut() {
+                *at = pos + if layout.leaders { 4 } else { 0 };
                 pos += (images[i].block_len + wrap) as u64;
             }
         }
@@ -2420,52 +2642,111 @@ mod tests {
             Img::tiled(512, 384, Some(1)),
             Img::tiled(256, 192, Some(1)),
         ];
-        let mut cases = Vec::new();
-        cases.push(("cog_le.tif", pyramid.clone(), Layout::cog(3)));
-        cases.push(("cog_be.tif", pyramid.clone(), Layout { le: false, ..Layout::cog(3) }));
-        cases.push(("cog_big_le.tif", pyramid.clone(), Layout { big: true, ..Layout::cog(3) }));
-        cases.push((
-            "cog_big_be.tif",
-            pyramid.clone(),
-            Layout { big: true, le: false, ..Layout::cog(3) },
-        ));
-        cases.push(("cog_bad_leader.tif", pyramid.clone(), Layout { bad_leader: true, ..Layout::cog(3) }));
-        cases.push((
-            "no_ghost_no_leaders.tif",
-            pyramid.clone(),
-            Layout { ghost: None, leaders: false, ..Layout::cog(3) },
-        ));
-        cases.push((
-            "main_data_first.tif",
-            pyramid.clone(),
-            Layout { data_order: vec![0, 1, 2], ..Layout::cog(3) },
-        ));
-        // The main IFD written after the first overview's.
-        cases.push((
-            "overview_ifd_before_main.tif",
-            vec![pyramid[1].clone(), pyramid[0].clone(), pyramid[2].clone()],
-            Layout { chain: vec![1, 0, 2], data_order: vec![2, 0, 1], ..Layout::cog(3) },
-        ));
-        cases.push((
-            "subifd_overviews.tif",
-            pyramid.clone(),
-            Layout { chain: vec![0], subifds: vec![1, 2], ..Layout::cog(3) },
-        ));
-        cases.push((
-            "ghost_without_flags.tif",
-            pyramid.clone(),
-            Layout { ghost: Some(vec!["LAYOUT=IFDS_BEFORE_DATA"]), leaders: false, ..Layout::cog(3) },
-        ));
         let mut not_reduced = pyramid.clone();
         not_reduced[2].subtype = None;
-        cases.push(("page_not_overview.tif", not_reduced, Layout::cog(3)));
         let mut wide = vec![Img::tiled(2048, 300, None), Img::tiled(1024, 150, Some(1))];
         wide[0].tile = Some((2048, 16));
         wide[1].tile = Some((1024, 16));
-        cases.push(("tile_as_wide_as_image.tif", wide, Layout::cog(2)));
-        let strips = vec![Img { w: 1100, h: 600, tile: None, rps: 8, subtype: None, block_len: 100 }];
-        cases.push(("strips_wide.tif", strips, Layout { ghost: None, leaders: false, ..Layout::cog(1) }));
-        cases
+        let strips = vec![Img {
+            w: 1100,
+            h: 600,
+            tile: None,
+            rps: 8,
+            subtype: None,
+            block_len: 100,
+        }];
+        vec![
+            ("cog_le.tif", pyramid.clone(), Layout::cog(3)),
+            (
+                "cog_be.tif",
+                pyramid.clone(),
+                Layout {
+                    le: false,
+                    ..Layout::cog(3)
+                },
+            ),
+            (
+                "cog_big_le.tif",
+                pyramid.clone(),
+                Layout {
+                    big: true,
+                    ..Layout::cog(3)
+                },
+            ),
+            (
+                "cog_big_be.tif",
+                pyramid.clone(),
+                Layout {
+                    big: true,
+                    le: false,
+                    ..Layout::cog(3)
+                },
+            ),
+            (
+                "cog_bad_leader.tif",
+                pyramid.clone(),
+                Layout {
+                    bad_leader: true,
+                    ..Layout::cog(3)
+                },
+            ),
+            (
+                "no_ghost_no_leaders.tif",
+                pyramid.clone(),
+                Layout {
+                    ghost: None,
+                    leaders: false,
+                    ..Layout::cog(3)
+                },
+            ),
+            (
+                "main_data_first.tif",
+                pyramid.clone(),
+                Layout {
+                    data_order: vec![0, 1, 2],
+                    ..Layout::cog(3)
+                },
+            ),
+            // The main IFD written after the first overview's.
+            (
+                "overview_ifd_before_main.tif",
+                vec![pyramid[1].clone(), pyramid[0].clone(), pyramid[2].clone()],
+                Layout {
+                    chain: vec![1, 0, 2],
+                    data_order: vec![2, 0, 1],
+                    ..Layout::cog(3)
+                },
+            ),
+            (
+                "subifd_overviews.tif",
+                pyramid.clone(),
+                Layout {
+                    chain: vec![0],
+                    subifds: vec![1, 2],
+                    ..Layout::cog(3)
+                },
+            ),
+            (
+                "ghost_without_flags.tif",
+                pyramid.clone(),
+                Layout {
+                    ghost: Some(vec!["LAYOUT=IFDS_BEFORE_DATA"]),
+                    leaders: false,
+                    ..Layout::cog(3)
+                },
+            ),
+            ("page_not_overview.tif", not_reduced, Layout::cog(3)),
+            ("tile_as_wide_as_image.tif", wide, Layout::cog(2)),
+            (
+                "strips_wide.tif",
+                strips,
+                Layout {
+                    ghost: None,
+                    leaders: false,
+                    ..Layout::cog(1)
+                },
+            ),
+        ]
     }
 
     fn write_crafted(dir: &Path) -> Vec<PathBuf> {
@@ -2490,7 +2771,12 @@ mod tests {
             assert_eq!(report.errors, errors, "{name}: {report:#?}");
             report
         };
-        for name in ["cog_le.tif", "cog_be.tif", "cog_big_le.tif", "cog_big_be.tif"] {
+        for name in [
+            "cog_le.tif",
+            "cog_be.tif",
+            "cog_big_le.tif",
+            "cog_big_be.tif",
+        ] {
             let r = check(name, &[]);
             assert!(r.warnings.is_empty(), "{name}");
             assert_eq!(r.details.ifd_offsets.overviews.len(), 2, "{name}");
@@ -2554,17 +2840,31 @@ mod tests {
         ] {
             let path = write(name, bytes);
             let err = validate_cog(&path, true).unwrap_err();
-            assert!(matches!(err, CogValidateError::NotTiff { .. }), "{name}: {err}");
+            assert!(
+                matches!(err, CogValidateError::NotTiff { .. }),
+                "{name}: {err}"
+            );
             assert!(err.to_string().contains(name), "{err}");
         }
 
         let good = build(&[Img::tiled(300, 200, None)], &Layout::cog(1));
-        assert!(validate_cog(&write("good.tif", &good), true).unwrap().is_valid());
+        assert!(
+            validate_cog(&write("good.tif", &good), true)
+                .unwrap()
+                .is_valid()
+        );
         // Cut inside the IFD, inside the header, and just after the header.
-        for (name, len) in [("cut_ifd.tif", 120), ("cut_header.tif", 6), ("cut_after_header.tif", 8)] {
+        for (name, len) in [
+            ("cut_ifd.tif", 120),
+            ("cut_header.tif", 6),
+            ("cut_after_header.tif", 8),
+        ] {
             let path = write(name, &good[..len]);
             let err = validate_cog(&path, true).unwrap_err();
-            assert!(matches!(err, CogValidateError::Malformed { .. }), "{name}: {err}");
+            assert!(
+                matches!(err, CogValidateError::Malformed { .. }),
+                "{name}: {err}"
+            );
             assert!(err.to_string().contains(name), "{err}");
         }
         // Header pointing past the end of the file.
@@ -2573,8 +2873,14 @@ mod tests {
         let err = validate_cog(&write("ifd_past_end.tif", &far), true).unwrap_err();
         assert!(matches!(err, CogValidateError::Malformed { .. }), "{err}");
         // A BigTIFF header with a bad offset size.
-        let err = validate_cog(&write("bad_bigtiff.tif", b"II\x2b\x00\x04\x00\x00\x00\x10\0\0\0\0\0\0\0"), true)
-            .unwrap_err();
+        let err = validate_cog(
+            &write(
+                "bad_bigtiff.tif",
+                b"II\x2b\x00\x04\x00\x00\x00\x10\0\0\0\0\0\0\0",
+            ),
+            true,
+        )
+        .unwrap_err();
         assert!(matches!(err, CogValidateError::Malformed { .. }), "{err}");
         // A ghost area whose size is not a number (the script dies on it).
         let mut ghost = build(&[Img::tiled(300, 200, None)], &Layout::cog(1));
@@ -2717,7 +3023,11 @@ ds = None
                 .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
                 .map(|e| e.unwrap().path())
                 .filter(|p| {
-                    let name = p.file_name().unwrap().to_string_lossy().to_ascii_lowercase();
+                    let name = p
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .to_ascii_lowercase();
                     p.is_file() && (name.ends_with(".tif") || name.ends_with(".tiff"))
                 })
                 .collect();
@@ -2772,10 +3082,16 @@ ds = None
             ));
         }
         if script.warnings != ours.warnings {
-            out.push(format!("warnings: script {:?}, ours {:?}", script.warnings, ours.warnings));
+            out.push(format!(
+                "warnings: script {:?}, ours {:?}",
+                script.warnings, ours.warnings
+            ));
         }
         if script.details != ours.details {
-            out.push(format!("details: script {:?}, ours {:?}", script.details, ours.details));
+            out.push(format!(
+                "details: script {:?}, ours {:?}",
+                script.details, ours.details
+            ));
         }
         out.join("\n  ")
     }
@@ -2831,9 +3147,14 @@ ds = None
             let ours = validate_cog(file, true);
             let name = file.display();
             if let Some(exception) = answer.get("exception") {
-                table.push(format!("{name}: script raised, ours: {:?}", ours.as_ref().err().map(ToString::to_string)));
+                table.push(format!(
+                    "{name}: script raised, ours: {:?}",
+                    ours.as_ref().err().map(ToString::to_string)
+                ));
                 if ours.is_ok() {
-                    mismatches.push(format!("{name}: the script raised {exception}, we reported {ours:?}"));
+                    mismatches.push(format!(
+                        "{name}: the script raised {exception}, we reported {ours:?}"
+                    ));
                 }
                 continue;
             }
@@ -2847,7 +3168,11 @@ ds = None
             };
             table.push(format!(
                 "{name}: script {}, ours {}",
-                if expected.is_valid() { "valid" } else { "invalid" },
+                if expected.is_valid() {
+                    "valid"
+                } else {
+                    "invalid"
+                },
                 match &ours {
                     Ok(r) if r.is_valid() => "valid".to_string(),
                     Ok(_) => "invalid".to_string(),
@@ -2856,7 +3181,9 @@ ds = None
             ));
             match ours {
                 Ok(ours) if ours == expected => {}
-                Ok(ours) => mismatches.push(format!("{name}: {}", describe_difference(&expected, &ours))),
+                Ok(ours) => {
+                    mismatches.push(format!("{name}: {}", describe_difference(&expected, &ours)))
+                }
                 Err(e) => mismatches.push(format!("{name}: script {expected:#?}, we failed: {e}")),
             }
         }

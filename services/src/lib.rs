@@ -2,9 +2,12 @@
 //! results of other tasks, progress, cancellation), never the store.
 
 pub mod blob;
+pub mod cog;
 pub mod cog_validate;
 pub mod hello;
+pub mod listing;
 pub mod raster;
+pub mod stac;
 pub mod synthetic;
 pub mod tiles;
 #[cfg(test)]
@@ -79,6 +82,22 @@ pub fn register(registry: Registry, services: &Services) -> Registry {
         .with_handler(tiles::tasks::RenderTiles(services.clone()))
         .with_handler(tiles::tasks::BuildOverviews(services.clone()))
         .with_handler(tiles::tasks::PublishTiles(services.clone()))
+        .with_handler(listing::ListContainer {
+            services: services.clone(),
+        })
+        .with_handler(cog::Cog {
+            services: services.clone(),
+        })
+        .with_handler(cog::CollectCogs)
+        .with_handler(stac::CatalogContainer {
+            services: services.clone(),
+        })
+        .with_handler(stac::CatalogFile {
+            services: services.clone(),
+        })
+        .with_handler(stac::WriteCollection {
+            services: services.clone(),
+        })
         .with_handler(hello::Greet)
         .with_handler(hello::Summarize)
         .with_handler(synthetic::Noop)

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use async_trait::async_trait;
-use engine::{HandlerError, TaskContext, TaskHandler, TaskOutput};
+use engine::{HandlerError, TaskContext, TaskHandler, TaskOutput, ValidationError};
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, debug, info_span};
 
@@ -38,6 +38,17 @@ pub fn blob_failure(e: BlobError) -> HandlerError {
     }
 }
 
+/// The task failure of a blocking GDAL job that did not finish: a panic is permanent
+/// (`HANDLER_PANICKED`, as the runtime records a handler's own panic), a cancellation of the
+/// blocking task (runtime shutting down) is transient (`INTERNAL`).
+pub fn join_failure(e: tokio::task::JoinError) -> HandlerError {
+    if e.is_panic() {
+        HandlerError::permanent(engine::model::codes::HANDLER_PANICKED, e.to_string())
+    } else {
+        HandlerError::transient("INTERNAL", e.to_string())
+    }
+}
+
 /// An error and its sources on one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -48,6 +59,21 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// Submission check: `container` (the value of params field `field`) exists.
+pub async fn check_container_exists(
+    blobs: &Blobs,
+    field: &str,
+    container: &str,
+) -> Result<(), ValidationError> {
+    match blobs.list(container, "").await {
+        Ok(_) => Ok(()),
+        Err(e @ (BlobError::NoContainer { .. } | BlobError::InvalidName { .. })) => {
+            Err(ValidationError::new(field, e.to_string()))
+        }
+        Err(e) => Err(ValidationError::new(field, error_chain(&e))),
+    }
 }
 
 /// Blobs per extension.
@@ -131,10 +157,7 @@ pub async fn inventory(
     prefix: &str,
     ctx: Option<&TaskContext>,
 ) -> Result<Inventory, HandlerError> {
-    let listed = blobs
-        .list(container, prefix)
-        .await
-        .map_err(blob_failure)?;
+    let listed = blobs.list(container, prefix).await.map_err(blob_failure)?;
     let names: HashSet<&str> = listed.iter().map(|b| b.name.as_str()).collect();
     let mut extensions: BTreeMap<String, ExtensionCount> = BTreeMap::new();
     let mut rasters = Vec::new();
@@ -151,7 +174,7 @@ pub async fn inventory(
             let meta = blob.clone();
             let described = tokio::task::spawn_blocking(move || describe(&path, &meta))
                 .await
-                .map_err(|e| HandlerError::transient("INTERNAL", e.to_string()))?;
+                .map_err(join_failure)?;
             match described {
                 Ok(entry) => rasters.push(entry),
                 Err(e) => debug!(blob = %blob.name, reason = %e, "not a raster"),
@@ -159,7 +182,10 @@ pub async fn inventory(
         }
         if let Some(ctx) = ctx {
             if ctx.is_cancelled() {
-                return Err(HandlerError::permanent("CANCELLED", "stopped on cancellation"));
+                return Err(HandlerError::permanent(
+                    "CANCELLED",
+                    "stopped on cancellation",
+                ));
             }
             ctx.progress(
                 (i + 1) as f64 / total.max(1) as f64,
@@ -274,18 +300,33 @@ mod tests {
         assert_eq!((inv.count, inv.total_bytes), (6, sizes));
         assert_eq!(inv.extensions["tif"].count, 3);
         assert_eq!(inv.extensions["ovr"].count, 1);
-        assert_eq!(inv.extensions["txt"], ExtensionCount { count: 1, bytes: 12 });
+        assert_eq!(
+            inv.extensions["txt"],
+            ExtensionCount {
+                count: 1,
+                bytes: 12
+            }
+        );
         assert_eq!(inv.extensions[NO_EXTENSION].count, 1);
         let names: Vec<&str> = inv.rasters.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["RGB.byte.tif", "slc_no_georef.tif", "sub/ext.tif"]);
         let rgb = &inv.rasters[0];
         assert_eq!(
-            (rgb.width, rgb.height, rgb.bands, rgb.epsg, rgb.georeferenced),
+            (
+                rgb.width,
+                rgb.height,
+                rgb.bands,
+                rgb.epsg,
+                rgb.georeferenced
+            ),
             (791, 718, 3, Some(32618), true)
         );
         assert_eq!(rgb.driver, "GTiff");
         let slc = &inv.rasters[1];
-        assert_eq!((slc.width, slc.height, slc.georeferenced), (1094, 674, false));
+        assert_eq!(
+            (slc.width, slc.height, slc.georeferenced),
+            (1094, 674, false)
+        );
 
         let sub = inventory(&blobs, "c", "sub/", None).await.unwrap();
         assert_eq!((sub.count, sub.rasters.len()), (2, 1));

@@ -35,7 +35,7 @@ use tracing::{Instrument, info, info_span};
 
 use crate::Services;
 use crate::cog_validate::validate_cog;
-use crate::listing::{blob_failure, inventory, job_params};
+use crate::listing::{blob_failure, inventory, job_params, join_failure};
 use crate::raster::{RasterInfo, short_gdal_message, wgs84};
 
 pub const STAC_VERSION: &str = "1.0.0";
@@ -149,7 +149,11 @@ pub struct Asset {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     pub roles: Vec<String>,
-    #[serde(rename = "raster:bands", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "raster:bands",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub raster_bands: Vec<RasterBand>,
 }
 
@@ -308,8 +312,20 @@ pub fn footprint(info: &RasterInfo, id: &str, segments: usize) -> Result<Vec<[f6
 /// [west, south, east, north] of a ring.
 pub fn ring_bbox(ring: &[[f64; 2]]) -> [f64; 4] {
     ring.iter().fold(
-        [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY],
-        |b, p| [b[0].min(p[0]), b[1].min(p[1]), b[2].max(p[0]), b[3].max(p[1])],
+        [
+            f64::INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+        ],
+        |b, p| {
+            [
+                b[0].min(p[0]),
+                b[1].min(p[1]),
+                b[2].max(p[0]),
+                b[3].max(p[1]),
+            ]
+        },
     )
 }
 
@@ -421,7 +437,12 @@ pub fn collection(
         [-180.0, -90.0, 180.0, 90.0]
     } else {
         items.iter().fold(
-            [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY],
+            [
+                f64::INFINITY,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NEG_INFINITY,
+            ],
             |b, i| {
                 [
                     b[0].min(i.bbox[0]),
@@ -558,7 +579,11 @@ impl TaskHandler for CatalogContainer {
                     .params(json!({ "blob": r.name, "id": id })),
             );
         }
-        info!(items = children.len(), skipped = skipped.len(), "rasters to catalog");
+        info!(
+            items = children.len(),
+            skipped = skipped.len(),
+            "rasters to catalog"
+        );
         Ok(TaskOutput::with_children(
             json!({ "rasters": children.len(), "skipped": skipped }),
             children,
@@ -603,17 +628,22 @@ impl TaskHandler for CatalogFile {
             let item_blob = format!("{}{}.json", collection_folder(&p.collection_id), f.id);
             let href = relative_href(&item_blob, &f.blob);
             let collection_href = format!("./{COLLECTION_FILE}");
-            let (job_id, task_id) = (ctx.job_id.as_str().to_owned(), ctx.task_id.as_str().to_owned());
+            let (job_id, task_id) = (
+                ctx.job_id.as_str().to_owned(),
+                ctx.task_id.as_str().to_owned(),
+            );
             let (id, cid) = (f.id.clone(), p.collection_id.clone());
             let item = tokio::task::spawn_blocking(move || -> Result<Item, HandlerError> {
                 let info = RasterInfo::read(&path)?;
                 let is_cog = validate_cog(&path, true).is_ok_and(|r| r.is_valid());
                 let datetime = modified(&path).unwrap_or_else(Utc::now);
-                Ok(stac_item(&info, &id, &href, is_cog, &job_id, &task_id, datetime)?
-                    .in_collection(&cid, &collection_href))
+                Ok(
+                    stac_item(&info, &id, &href, is_cog, &job_id, &task_id, datetime)?
+                        .in_collection(&cid, &collection_href),
+                )
             })
             .await
-            .map_err(|e| HandlerError::transient("INTERNAL", e.to_string()))??;
+            .map_err(join_failure)??;
             let bytes = serde_json::to_vec_pretty(&item)
                 .map_err(|e| HandlerError::permanent("INTERNAL", e.to_string()))?;
             blobs
@@ -662,8 +692,8 @@ pub(crate) async fn each_member(
 }
 
 /// Barrier of `sync_container`: writes `stac/<collection_id>/collection.json` linking every
-/// item, then removes the item documents of that folder that this sync did not write (rasters
-/// since deleted).
+/// item, then (when every item was written) removes the item documents of that folder that
+/// this sync did not write: rasters deleted since the previous sync.
 pub struct WriteCollection {
     pub services: Services,
 }
@@ -677,15 +707,27 @@ impl TaskHandler for WriteCollection {
         let p: SyncParams = job_params(ctx)?;
         let span = info_span!("write_collection", collection = %p.collection_id);
         async {
+            // Runs even when members failed (trigger all_done), but never on a failed listing:
+            // an empty collection would drop every item.
+            let listing = ctx.result_of("catalog_container", 0).await?;
+            if listing.as_ref().map(|m| m.status) != Some(TaskStatus::Succeeded) {
+                return Err(HandlerError::permanent(
+                    "UPSTREAM_FAILED",
+                    format!(
+                        "listing container {} failed: collection {} not written",
+                        p.container, p.collection_id
+                    ),
+                ));
+            }
             let mut items = Vec::new();
             let mut failed = Vec::new();
             each_member(ctx, |m| {
                 match (m.status, m.result) {
-                    (TaskStatus::Succeeded, Some(r)) => items.push(
-                        serde_json::from_value::<ItemSummary>(r).map_err(|e| {
+                    (TaskStatus::Succeeded, Some(r)) => {
+                        items.push(serde_json::from_value::<ItemSummary>(r).map_err(|e| {
                             HandlerError::permanent("INVALID_INPUT", format!("item result: {e}"))
-                        })?,
-                    ),
+                        })?)
+                    }
                     (status, _) => failed.push(json!({
                         "blob": m.key.to_string(),
                         "status": status,
@@ -717,9 +759,18 @@ impl TaskHandler for WriteCollection {
                 .put(&p.container, &collection_blob, bytes.into())
                 .await
                 .map_err(blob_failure)?;
+            // Items of rasters gone since the last sync are removed; not after a partial sync
+            // (a failed raster keeps its previous item).
             let current: HashSet<&str> = items.iter().map(|i| i.item.as_str()).collect();
             let mut removed = Vec::new();
-            for old in blobs.list(&p.container, &folder).await.map_err(blob_failure)? {
+            let existing = match failed.is_empty() {
+                true => blobs
+                    .list(&p.container, &folder)
+                    .await
+                    .map_err(blob_failure)?,
+                false => Vec::new(),
+            };
+            for old in existing {
                 let stale = old.name.ends_with(".json")
                     && old.name != collection_blob
                     && !old.name[folder.len()..].contains('/')
@@ -762,7 +813,11 @@ mod tests {
             .arg(path)
             .output()
             .expect("gdalinfo runs (apt-get install gdal-bin)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -832,7 +887,10 @@ mod tests {
         assert_eq!(item.geometry.kind, "Polygon");
         assert_eq!(ring.len(), 4 * FOOTPRINT_SEGMENTS + 1);
         assert_eq!(ring.first(), ring.last());
-        let area: f64 = ring.windows(2).map(|w| w[0][0] * w[1][1] - w[1][0] * w[0][1]).sum();
+        let area: f64 = ring
+            .windows(2)
+            .map(|w| w[0][0] * w[1][1] - w[1][0] * w[0][1])
+            .sum();
         assert!(area > 0.0, "counter-clockwise");
         assert!(ring.iter().all(|p| p[0] >= item.bbox[0]
             && p[0] <= item.bbox[2]
@@ -844,11 +902,21 @@ mod tests {
         assert_eq!(data.media_type, GEOTIFF);
         assert_eq!(data.roles, ["data"]);
         assert_eq!(data.href, "../../RGB.byte.tif");
-        assert_eq!(data.raster_bands.len(), gi["bands"].as_array().unwrap().len());
-        for (ours, theirs) in data.raster_bands.iter().zip(gi["bands"].as_array().unwrap()) {
+        assert_eq!(
+            data.raster_bands.len(),
+            gi["bands"].as_array().unwrap().len()
+        );
+        for (ours, theirs) in data
+            .raster_bands
+            .iter()
+            .zip(gi["bands"].as_array().unwrap())
+        {
             assert_eq!(ours.data_type, "uint8");
             assert_eq!(theirs["type"], "Byte");
-            assert_eq!(ours.nodata, Some(Nodata::Number(theirs["noDataValue"].as_f64().unwrap())));
+            assert_eq!(
+                ours.nodata,
+                Some(Nodata::Number(theirs["noDataValue"].as_f64().unwrap()))
+            );
         }
 
         // Lineage.
@@ -862,7 +930,10 @@ mod tests {
         assert_eq!(v["properties"]["proj:shape"], json!([718, 791]));
         assert_eq!(v["properties"]["datetime"], "2024-05-06T07:08:09Z");
         assert_eq!(v["properties"]["tessera:job_id"], "j");
-        assert_eq!(v["assets"]["data"]["raster:bands"][0], json!({"data_type": "uint8", "nodata": 0.0}));
+        assert_eq!(
+            v["assets"]["data"]["raster:bands"][0],
+            json!({"data_type": "uint8", "nodata": 0.0})
+        );
         assert_eq!(v["assets"]["data"]["type"], GEOTIFF);
         assert!(v.get("collection").is_none());
         assert_eq!(v["links"], json!([]));
@@ -883,10 +954,16 @@ mod tests {
         let item = stac_item(&albers, "albers", "a.tif", false, "j", "t", when()).unwrap();
         assert_eq!(item.properties.proj_code, None);
         let wkt = item.properties.proj_wkt2.as_deref().unwrap();
-        assert!(wkt.starts_with("PROJCRS[\"Albers\""), "WKT2, not WKT1: {wkt}");
+        assert!(
+            wkt.starts_with("PROJCRS[\"Albers\""),
+            "WKT2, not WKT1: {wkt}"
+        );
         let v = serde_json::to_value(&item).unwrap();
         assert!(v["properties"].get("proj:code").is_none());
-        assert_eq!(v["assets"]["data"]["raster:bands"][0], json!({"data_type": "int16", "nodata": -9999.0}));
+        assert_eq!(
+            v["assets"]["data"]["raster:bands"][0],
+            json!({"data_type": "int16", "nodata": -9999.0})
+        );
         assert_eq!(
             serde_json::to_value(Nodata::from(f64::NAN)).unwrap(),
             json!("nan")
@@ -895,7 +972,10 @@ mod tests {
             serde_json::to_value(Nodata::from(f64::NEG_INFINITY)).unwrap(),
             json!("-inf")
         );
-        assert_eq!(serde_json::to_value(Nodata::from(-9999.0)).unwrap(), json!(-9999.0));
+        assert_eq!(
+            serde_json::to_value(Nodata::from(-9999.0)).unwrap(),
+            json!(-9999.0)
+        );
     }
 
     #[test]
@@ -938,19 +1018,36 @@ mod tests {
         ];
         let c = collection("c", "d", &items, "j", "t");
         assert_eq!(c.extent.spatial.bbox, vec![[-10.0, 38.0, 2.0, 45.0]]);
-        assert_eq!(c.extent.temporal.interval, vec![[Some(when()), Some(later)]]);
+        assert_eq!(
+            c.extent.temporal.interval,
+            vec![[Some(when()), Some(later)]]
+        );
         let v = serde_json::to_value(&c).unwrap();
         assert_eq!(v["type"], "Collection");
         assert_eq!(v["stac_version"], "1.0.0");
         assert_eq!(v["license"], "proprietary");
         assert_eq!(v["tessera:job_id"], "j");
-        let hrefs: Vec<&str> = c.links.iter().filter(|l| l.rel == "item").map(|l| l.href.as_str()).collect();
+        let hrefs: Vec<&str> = c
+            .links
+            .iter()
+            .filter(|l| l.rel == "item")
+            .map(|l| l.href.as_str())
+            .collect();
         assert_eq!(hrefs, ["./a.json", "./b.json"]);
-        assert_eq!(v["extent"]["temporal"]["interval"][0][0], "2024-05-06T07:08:09Z");
+        assert_eq!(
+            v["extent"]["temporal"]["interval"][0][0],
+            "2024-05-06T07:08:09Z"
+        );
 
         let empty = collection("c", "d", &[], "j", "t");
-        assert_eq!(empty.extent.spatial.bbox, vec![[-180.0, -90.0, 180.0, 90.0]]);
-        assert_eq!(serde_json::to_value(&empty).unwrap()["extent"]["temporal"]["interval"], json!([[null, null]]));
+        assert_eq!(
+            empty.extent.spatial.bbox,
+            vec![[-180.0, -90.0, 180.0, 90.0]]
+        );
+        assert_eq!(
+            serde_json::to_value(&empty).unwrap()["extent"]["temporal"]["interval"],
+            json!([[null, null]])
+        );
     }
 
     #[test]

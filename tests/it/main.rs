@@ -4,9 +4,13 @@
 //! - `scheduling`: property test of the runtime over random DAGs (in-memory backend)
 //! - `cli`: the `tessera` binary on a real SQLite file
 //! - `crash`: SIGKILL of a worker process mid-job loses nothing
+//! - `geo`: `list_container`, `cog_conversion` (checked by GDAL's COG validator), `sync_container`
+//! - `tiles`: `tiled_raster` against `gdal2tiles.py`, bad input
 
 mod cli;
 mod crash;
+mod geo;
 mod jcs;
 mod scheduling;
 mod support;
+mod tiles;

@@ -87,3 +87,22 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A GeoTIFF fixture of the repository (`tests/fixtures/geotiff/`).
+pub fn fixture(name: &str) -> PathBuf {
+    let path = workspace().join("tests/fixtures/geotiff").join(name);
+    assert!(path.exists(), "fixture {} is missing", path.display());
+    path
+}
+
+/// A data directory (for `--data-dir`) whose container `container` holds copies of
+/// `fixtures`.
+pub fn data_dir_with(container: &str, fixtures: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join(container);
+    std::fs::create_dir_all(&target).unwrap();
+    for name in fixtures {
+        std::fs::copy(fixture(name), target.join(name)).unwrap();
+    }
+    dir
+}

@@ -41,8 +41,11 @@ impl Stretch {
         if !v.is_finite() {
             return 0;
         }
-        let span = (self.max - self.min).max(f64::EPSILON);
-        ((v - self.min) / span * 255.0).round().clamp(0.0, 255.0) as u8
+        if self.max <= self.min {
+            // A constant band: white where it has data.
+            return if v >= self.min { 255 } else { 0 };
+        }
+        ((v - self.min) / (self.max - self.min) * 255.0).round().clamp(0.0, 255.0) as u8
     }
 }
 
@@ -97,6 +100,14 @@ impl Window {
             .map_err(err)?
             .into_shape_and_vec()
             .1;
+        // Where nothing is drawn, no colour either (a stretched 0 outside the source is not 0).
+        for plane in &mut data {
+            for (v, a) in plane.iter_mut().zip(&alpha) {
+                if *a == 0 {
+                    *v = 0;
+                }
+            }
+        }
         let planes = if data.len() >= 3 {
             let mut it = data.into_iter();
             [
