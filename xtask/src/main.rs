@@ -63,38 +63,105 @@ pub fn build_tessera(root: &Path) -> anyhow::Result<PathBuf> {
     Ok(root.join("target/release/tessera"))
 }
 
+/// Debian packages the geospatial services and their tests need: GDAL's library and
+/// headers (the `gdal` crate links it), its command-line tools and Python bindings
+/// (`gdal2tiles.py` and the COG validator the golden tests compare against).
+const GDAL_PACKAGES: &[&str] = &["libgdal-dev", "gdal-bin", "python3-gdal", "pkg-config"];
+
+/// Install GDAL with apt-get when it is missing (the machine's one-time set-up).
+fn ensure_gdal() -> anyhow::Result<()> {
+    let present = |cmd: &mut Command| {
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let have = present(Command::new("pkg-config").args(["--exists", "gdal"]))
+        && present(Command::new("gdal2tiles.py").arg("--version"))
+        && present(Command::new("/usr/bin/python3").args(["-c", "import osgeo.gdal"]));
+    if have {
+        return Ok(());
+    }
+    println!("Installing GDAL ({}) with apt-get...", GDAL_PACKAGES.join(" "));
+    let sudo = !nix_is_root();
+    let apt = |args: &[&str]| {
+        let mut cmd = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+        if sudo {
+            cmd.arg("apt-get");
+        }
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut cmd)
+    };
+    apt(&["update", "-qq"])?;
+    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    install.extend_from_slice(GDAL_PACKAGES);
+    apt(&install).context("installing GDAL (needs root or sudo)")
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
 fn demo(root: &Path) -> anyhow::Result<()> {
+    ensure_gdal()?;
     let tessera = build_tessera(root)?;
     let dir = root.join("target/demo");
-    std::fs::create_dir_all(&dir)?;
+    let data = dir.join("data");
+    std::fs::create_dir_all(data.join("samples"))?;
+    std::fs::copy(
+        root.join("tests/fixtures/geotiff/RGB.byte.tif"),
+        data.join("samples/RGB.byte.tif"),
+    )
+    .context("copying the sample raster")?;
     let db = dir.join("tessera.db");
     println!(
-        "Running the showcase job (hello_world, 20 000 greetings) on the embedded backend ({})",
+        "Running the showcase job: tiled_raster of samples/RGB.byte.tif (Landsat, UTM 18N), \
+         zooms 7-13, on the embedded backend ({})",
         db.display()
     );
-    let params = r#"{"n": 20000, "message": "hello from tessera"}"#;
-    // Ignore the exit code of a previous run: the same request returns the stored job.
+    let params = r#"{"container": "samples", "blob": "RGB.byte.tif", "output_container": "tiles", "min_zoom": 7, "max_zoom": 13}"#;
+    // A second run returns the stored job at once: the same request is the same job.
     let status = Command::new(&tessera)
-        .args(["run", "hello_world", "--params", params, "--db"])
+        .args(["run", "tiled_raster", "--params", params, "--db"])
         .arg(&db)
+        .arg("--data-dir")
+        .arg(&data)
         .status()
         .context("running tessera")?;
+    if !status.success() {
+        bail!("the showcase job did not succeed ({status})");
+    }
+    let out = data.join("tiles/RGB.byte");
+    println!();
+    println!("Outputs in {}:", out.display());
+    println!("  tiles       {}/{{z}}/{{x}}/{{y}}.png (3 731 tiles)", out.display());
+    println!("  TileJSON    {}", out.join("tilejson.json").display());
+    println!("  COG         {}", out.join("RGB.byte.cog.tif").display());
+    println!("  STAC item   {}", out.join("RGB.byte.stac.json").display());
+    println!("  map page    file://{}", out.join("index.html").display());
     println!();
     println!("Try next:");
     println!("  {} jobs --db {}", tessera.display(), db.display());
+    println!(
+        "  {} events <job id> --db {}",
+        tessera.display(),
+        db.display()
+    );
     println!(
         "  {} run hello_world --params '{{\"n\": 10, \"fail_every\": 3}}' --db {}",
         tessera.display(),
         db.display()
     );
     println!("  {} --help", tessera.display());
-    if !status.success() {
-        bail!("the showcase job did not succeed ({status})");
-    }
     Ok(())
 }
 
 fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    ensure_gdal()?;
     // Integration tests start the binary: build it first (they find it under target/debug).
     run(cargo()
         .current_dir(root)
