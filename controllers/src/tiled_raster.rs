@@ -109,8 +109,11 @@ impl Controller for TiledRaster {
     fn plan(&self, _job_id: &JobId, _params: &Value) -> Result<Vec<TaskSpec>, PlanError> {
         Ok(vec![
             TaskSpec::orchestrator("plan_pyramid", 0).children_in(RENDER_GROUP),
+            TaskSpec::parallel("source_cog", 0),
             TaskSpec::barrier("build_overviews", 0, RENDER_GROUP),
-            TaskSpec::sequential("publish_tiles", 0).after("build_overviews", 0),
+            TaskSpec::sequential("publish_tiles", 0)
+                .after("build_overviews", 0)
+                .after("source_cog", 0),
         ])
     }
     async fn aggregate(

@@ -1,31 +1,41 @@
 //! Cloud Optimized GeoTIFF validation: a pure-Rust port of GDAL's
-//! `validate_cloud_optimized_geotiff.py` (GDAL 3.6), check for check, with the same error
-//! texts. See `shared/design/geo.md`, section "COG validity".
+//! `validate_cloud_optimized_geotiff.py` (as shipped with GDAL 3.6), check for check, with the
+//! same error and warning texts in the same order and the same `details`. See
+//! `shared/design/geo.md`, section "COG validity".
 //!
-//! The script asks GDAL for the file's structure; to give the same answers without GDAL this
-//! module reads the TIFF itself (classic and BigTIFF, both byte orders) and reproduces the
-//! parts of libtiff/GDAL that the script can observe:
+//! The script asks GDAL about the file's structure; to give the same answers without GDAL this
+//! module reads the TIFF itself (classic and BigTIFF, both byte orders) and reproduces what the
+//! script can observe of libtiff 4.5 and GDAL 3.6:
 //!
-//! * which IFDs GDAL takes as overviews and masks (`GTiffDataset::ScanDirectories`: reduced
-//!   resolution IFDs of the main chain or of the first IFD's SubIFDs, at most 30, with the same
-//!   band count; mask IFDs of the main image and of the overviews);
+//! * which IFDs are overviews and masks (`GTiffDataset::ScanDirectories`): reduced-resolution
+//!   IFDs of the main chain or of the first IFD's SubIFDs, at most 30, with the main image's
+//!   band count; the mask IFD of the main image and of each overview;
 //! * block sizes and `BLOCK_OFFSET_x_y` / `BLOCK_SIZE_x_y` (a block exists when its byte count
-//!   is not zero), including libtiff's splitting of a single uncompressed strip into ~8 KiB
-//!   strips, its estimate of missing/bogus strip byte counts, and GDAL's one-row blocks for
-//!   tall single-strip images;
-//! * external overviews: `path.ovr` (found case-insensitively among the siblings, as GDAL does)
-//!   is used when there are no internal overviews, and the script reports an error whenever a
-//!   readable `path.ovr` (exact case) exists, since GDAL then lists it in `GetFileList()`;
-//! * mask bands: the internal mask, an external `path.msk`, a nodata value, or an 8-bit alpha
-//!   band, as `GDALRasterBand::GetMaskBand` picks them;
-//! * GDAL's ghost area (`GDAL_STRUCTURAL_METADATA_SIZE=` right after the header).
+//!   is not zero), with libtiff's reading of the tags (first of repeated tags wins, RowsPerStrip
+//!   giving a default tile size, on-demand loading of offsets in 4 KiB pages), its splitting of
+//!   a single uncompressed strip into ~8 KiB strips, its estimate of missing or bogus strip
+//!   byte counts, and GDAL's one-row blocks for tall single-strip images;
+//! * external overviews: without internal overviews, GDAL uses `path.ovr` (or `path.OVR`); and
+//!   the script reports an error whenever a readable `path.ovr` exists, since GDAL then lists
+//!   it in `GetFileList()` (there found case-insensitively among the directory's files);
+//! * mask bands (`GetMaskFlags`/`GetMaskBand`): internal mask, `path.msk` (if it declares
+//!   `INTERNAL_MASK_FLAGS_1`), nodata value, alpha band, or all valid;
+//! * GDAL's ghost area (`GDAL_STRUCTURAL_METADATA_SIZE=` right after the header) and the full
+//!   check's reads exactly as the script does them (all-or-nothing reads, seeks that fail).
 //!
-//! Known approximations (none of them matters for files written by GDAL): compression codecs
-//! are not checked for availability, photometric interpretations needing libtiff's RGBA
-//! interface are only recognised by their tag value, an `.ovr` file is only understood if it
-//! is a TIFF (GDAL opens any raster format), overviews of overviews (`x.ovr.ovr`),
-//! `NODATA_VALUES` metadata and `.aux.xml` side-car files are ignored, and a `.msk` file's mask
-//! flags are assumed to be "per dataset".
+//! Where the script raises (GDAL cannot open the file, or the script itself dies on a
+//! malformed ghost area or an unreadable block leader), [`validate_cog`] returns an error.
+//!
+//! Known approximations (none of them matters for files written by GDAL): the compression
+//! codecs GDAL can open are those of Debian's GDAL 3.6 build; photometric interpretations that
+//! need libtiff's RGBA interface are recognised by their tag value only; an `.ovr` file is only
+//! understood if it is a TIFF (GDAL opens any raster format); overviews of overviews
+//! (`x.ovr.ovr`), `.msk` files for `.ovr` overviews, `NODATA_VALUES` and color interpretations in GDAL
+//! metadata, and `.aux.xml` side-car files are ignored.
+//!
+//! The agreement is checked by `agrees_with_gdal_validate_script` below, which runs the script
+//! (through GDAL's Python bindings) on the fixtures, on files written by GDAL and on crafted
+//! files; set `COG_VALIDATE_EXTRA_DIR` to a directory to compare its TIFFs as well.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -78,7 +88,8 @@ pub struct LevelOffsets {
     pub overviews: Vec<u64>,
 }
 
-/// The file could not be validated at all (where the script raises instead of reporting).
+/// The file could not be validated at all: where the script raises instead of reporting.
+/// Each variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum CogValidateError {
     #[error("cannot read {}: {source}", .path.display())]
@@ -87,8 +98,11 @@ pub enum CogValidateError {
         #[source]
         source: io::Error,
     },
+    /// Not a TIFF file at all (no TIFF or BigTIFF magic bytes).
     #[error("{} is not a TIFF file: {reason}", .path.display())]
     NotTiff { path: PathBuf, reason: String },
+    /// A TIFF file GDAL cannot open (truncated, corrupt IFD, unsupported layout), or one on
+    /// which the script dies (malformed ghost area, unreadable block leader).
     #[error("{} is not a readable TIFF file: {reason}", .path.display())]
     Malformed { path: PathBuf, reason: String },
 }
@@ -2239,21 +2253,31 @@ mod tests {
     // -----------------------------------------------------------------------------------------
     // Fixtures.
 
-    /// `shared/fixtures/geotiff`, next to the workspace (`TESSERA_SHARED_DIR` overrides the
-    /// `shared` directory). Fails, never skips, when it is missing.
+    /// The GeoTIFF fixtures: `shared/fixtures/geotiff` next to the workspace
+    /// (`$TESSERA_SHARED_DIR/fixtures/geotiff` when that is set), else the repository's copy in
+    /// `tests/fixtures/geotiff`. Fails, never skips, when neither exists.
     fn fixtures_dir() -> PathBuf {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let shared = match std::env::var_os("TESSERA_SHARED_DIR") {
             Some(dir) => PathBuf::from(dir),
-            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+            None => workspace.join("../shared"),
         };
-        let dir = shared.join("fixtures/geotiff");
-        assert!(
-            dir.is_dir(),
-            "GeoTIFF fixtures not found at {} (expected the `shared` directory next to the \
-             workspace root; set TESSERA_SHARED_DIR to its location)",
-            dir.display()
-        );
-        dir
+        let candidates = [
+            shared.join("fixtures/geotiff"),
+            workspace.join("tests/fixtures/geotiff"),
+        ];
+        candidates
+            .iter()
+            .find(|dir| dir.join("invalid-cog").is_dir())
+            .cloned()
+            .unwrap_or_else(|| {
+                panic!(
+                    "GeoTIFF fixtures not found: looked for {} and {} (set TESSERA_SHARED_DIR \
+                     to the `shared` directory that holds fixtures/geotiff)",
+                    candidates[0].display(),
+                    candidates[1].display()
+                )
+            })
     }
 
     /// The fixtures and what `validate_cloud_optimized_geotiff.py --full-check=yes` (GDAL

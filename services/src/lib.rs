@@ -26,16 +26,31 @@ pub struct Services {
     pub blobs: Blobs,
     /// Scratch space for outputs before they are validated and uploaded.
     pub scratch: PathBuf,
+    /// One permit per core: CPU-bound work (GDAL, pixels) of all tasks of the process shares
+    /// them, so many concurrent tasks neither oversubscribe the CPU nor hold many buffers.
+    cpu: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Services {
     /// Blobs under `data_dir` (containers are its sub-folders), scratch in the system's
     /// temporary directory.
     pub fn local(data_dir: impl Into<PathBuf>) -> Self {
+        // GDAL's block cache defaults to 5 % of RAM per process; tiles and COGs stream through
+        // it, so a bounded cache keeps workers small (GDAL_CACHEMAX in the environment wins).
+        if std::env::var_os("GDAL_CACHEMAX").is_none() {
+            let _ = gdal::config::set_config_option("GDAL_CACHEMAX", "256");
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Services {
             blobs: Blobs::local(data_dir),
             scratch: std::env::temp_dir(),
+            cpu: std::sync::Arc::new(tokio::sync::Semaphore::new(cores)),
         }
+    }
+
+    /// Wait for a core to run CPU-bound work on; hold the permit while it runs.
+    pub async fn cpu_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.cpu.acquire().await.expect("the semaphore is never closed")
     }
 
     /// A fresh scratch directory, removed when dropped.
@@ -82,6 +97,7 @@ pub fn register(registry: Registry, services: &Services) -> Registry {
         .with_handler(tiles::tasks::RenderTiles(services.clone()))
         .with_handler(tiles::tasks::BuildOverviews(services.clone()))
         .with_handler(tiles::tasks::PublishTiles(services.clone()))
+        .with_handler(tiles::tasks::SourceCog(services.clone()))
         .with_handler(listing::ListContainer {
             services: services.clone(),
         })

@@ -5,6 +5,8 @@ use serde_json::Value;
 
 use super::tasks::TiledRasterParams;
 use crate::Services;
+use crate::raster::RasterInfo;
+use crate::stac;
 
 /// A self-contained page showing the tiles on a Leaflet map over OpenStreetMap (both loaded
 /// from their public CDNs by the viewer's browser); tile URLs are relative, so the page works
@@ -48,11 +50,35 @@ fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// The STAC item of the COG written by `source_cog`.
+/// The STAC item of the COG written by `source_cog`, with the tiles as a second asset.
 pub async fn stac_item(
-    _services: &Services,
-    _ctx: &TaskContext,
-    _p: &TiledRasterParams,
+    services: &Services,
+    ctx: &TaskContext,
+    p: &TiledRasterParams,
 ) -> Result<Value, HandlerError> {
-    Ok(Value::Null) // INTEGRATION PENDING: crate::stac
+    let path = services
+        .blobs
+        .local_path(&p.output_container, &p.cog_blob())
+        .await
+        .map_err(crate::blob_error)?;
+    let (id, href) = (p.stem(), format!("./{}.cog.tif", p.stem()));
+    let (job_id, task_id) = (ctx.job_id.to_string(), ctx.task_id.to_string());
+    let mut item = tokio::task::spawn_blocking(move || {
+        let info = RasterInfo::read(&path)?;
+        stac::stac_item(&info, &id, &href, true, &job_id, &task_id, chrono::Utc::now())
+            .map_err(|e| HandlerError::permanent(e.code(), e.to_string()))
+    })
+    .await
+    .map_err(|e| HandlerError::permanent("HANDLER_PANICKED", e.to_string()))??;
+    item.assets.insert(
+        "tiles".to_owned(),
+        stac::Asset {
+            href: "./tilejson.json".to_owned(),
+            media_type: "application/json".to_owned(),
+            title: Some(format!("XYZ tiles, zooms {}-{} (TileJSON)", p.min_zoom, p.max_zoom)),
+            roles: vec!["tiles".to_owned()],
+            raster_bands: Vec::new(),
+        },
+    );
+    serde_json::to_value(item).map_err(|e| HandlerError::permanent("STAC", e.to_string()))
 }

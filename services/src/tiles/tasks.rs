@@ -125,9 +125,12 @@ fn open_warped(path: &std::path::Path) -> Result<(Warped, RasterInfo), HandlerEr
     Ok((warped, info))
 }
 
+/// Run CPU-bound GDAL / pixel work on a blocking thread, at most one per core at a time.
 async fn blocking<T: Send + 'static>(
+    services: &Services,
     f: impl FnOnce() -> Result<T, HandlerError> + Send + 'static,
 ) -> Result<T, HandlerError> {
+    let _permit = services.cpu_slot().await;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| HandlerError::permanent("HANDLER_PANICKED", e.to_string()))?
@@ -198,7 +201,7 @@ impl TaskHandler for PlanPyramid {
                 .map_err(crate::blob_error)?;
         }
         let params = p.clone();
-        let pyramid = blocking(move || {
+        let pyramid = blocking(&self.0, move || {
             let (warped, info) = open_warped(&path)?;
             let bounds = warped.bounds();
             let ranges: Vec<TileRange> = (params.min_zoom..=params.max_zoom)
@@ -279,7 +282,7 @@ impl TaskHandler for RenderTiles {
         let path = source_path(&self.0, &p).await?;
         let prov = provenance(ctx);
         let job = p.clone();
-        let tiles = blocking(move || render_block(&path, &job, &pyramid, &params.block, &prov)).await?;
+        let tiles = blocking(&self.0, move || render_block(&path, &job, &pyramid, &params.block, &prov)).await?;
         let n = tiles.len();
         for (i, ((z, x, y), png)) in tiles.into_iter().enumerate() {
             self.0
@@ -381,7 +384,7 @@ impl TaskHandler for BuildOverviews {
             let (level, encoded) = {
                 let above = std::mem::take(&mut above);
                 let prov = prov.clone();
-                blocking(move || {
+                blocking(&self.0, move || {
                     let mut level = HashMap::new();
                     let mut encoded = Vec::new();
                     for (x, y) in range.tiles() {
@@ -405,6 +408,54 @@ impl TaskHandler for BuildOverviews {
             above = level;
         }
         Ok(TaskOutput::value(json!({ "tiles": written })))
+    }
+}
+
+/// Converts the source to a COG (validated before upload) next to the tiles.
+pub struct SourceCog(pub Services);
+
+#[async_trait]
+impl TaskHandler for SourceCog {
+    fn name(&self) -> &'static str {
+        "source_cog"
+    }
+    fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(3600)
+    }
+    async fn run(&self, ctx: &TaskContext) -> Result<TaskOutput, HandlerError> {
+        use crate::cog::{self, CogJob, Lineage};
+        let p = TiledRasterParams::from_job(ctx)?;
+        let src = source_path(&self.0, &p).await?;
+        let scratch = self
+            .0
+            .scratch_dir()
+            .map_err(|e| HandlerError::transient("SCRATCH", format!("scratch directory: {e}")))?;
+        let dst = scratch.path().join("out.cog.tif");
+        let job = CogJob {
+            container: p.container.clone(),
+            blobs: vec![p.blob.clone()],
+            output_container: p.output_container.clone(),
+            target_crs: None,
+            compression: cog::DEFAULT_COMPRESSION.to_owned(),
+            blocksize: cog::DEFAULT_BLOCKSIZE as u32,
+        };
+        let lineage = Lineage {
+            job_id: ctx.job_id.to_string(),
+            task_id: ctx.task_id.to_string(),
+            source: format!("{}/{}", p.container, p.blob),
+        };
+        let (name, out) = (p.blob.clone(), dst.clone());
+        let converted = blocking(&self.0, move || {
+            cog::convert(&src, &name, &out, &job, &lineage)
+                .map_err(|e| HandlerError::permanent(e.code(), e.to_string()))
+        })
+        .await?;
+        self.0
+            .blobs
+            .put_file(&p.output_container, &p.cog_blob(), &dst)
+            .await
+            .map_err(crate::blob_error)?;
+        Ok(TaskOutput::value(json!({ "blob": p.cog_blob(), "cog": converted })))
     }
 }
 
