@@ -26,11 +26,15 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let flag = |name: &str| args.iter().any(|a| a == name);
     match args.first().map(String::as_str) {
         Some("engine") => engine(root, flag("--quick"), flag("--with-celery")),
-        _ => bail!("usage: cargo xtask bench engine [--quick] [--with-celery]"),
+        Some("tiles") => crate::bench_geo::tiles(root, flag("--quick")),
+        Some("cog") => crate::bench_geo::cog(root, flag("--quick")),
+        _ => bail!(
+            "usage: cargo xtask bench <engine [--quick] [--with-celery] | tiles [--quick] | cog [--quick]>"
+        ),
     }
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     let n = xs.len();
     if n % 2 == 1 {
@@ -40,14 +44,14 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-struct Measured {
-    wall: Duration,
-    peak_rss_kib: u64,
-    stdout: String,
+pub(crate) struct Measured {
+    pub wall: Duration,
+    pub peak_rss_kib: u64,
+    pub stdout: String,
 }
 
 /// Run a command, sampling its peak RSS (VmHWM) from /proc while it runs.
-fn measure(cmd: &mut Command) -> anyhow::Result<Measured> {
+pub(crate) fn measure(cmd: &mut Command) -> anyhow::Result<Measured> {
     let start = Instant::now();
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -85,7 +89,7 @@ fn measure(cmd: &mut Command) -> anyhow::Result<Measured> {
     }
 }
 
-fn tessera(bin: &Path, db: &Path, args: &[&str]) -> Command {
+pub(crate) fn tessera(bin: &Path, db: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(bin);
     cmd.args(args).arg("--db").arg(db).env("RUST_LOG", "error");
     cmd

@@ -2,9 +2,10 @@
 //!
 //! - `cargo xtask demo`  build and run the showcase job on the embedded backend
 //! - `cargo xtask test`  run every test (unit, conformance, property, integration)
-//! - `cargo xtask bench engine`  the engine benchmarks (docs/performance.md)
+//! - `cargo xtask bench engine|tiles|cog`  benchmarks against their peers (docs/performance.md)
 
 mod bench;
+mod bench_geo;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,7 +70,7 @@ pub fn build_tessera(root: &Path) -> anyhow::Result<PathBuf> {
 const GDAL_PACKAGES: &[&str] = &["libgdal-dev", "gdal-bin", "python3-gdal", "pkg-config"];
 
 /// Install GDAL with apt-get when it is missing (the machine's one-time set-up).
-fn ensure_gdal() -> anyhow::Result<()> {
+pub fn ensure_gdal() -> anyhow::Result<()> {
     let present = |cmd: &mut Command| {
         cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
