@@ -79,15 +79,12 @@ impl Controller for CogConversion {
                 ));
             }
         }
-        if input == output {
-            if let Some((out, blob)) = outputs.iter().find(|(out, _)| blobs.contains(out)) {
-                return Err(ValidationError::new(
-                    "blobs",
-                    format!(
-                        "{out:?} is an input and the output of {blob:?} in container {input:?}"
-                    ),
-                ));
-            }
+        let overwritten = outputs.iter().find(|(out, _)| blobs.contains(out));
+        if let (true, Some((out, blob))) = (input == output, overwritten) {
+            return Err(ValidationError::new(
+                "blobs",
+                format!("{out:?} is an input and the output of {blob:?} in container {input:?}"),
+            ));
         }
         p.finish()
     }
@@ -117,9 +114,7 @@ impl Controller for CogConversion {
         results: &JobResults,
     ) -> Result<Value, HandlerError> {
         let summary = results.task("collect_cogs", 0).await?;
-        Ok(summary
-            .and_then(|s| s.result)
-            .unwrap_or_else(|| json!(null)))
+        Ok(summary.and_then(|s| s.result).unwrap_or(Value::Null))
     }
 }
 

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use engine::graph::PlanError;
 use engine::{Controller, HandlerError, JobId, JobRecord, JobResults, TaskSpec, ValidationError};
-use serde_json::{Value, json};
+use serde_json::Value;
 use services::Services;
 use services::listing::check_container_exists;
 
@@ -52,7 +52,7 @@ impl Controller for ListContainer {
         results: &JobResults,
     ) -> Result<Value, HandlerError> {
         let task = results.task("list_container", 0).await?;
-        Ok(task.and_then(|t| t.result).unwrap_or_else(|| json!(null)))
+        Ok(task.and_then(|t| t.result).unwrap_or(Value::Null))
     }
 }
 

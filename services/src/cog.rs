@@ -305,6 +305,25 @@ pub fn convert(
     })
 }
 
+/// Where a blob is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    pub container: String,
+    pub blob: String,
+}
+
+/// The result of a `cog` task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CogOutput {
+    /// The input blob.
+    pub blob: String,
+    pub output: BlobRef,
+    pub compression: String,
+    pub blocksize: u32,
+    pub target_crs: Option<String>,
+    pub cog: Converted,
+}
+
 /// Converts one raster (task params `{"blob": name}`; the rest comes from the job params).
 pub struct Cog {
     pub services: Services,
@@ -360,14 +379,17 @@ impl TaskHandler for Cog {
                 .await
                 .map_err(blob_failure)?;
             info!(output = %output, size = converted.size, "COG written");
-            Ok(TaskOutput::value(json!({
-                "blob": blob,
-                "output": { "container": job.output_container, "blob": output },
-                "compression": job.compression,
-                "blocksize": job.blocksize,
-                "target_crs": job.target_crs,
-                "cog": converted,
-            })))
+            Ok(TaskOutput::value(CogOutput {
+                blob,
+                output: BlobRef {
+                    container: job.output_container,
+                    blob: output,
+                },
+                compression: job.compression,
+                blocksize: job.blocksize,
+                target_crs: job.target_crs,
+                cog: converted,
+            }))
         }
         .instrument(span)
         .await
@@ -386,11 +408,16 @@ impl TaskHandler for CollectCogs {
         let (mut outputs, mut failed) = (Vec::new(), Vec::new());
         each_member(ctx, |m| {
             match (m.status, m.result) {
-                (TaskStatus::Succeeded, Some(r)) => outputs.push(json!({
-                    "blob": r["blob"],
-                    "output": r["output"]["blob"],
-                    "size": r["cog"]["size"],
-                })),
+                (TaskStatus::Succeeded, Some(r)) => {
+                    let r: CogOutput = serde_json::from_value(r).map_err(|e| {
+                        HandlerError::permanent("INVALID_INPUT", format!("cog result: {e}"))
+                    })?;
+                    outputs.push(json!({
+                        "blob": r.blob,
+                        "output": r.output.blob,
+                        "size": r.cog.size,
+                    }));
+                }
                 (status, _) => failed.push(json!({
                     "blob": m.key.to_string(),
                     "status": status,
