@@ -22,7 +22,7 @@ use tracing::{Instrument, info, info_span};
 use crate::Services;
 use crate::blob::{BlobError, Blobs};
 use crate::cog_validate::validate_cog;
-use crate::listing::{blob_failure, job_params, join_failure};
+use crate::failure::{blob_failure, job_params, join_failure};
 use crate::raster::{self, RasterError, RasterInfo, parse_crs, short_gdal_message};
 use crate::stac::each_member;
 
@@ -82,7 +82,7 @@ impl From<CogError> for HandlerError {
     fn from(e: CogError) -> Self {
         match e {
             CogError::Scratch { .. } => {
-                HandlerError::transient(e.code(), crate::listing::error_chain(&e))
+                HandlerError::transient(e.code(), crate::failure::error_chain(&e))
             }
             e => HandlerError::permanent(e.code(), e.to_string()),
         }
@@ -175,7 +175,7 @@ pub async fn check_job(blobs: &Blobs, job: &CogJob) -> Result<(), ValidationErro
                 BlobError::NotFound { .. } | BlobError::NoContainer { .. } => {
                     ValidationError::new(&field, e.to_string())
                 }
-                e => ValidationError::new(&field, crate::listing::error_chain(&e)),
+                e => ValidationError::new(&field, crate::failure::error_chain(&e)),
             })?;
         let (job, name) = (job.clone(), blob.clone());
         let checked =

@@ -4,6 +4,7 @@
 pub mod blob;
 pub mod cog;
 pub mod cog_validate;
+pub mod failure;
 pub mod hello;
 pub mod listing;
 pub mod raster;
@@ -60,34 +61,6 @@ impl Services {
             .prefix("tessera-")
             .tempdir_in(&self.scratch)
     }
-}
-
-/// A blob-store failure as a task error: a missing input fails for good, a storage hiccup
-/// is retried.
-pub fn blob_error(e: blob::BlobError) -> engine::HandlerError {
-    use blob::BlobError;
-    match &e {
-        BlobError::NotFound { .. } | BlobError::NoContainer { .. } => {
-            engine::HandlerError::permanent("NOT_FOUND", e.to_string())
-        }
-        BlobError::InvalidName { .. } => {
-            engine::HandlerError::permanent("INVALID_INPUT", e.to_string())
-        }
-        BlobError::Store { .. } | BlobError::Io { .. } => {
-            engine::HandlerError::transient("STORAGE", format!("{e}: {}", error_chain(&e)))
-        }
-    }
-}
-
-/// The sources of an error, joined (`a: b: c`).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
-    let mut source = e.source();
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 /// Register every handler of this crate.

@@ -16,6 +16,7 @@ use tracing::{Instrument, debug, info_span};
 
 use crate::Services;
 use crate::blob::{BlobError, BlobMeta, Blobs};
+use crate::failure::{blob_failure, error_chain, job_params, join_failure};
 use crate::raster::{self, RasterError};
 
 /// Extension key of blobs without one.
@@ -23,43 +24,6 @@ pub const NO_EXTENSION: &str = "(none)";
 
 /// Side-car extensions GDAL reads along with their base file.
 const SIDECARS: &[&str] = &[".ovr", ".msk", ".aux.xml"];
-
-/// The task failure of a blob-store error: a missing container or blob and an invalid name
-/// are permanent (`NOT_FOUND`, `INVALID_INPUT`); storage errors are transient (`BLOB_STORE`).
-pub fn blob_failure(e: BlobError) -> HandlerError {
-    match e {
-        BlobError::NoContainer { .. } | BlobError::NotFound { .. } => {
-            HandlerError::permanent("NOT_FOUND", e.to_string())
-        }
-        BlobError::InvalidName { .. } => HandlerError::permanent("INVALID_INPUT", e.to_string()),
-        BlobError::Store { .. } | BlobError::Io { .. } => {
-            HandlerError::transient("BLOB_STORE", error_chain(&e))
-        }
-    }
-}
-
-/// The task failure of a blocking GDAL job that did not finish: a panic is permanent
-/// (`HANDLER_PANICKED`, as the runtime records a handler's own panic), a cancellation of the
-/// blocking task (runtime shutting down) is transient (`INTERNAL`).
-pub fn join_failure(e: tokio::task::JoinError) -> HandlerError {
-    if e.is_panic() {
-        HandlerError::permanent(engine::model::codes::HANDLER_PANICKED, e.to_string())
-    } else {
-        HandlerError::transient("INTERNAL", e.to_string())
-    }
-}
-
-/// An error and its sources on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
 
 /// Submission check: `container` (the value of params field `field`) exists.
 pub async fn check_container_exists(
@@ -210,15 +174,6 @@ struct ListParams {
     container: String,
     #[serde(default)]
     prefix: String,
-}
-
-/// Parse a job's params into the handler's typed view (already validated by the controller).
-pub(crate) fn job_params<T: serde::de::DeserializeOwned>(
-    ctx: &TaskContext,
-) -> Result<T, HandlerError> {
-    serde_json::from_value(ctx.job_params.clone()).map_err(|e| {
-        HandlerError::permanent("INVALID_INPUT", format!("job params of {}: {e}", ctx.task))
-    })
 }
 
 /// The `list_container` task: one inventory.

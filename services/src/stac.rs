@@ -35,7 +35,8 @@ use tracing::{Instrument, info, info_span};
 
 use crate::Services;
 use crate::cog_validate::validate_cog;
-use crate::listing::{blob_failure, inventory, job_params, join_failure};
+use crate::failure::{blob_failure, job_params, join_failure};
+use crate::listing::inventory;
 use crate::raster::{RasterInfo, short_gdal_message, wgs84};
 
 pub const STAC_VERSION: &str = "1.0.0";

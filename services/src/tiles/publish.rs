@@ -60,7 +60,7 @@ pub async fn stac_item(
         .blobs
         .local_path(&p.output_container, &p.cog_blob())
         .await
-        .map_err(crate::blob_error)?;
+        .map_err(crate::failure::blob_failure)?;
     let (id, href) = (p.stem(), format!("./{}.cog.tif", p.stem()));
     let (job_id, task_id) = (ctx.job_id.to_string(), ctx.task_id.to_string());
     let mut item = tokio::task::spawn_blocking(move || {
@@ -69,7 +69,7 @@ pub async fn stac_item(
             .map_err(|e| HandlerError::permanent(e.code(), e.to_string()))
     })
     .await
-    .map_err(|e| HandlerError::permanent("HANDLER_PANICKED", e.to_string()))??;
+    .map_err(crate::failure::join_failure)??;
     item.assets.insert(
         "tiles".to_owned(),
         stac::Asset {

@@ -49,9 +49,7 @@ pub struct TiledRasterParams {
 
 impl TiledRasterParams {
     pub fn from_job(ctx: &TaskContext) -> Result<Self, HandlerError> {
-        serde_json::from_value(ctx.job_params.clone()).map_err(|e| {
-            HandlerError::permanent("INVALID_INPUT", format!("tiled_raster params: {e}"))
-        })
+        crate::failure::job_params(ctx)
     }
     fn tile_blob(&self, z: u32, x: u32, y: u32) -> String {
         format!("{}/{z}/{x}/{y}.png", self.output_prefix)
@@ -110,7 +108,7 @@ async fn source_path(services: &Services, p: &TiledRasterParams) -> Result<PathB
         .blobs
         .local_path(&p.container, &p.blob)
         .await
-        .map_err(crate::blob_error)
+        .map_err(crate::failure::blob_failure)
 }
 
 fn gdal_failure(file: &str, e: impl std::fmt::Display) -> HandlerError {
@@ -133,7 +131,7 @@ async fn blocking<T: Send + 'static>(
     let _permit = services.cpu_slot().await;
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| HandlerError::permanent("HANDLER_PANICKED", e.to_string()))?
+        .map_err(crate::failure::join_failure)?
 }
 
 /// Stretch of each drawn band of a source that is not 8-bit: GDAL's (approximate) min/max.
@@ -198,7 +196,7 @@ impl TaskHandler for PlanPyramid {
                 .blobs
                 .delete_prefix(&p.output_container, &p.out(name))
                 .await
-                .map_err(crate::blob_error)?;
+                .map_err(crate::failure::blob_failure)?;
         }
         let params = p.clone();
         let pyramid = blocking(&self.0, move || {
@@ -289,7 +287,7 @@ impl TaskHandler for RenderTiles {
                 .blobs
                 .put(&p.output_container, &p.tile_blob(z, x, y), Bytes::from(png))
                 .await
-                .map_err(crate::blob_error)?;
+                .map_err(crate::failure::blob_failure)?;
             if i % 16 == 15 {
                 ctx.progress((i + 1) as f64 / n as f64, format!("{}/{n} tiles written", i + 1))
                     .await;
@@ -372,7 +370,7 @@ impl TaskHandler for BuildOverviews {
             let top = *pyramid.range(pyramid.block_low_zoom).expect("range of every zoom");
             for (x, y) in top.tiles() {
                 let blob = p.tile_blob(top.z, x, y);
-                let bytes = self.0.blobs.get(&p.output_container, &blob).await.map_err(crate::blob_error)?;
+                let bytes = self.0.blobs.get(&p.output_container, &blob).await.map_err(crate::failure::blob_failure)?;
                 let rgba = render::decode_png(&bytes, p.tile_size)
                     .map_err(|e| HandlerError::permanent("BAD_TILE", format!("{blob}: {e}")))?;
                 above.insert((x, y), rgba);
@@ -402,7 +400,7 @@ impl TaskHandler for BuildOverviews {
                     .blobs
                     .put(&p.output_container, &p.tile_blob(z, x, y), Bytes::from(png))
                     .await
-                    .map_err(crate::blob_error)?;
+                    .map_err(crate::failure::blob_failure)?;
                 written += 1;
             }
             above = level;
@@ -454,7 +452,7 @@ impl TaskHandler for SourceCog {
             .blobs
             .put_file(&p.output_container, &p.cog_blob(), &dst)
             .await
-            .map_err(crate::blob_error)?;
+            .map_err(crate::failure::blob_failure)?;
         Ok(TaskOutput::value(json!({ "blob": p.cog_blob(), "cog": converted })))
     }
 }
@@ -475,7 +473,7 @@ impl TaskHandler for PublishTiles {
             .blobs
             .list(&p.output_container, &format!("{}/", p.output_prefix))
             .await
-            .map_err(crate::blob_error)?;
+            .map_err(crate::failure::blob_failure)?;
         let mut found: BTreeSet<TileKey> = BTreeSet::new();
         let mut empty_files = Vec::new();
         for blob in &listed {
@@ -518,7 +516,7 @@ impl TaskHandler for PublishTiles {
                 .blobs
                 .delete_prefix(&p.output_container, &p.tile_blob(*z, *x, *y))
                 .await
-                .map_err(crate::blob_error)?;
+                .map_err(crate::failure::blob_failure)?;
         }
         // Coverage: the union of the tiles of every zoom covers the raster's bounds.
         for r in &pyramid.ranges {
@@ -566,7 +564,7 @@ impl TaskHandler for PublishTiles {
         let put = |name: String, bytes: Vec<u8>| {
             let blobs = self.0.blobs.clone();
             let container = p.output_container.clone();
-            async move { blobs.put(&container, &name, Bytes::from(bytes)).await.map_err(crate::blob_error) }
+            async move { blobs.put(&container, &name, Bytes::from(bytes)).await.map_err(crate::failure::blob_failure) }
         };
         put(p.out("tilejson.json"), serde_json::to_vec_pretty(&tilejson).unwrap_or_default()).await?;
         put(p.out(&format!("{}.stac.json", p.stem())), serde_json::to_vec_pretty(&item).unwrap_or_default()).await?;
