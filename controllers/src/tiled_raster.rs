@@ -11,9 +11,7 @@
 
 use async_trait::async_trait;
 use engine::graph::PlanError;
-use engine::{
-    Controller, HandlerError, JobId, JobRecord, JobResults, TaskSpec, ValidationError,
-};
+use engine::{Controller, HandlerError, JobId, JobRecord, JobResults, TaskSpec, ValidationError};
 use serde_json::{Value, json};
 use services::Services;
 use services::raster::{RasterError, RasterInfo};
@@ -42,7 +40,8 @@ impl Controller for TiledRaster {
         let output_container = p.string("output_container", 1..=63, None)?;
         services::blob::check_container(&container)
             .map_err(|e| ValidationError::new("container", e.to_string()))?;
-        services::blob::check_blob(&blob).map_err(|e| ValidationError::new("blob", e.to_string()))?;
+        services::blob::check_blob(&blob)
+            .map_err(|e| ValidationError::new("blob", e.to_string()))?;
         services::blob::check_container(&output_container)
             .map_err(|e| ValidationError::new("output_container", e.to_string()))?;
         let stem = TiledRasterParams::stem_of(&blob);

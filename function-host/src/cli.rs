@@ -44,7 +44,12 @@ pub struct DbArgs {
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub lease_secs: u64,
     /// Blob storage of the geospatial job types: containers are sub-folders of this directory.
-    #[arg(long, default_value = "data", env = "TESSERA_DATA_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        default_value = "data",
+        env = "TESSERA_DATA_DIR",
+        value_name = "DIR"
+    )]
     pub data_dir: PathBuf,
 }
 

@@ -217,11 +217,18 @@ impl Blobs {
     }
 
     /// Upload a local file as a blob.
-    pub async fn put_file(&self, container: &str, blob: &str, file: &Path) -> Result<(), BlobError> {
-        let bytes = tokio::fs::read(file).await.map_err(|source| BlobError::Io {
-            path: file.to_owned(),
-            source,
-        })?;
+    pub async fn put_file(
+        &self,
+        container: &str,
+        blob: &str,
+        file: &Path,
+    ) -> Result<(), BlobError> {
+        let bytes = tokio::fs::read(file)
+            .await
+            .map_err(|source| BlobError::Io {
+                path: file.to_owned(),
+                source,
+            })?;
         self.put(container, blob, Bytes::from(bytes)).await
     }
 
@@ -266,14 +273,26 @@ mod tests {
             blobs.list("c", "").await,
             Err(BlobError::NoContainer { .. })
         ));
-        blobs.put("c", "a/x.tif", Bytes::from_static(b"12345")).await.unwrap();
-        blobs.put("c", "b.txt", Bytes::from_static(b"1")).await.unwrap();
+        blobs
+            .put("c", "a/x.tif", Bytes::from_static(b"12345"))
+            .await
+            .unwrap();
+        blobs
+            .put("c", "b.txt", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
         let listed = blobs.list("c", "").await.unwrap();
         assert_eq!(
             listed,
             vec![
-                BlobMeta { name: "a/x.tif".into(), size: 5 },
-                BlobMeta { name: "b.txt".into(), size: 1 },
+                BlobMeta {
+                    name: "a/x.tif".into(),
+                    size: 5
+                },
+                BlobMeta {
+                    name: "b.txt".into(),
+                    size: 1
+                },
             ]
         );
         assert_eq!(blobs.list("c", "a/").await.unwrap().len(), 1);

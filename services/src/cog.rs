@@ -439,10 +439,9 @@ impl TaskHandler for CollectCogs {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
-    use std::process::Command;
 
     use super::*;
-    use crate::testing::fixture;
+    use crate::testing::{fixture, gdal_validate, gdalinfo};
 
     fn job(compression: &str, target_crs: Option<&str>) -> CogJob {
         CogJob {
@@ -461,39 +460,6 @@ mod tests {
             task_id: "t".repeat(64),
             source: "in/x.tif".into(),
         }
-    }
-
-    /// GDAL's own validator: (valid, its output).
-    fn gdal_validate(path: &Path) -> (bool, String) {
-        let out = Command::new("/usr/bin/python3")
-            .arg("/usr/lib/python3/dist-packages/osgeo_utils/samples/validate_cloud_optimized_geotiff.py")
-            .arg("--full-check=yes")
-            .arg(path)
-            .output()
-            .expect("running GDAL's validate_cloud_optimized_geotiff.py (apt-get install python3-gdal)");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (
-            out.status.success() && text.contains("is a valid cloud optimized GeoTIFF"),
-            text,
-        )
-    }
-
-    fn gdalinfo(path: &Path) -> serde_json::Value {
-        let out = Command::new("gdalinfo")
-            .args(["-json", "-checksum"])
-            .arg(path)
-            .output()
-            .expect("gdalinfo runs (apt-get install gdal-bin)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     fn convert_fixture(

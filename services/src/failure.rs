@@ -42,11 +42,8 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Parse a job's params into the handler's typed view (already validated by the controller).
-pub fn job_params<T: serde::de::DeserializeOwned>(
-    ctx: &TaskContext,
-) -> Result<T, HandlerError> {
+pub fn job_params<T: serde::de::DeserializeOwned>(ctx: &TaskContext) -> Result<T, HandlerError> {
     serde_json::from_value(ctx.job_params.clone()).map_err(|e| {
         HandlerError::permanent("INVALID_INPUT", format!("job params of {}: {e}", ctx.task))
     })
 }
-

@@ -10,9 +10,9 @@ pub mod listing;
 pub mod raster;
 pub mod stac;
 pub mod synthetic;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tiles;
-#[cfg(test)]
-mod testing;
 
 use std::path::PathBuf;
 
@@ -51,7 +51,10 @@ impl Services {
 
     /// Wait for a core to run CPU-bound work on; hold the permit while it runs.
     pub async fn cpu_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
-        self.cpu.acquire().await.expect("the semaphore is never closed")
+        self.cpu
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
     }
 
     /// A fresh scratch directory, removed when dropped.

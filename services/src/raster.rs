@@ -187,15 +187,16 @@ impl RasterInfo {
                 file: file.clone(),
                 reason: short_gdal_message(&e),
             })?;
-        let bbox_wgs84 = to_wgs84
-            .transform_bounds(&native_bbox, 21)
-            .map_err(|e| RasterError::UnknownCrs {
-                file: file.clone(),
-                reason: format!(
-                    "cannot transform its bounds to EPSG:4326: {}",
-                    short_gdal_message(&e)
-                ),
-            })?;
+        let bbox_wgs84 =
+            to_wgs84
+                .transform_bounds(&native_bbox, 21)
+                .map_err(|e| RasterError::UnknownCrs {
+                    file: file.clone(),
+                    reason: format!(
+                        "cannot transform its bounds to EPSG:4326: {}",
+                        short_gdal_message(&e)
+                    ),
+                })?;
         Ok(RasterInfo {
             width,
             height,
@@ -237,8 +238,18 @@ pub fn epsg_of(srs: &SpatialRef) -> Option<u32> {
 
 /// [min x, min y, max x, max y] of a north-up raster's corners.
 pub fn bounds(gt: &[f64; 6], width: usize, height: usize) -> [f64; 4] {
-    let corners = [(0.0, 0.0), (width as f64, 0.0), (0.0, height as f64), (width as f64, height as f64)];
-    let mut b = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+    let corners = [
+        (0.0, 0.0),
+        (width as f64, 0.0),
+        (0.0, height as f64),
+        (width as f64, height as f64),
+    ];
+    let mut b = [
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    ];
     for (px, py) in corners {
         let x = gt[0] + px * gt[1] + py * gt[2];
         let y = gt[3] + px * gt[4] + py * gt[5];
@@ -264,8 +275,16 @@ mod tests {
         assert_eq!(info.bands[0].nodata, Some(0.0));
         assert_eq!(info.epsg, Some(32618));
         // gdalinfo: wgs84Extent lon -78.96 .. -76.57, lat 23.56 .. 25.55
-        assert!((info.bbox_wgs84[0] + 78.96).abs() < 0.01, "{:?}", info.bbox_wgs84);
-        assert!((info.bbox_wgs84[3] - 25.55).abs() < 0.01, "{:?}", info.bbox_wgs84);
+        assert!(
+            (info.bbox_wgs84[0] + 78.96).abs() < 0.01,
+            "{:?}",
+            info.bbox_wgs84
+        );
+        assert!(
+            (info.bbox_wgs84[3] - 25.55).abs() < 0.01,
+            "{:?}",
+            info.bbox_wgs84
+        );
     }
 
     #[test]

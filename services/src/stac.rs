@@ -801,26 +801,9 @@ impl TaskHandler for WriteCollection {
 
 #[cfg(test)]
 mod tests {
-    use std::process::Command;
-
-    use serde_json::Value;
 
     use super::*;
-    use crate::testing::fixture;
-
-    fn gdalinfo(path: &Path) -> Value {
-        let out = Command::new("gdalinfo")
-            .arg("-json")
-            .arg(path)
-            .output()
-            .expect("gdalinfo runs (apt-get install gdal-bin)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
+    use crate::testing::{fixture, gdalinfo};
 
     fn when() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2024-05-06T07:08:09Z")

@@ -2,11 +2,11 @@
 //! binary on a temporary `--data-dir`; COG outputs are checked with GDAL's own validator.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Value, json};
 use services::cog_validate::validate_cog;
 use services::stac::{COG, Collection, GEOTIFF, Item};
+use services::testing::{gdal_validate, gdalinfo};
 
 use crate::support::{fixture, run, run_json};
 
@@ -41,39 +41,6 @@ fn run_job(dir: &Path, db: &Path, job_type: &str, params: Value) -> (i32, Value)
             dir.to_str().unwrap(),
         ],
     )
-}
-
-/// GDAL's `validate_cloud_optimized_geotiff.py --full-check=yes`: (valid, what it printed).
-fn gdal_validate(path: &Path) -> (bool, String) {
-    let out = Command::new("/usr/bin/python3")
-        .arg("/usr/lib/python3/dist-packages/osgeo_utils/samples/validate_cloud_optimized_geotiff.py")
-        .arg("--full-check=yes")
-        .arg(path)
-        .output()
-        .expect("GDAL's validator (apt-get install python3-gdal) must be installed");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        out.status.success() && text.contains("is a valid cloud optimized GeoTIFF"),
-        text,
-    )
-}
-
-fn gdalinfo(path: &Path) -> Value {
-    let out = Command::new("gdalinfo")
-        .arg("-json")
-        .arg(path)
-        .output()
-        .expect("gdalinfo (apt-get install gdal-bin) must be installed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn read_json(path: &Path) -> Value {

@@ -14,7 +14,9 @@ use crate::support::{data_dir_with, run, run_json};
 fn tiles_under(root: &Path) -> BTreeMap<(u32, u32, u32), std::path::PathBuf> {
     let mut out = BTreeMap::new();
     for z in std::fs::read_dir(root).unwrap().flatten() {
-        let Ok(zn) = z.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(zn) = z.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         for x in std::fs::read_dir(z.path()).unwrap().flatten() {
             let xn: u32 = x.file_name().to_string_lossy().parse().unwrap();
             for y in std::fs::read_dir(x.path()).unwrap().flatten() {
@@ -41,7 +43,14 @@ fn tiles_match_gdal2tiles_on_rgb_byte_zooms_7_to_13() {
     let params = tiled_raster_params("RGB.byte.tif", 7, 13);
     let (code, job) = run_json(
         &db,
-        &["run", "tiled_raster", "--params", &params, "--data-dir", data_dir],
+        &[
+            "run",
+            "tiled_raster",
+            "--params",
+            &params,
+            "--data-dir",
+            data_dir,
+        ],
     );
     assert_eq!(code, 0, "{job}");
     assert_eq!(job["status"], "SUCCEEDED");
@@ -101,22 +110,50 @@ fn tiles_match_gdal2tiles_on_rgb_byte_zooms_7_to_13() {
 
 #[test]
 fn bad_tiled_raster_input_is_refused_at_submission_naming_the_file() {
-    let data = data_dir_with("samples", &["slc_no_georef.tif", "byte.tif", "world.byte.tif"]);
+    let data = data_dir_with(
+        "samples",
+        &["slc_no_georef.tif", "byte.tif", "world.byte.tif"],
+    );
     std::fs::write(data.path().join("samples/notes.txt"), "not a raster").unwrap();
     let db = data.path().join("tessera.db");
     let data_dir = data.path().to_str().unwrap();
     let cases = [
-        (tiled_raster_params("slc_no_georef.tif", 1, 3), "slc_no_georef.tif: has no georeferencing"),
-        (tiled_raster_params("notes.txt", 1, 3), "notes.txt: not a raster"),
-        (tiled_raster_params("missing.tif", 1, 3), "blob samples/missing.tif does not exist"),
-        (tiled_raster_params("byte.tif", 9, 3), "min_zoom: must not be greater than max_zoom"),
-        (tiled_raster_params("byte.tif", 1, 23), "max_zoom: must be an integer between 0 and 22"),
-        (tiled_raster_params("world.byte.tif", 0, 12), "lower max_zoom"),
+        (
+            tiled_raster_params("slc_no_georef.tif", 1, 3),
+            "slc_no_georef.tif: has no georeferencing",
+        ),
+        (
+            tiled_raster_params("notes.txt", 1, 3),
+            "notes.txt: not a raster",
+        ),
+        (
+            tiled_raster_params("missing.tif", 1, 3),
+            "blob samples/missing.tif does not exist",
+        ),
+        (
+            tiled_raster_params("byte.tif", 9, 3),
+            "min_zoom: must not be greater than max_zoom",
+        ),
+        (
+            tiled_raster_params("byte.tif", 1, 23),
+            "max_zoom: must be an integer between 0 and 22",
+        ),
+        (
+            tiled_raster_params("world.byte.tif", 0, 12),
+            "lower max_zoom",
+        ),
     ];
     for (params, expected) in cases {
         let (code, stdout, stderr) = run(
             &db,
-            &["run", "tiled_raster", "--params", &params, "--data-dir", data_dir],
+            &[
+                "run",
+                "tiled_raster",
+                "--params",
+                &params,
+                "--data-dir",
+                data_dir,
+            ],
         );
         assert_eq!(code, 2, "{params}: {stdout} {stderr}");
         assert!(stderr.contains(expected), "{params}: {stderr}");
@@ -132,15 +169,26 @@ fn sources_that_are_not_8_bit_are_stretched_with_transparent_nodata() {
     let data = data_dir_with("samples", &["dem-hills.tiff", "image_nodata.tif"]);
     let db = data.path().join("tessera.db");
     let data_dir = data.path().to_str().unwrap();
-    for (blob, stem) in [("dem-hills.tiff", "dem-hills"), ("image_nodata.tif", "image_nodata")] {
+    for (blob, stem) in [
+        ("dem-hills.tiff", "dem-hills"),
+        ("image_nodata.tif", "image_nodata"),
+    ] {
         let (code, job) = run_json(
             &db,
-            &["run", "tiled_raster", "--params", &tiled_raster_params(blob, 6, 10), "--data-dir", data_dir],
+            &[
+                "run",
+                "tiled_raster",
+                "--params",
+                &tiled_raster_params(blob, 6, 10),
+                "--data-dir",
+                data_dir,
+            ],
         );
         assert_eq!(code, 0, "{job}");
         let tiles = tiles_under(&data.path().join("tiles").join(stem));
         assert_eq!(Some(tiles.len() as u64), job["result"]["tiles"].as_u64());
-        let (mut opaque, mut transparent, mut levels) = (0u64, 0u64, std::collections::BTreeSet::new());
+        let (mut opaque, mut transparent, mut levels) =
+            (0u64, 0u64, std::collections::BTreeSet::new());
         for path in tiles.values() {
             let px = decode_png(&std::fs::read(path).unwrap(), 256).unwrap();
             for p in px.chunks(4) {
@@ -157,8 +205,15 @@ fn sources_that_are_not_8_bit_are_stretched_with_transparent_nodata() {
                 }
             }
         }
-        assert!(opaque > 0 && transparent > 0, "{blob}: {opaque} opaque, {transparent} transparent");
+        assert!(
+            opaque > 0 && transparent > 0,
+            "{blob}: {opaque} opaque, {transparent} transparent"
+        );
         // Stretched over 0..=255, not crushed into a few values.
-        assert!(levels.len() > 100, "{blob}: only {} grey levels", levels.len());
+        assert!(
+            levels.len() > 100,
+            "{blob}: only {} grey levels",
+            levels.len()
+        );
     }
 }

@@ -45,13 +45,24 @@ pub fn tiles(root: &Path, quick: bool) -> anyhow::Result<()> {
         std::fs::copy(&source, data.join("samples/RGB.byte.tif"))?;
         let params = r#"{"container": "samples", "blob": "RGB.byte.tif", "output_container": "tiles", "min_zoom": 7, "max_zoom": 13}"#;
         let m = measure(
-            tessera(&bin, &data.join("tessera.db"), &["run", "tiled_raster", "--json", "--params", params])
-                .arg("--data-dir")
-                .arg(&data),
+            tessera(
+                &bin,
+                &data.join("tessera.db"),
+                &["run", "tiled_raster", "--json", "--params", params],
+            )
+            .arg("--data-dir")
+            .arg(&data),
         )?;
         let job: serde_json::Value = serde_json::from_str(m.stdout.trim())?;
-        anyhow::ensure!(job["status"] == "SUCCEEDED" && job["result"]["tiles"] == 3731, "tiled_raster: {job}");
-        println!("tessera tiled_raster run {i}: {:.2} s, peak RSS {} MiB", m.wall.as_secs_f64(), m.peak_rss_kib / 1024);
+        anyhow::ensure!(
+            job["status"] == "SUCCEEDED" && job["result"]["tiles"] == 3731,
+            "tiled_raster: {job}"
+        );
+        println!(
+            "tessera tiled_raster run {i}: {:.2} s, peak RSS {} MiB",
+            m.wall.as_secs_f64(),
+            m.peak_rss_kib / 1024
+        );
         ours.push(m);
 
         let out = dir.join(format!("gdal2tiles{i}"));
@@ -69,7 +80,9 @@ pub fn tiles(root: &Path, quick: bool) -> anyhow::Result<()> {
     let (g_wall, _) = summarize(&theirs);
     println!();
     println!("tiles of RGB.byte.tif, zooms 7-13 (3 731 tiles), median of {runs}:");
-    println!("  tessera run tiled_raster (tiles + COG + STAC + TileJSON): {t_wall:.2} s, peak RSS {t_rss:.0} MiB");
+    println!(
+        "  tessera run tiled_raster (tiles + COG + STAC + TileJSON): {t_wall:.2} s, peak RSS {t_rss:.0} MiB"
+    );
     println!("  gdal2tiles.py --xyz --processes=2 -z 7-13:                {g_wall:.2} s");
     println!("  Tessera faster by {:.1}x (target >= 3x)", g_wall / t_wall);
     Ok(())
@@ -84,7 +97,16 @@ pub fn cog(root: &Path, quick: bool) -> anyhow::Result<()> {
     if !input.exists() {
         println!("making the 8192 x 8192 3-band input with gdal_translate -outsize...");
         run(Command::new("gdal_translate")
-            .args(["-q", "-outsize", "8192", "8192", "-co", "TILED=YES", "-co", "COMPRESS=DEFLATE"])
+            .args([
+                "-q",
+                "-outsize",
+                "8192",
+                "8192",
+                "-co",
+                "TILED=YES",
+                "-co",
+                "COMPRESS=DEFLATE",
+            ])
             .arg(root.join("tests/fixtures/geotiff/RGB.byte.tif"))
             .arg(&input))?;
     }
@@ -97,32 +119,59 @@ pub fn cog(root: &Path, quick: bool) -> anyhow::Result<()> {
         }
         let params = r#"{"container": "big", "blob": "big8192.tif", "output_container": "cogs"}"#;
         let m = measure(
-            tessera(&bin, &db, &["run", "cog_conversion", "--json", "--params", params])
-                .arg("--data-dir")
-                .arg(dir.join("data")),
+            tessera(
+                &bin,
+                &db,
+                &["run", "cog_conversion", "--json", "--params", params],
+            )
+            .arg("--data-dir")
+            .arg(dir.join("data")),
         )?;
         let job: serde_json::Value = serde_json::from_str(m.stdout.trim())?;
         anyhow::ensure!(job["status"] == "SUCCEEDED", "cog_conversion: {job}");
-        println!("tessera cog_conversion run {i}: {:.2} s, peak RSS {} MiB", m.wall.as_secs_f64(), m.peak_rss_kib / 1024);
+        println!(
+            "tessera cog_conversion run {i}: {:.2} s, peak RSS {} MiB",
+            m.wall.as_secs_f64(),
+            m.peak_rss_kib / 1024
+        );
         ours.push(m);
 
         let out = dir.join(format!("gdal_translate{i}.tif"));
         let _ = std::fs::remove_file(&out);
         let m = measure(
             Command::new("gdal_translate")
-                .args(["-q", "-of", "COG", "-co", "COMPRESS=DEFLATE", "-co", "NUM_THREADS=ALL_CPUS"])
+                .args([
+                    "-q",
+                    "-of",
+                    "COG",
+                    "-co",
+                    "COMPRESS=DEFLATE",
+                    "-co",
+                    "NUM_THREADS=ALL_CPUS",
+                ])
                 .arg(&input)
                 .arg(&out),
         )?;
-        println!("gdal_translate -of COG run {i}: {:.2} s, peak RSS {} MiB", m.wall.as_secs_f64(), m.peak_rss_kib / 1024);
+        println!(
+            "gdal_translate -of COG run {i}: {:.2} s, peak RSS {} MiB",
+            m.wall.as_secs_f64(),
+            m.peak_rss_kib / 1024
+        );
         theirs.push(m);
     }
     let (t_wall, t_rss) = summarize(&ours);
     let (g_wall, g_rss) = summarize(&theirs);
     println!();
     println!("COG of an 8192 x 8192 3-band input (DEFLATE), median of {runs}:");
-    println!("  tessera run cog_conversion (convert + validate + store): {t_wall:.2} s, peak RSS {t_rss:.0} MiB");
-    println!("  gdal_translate -of COG -co NUM_THREADS=ALL_CPUS:          {g_wall:.2} s, peak RSS {g_rss:.0} MiB");
-    println!("  ratio {:.2}x of gdal_translate's time (target <= 1.2x)", t_wall / g_wall);
+    println!(
+        "  tessera run cog_conversion (convert + validate + store): {t_wall:.2} s, peak RSS {t_rss:.0} MiB"
+    );
+    println!(
+        "  gdal_translate -of COG -co NUM_THREADS=ALL_CPUS:          {g_wall:.2} s, peak RSS {g_rss:.0} MiB"
+    );
+    println!(
+        "  ratio {:.2}x of gdal_translate's time (target <= 1.2x)",
+        t_wall / g_wall
+    );
     Ok(())
 }

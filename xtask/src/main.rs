@@ -83,10 +83,17 @@ pub fn ensure_gdal() -> anyhow::Result<()> {
     if have {
         return Ok(());
     }
-    println!("Installing GDAL ({}) with apt-get...", GDAL_PACKAGES.join(" "));
+    println!(
+        "Installing GDAL ({}) with apt-get...",
+        GDAL_PACKAGES.join(" ")
+    );
     let sudo = !nix_is_root();
     let apt = |args: &[&str]| {
-        let mut cmd = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+        let mut cmd = if sudo {
+            Command::new("sudo")
+        } else {
+            Command::new("apt-get")
+        };
         if sudo {
             cmd.arg("apt-get");
         }
@@ -139,7 +146,10 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     let out = data.join("tiles/RGB.byte");
     println!();
     println!("Outputs in {}:", out.display());
-    println!("  tiles       {}/{{z}}/{{x}}/{{y}}.png (3 731 tiles)", out.display());
+    println!(
+        "  tiles       {}/{{z}}/{{x}}/{{y}}.png (3 731 tiles)",
+        out.display()
+    );
     println!("  TileJSON    {}", out.join("tilejson.json").display());
     println!("  COG         {}", out.join("RGB.byte.cog.tif").display());
     println!("  STAC item   {}", out.join("RGB.byte.stac.json").display());

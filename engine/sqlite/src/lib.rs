@@ -867,7 +867,9 @@ impl Maintenance for SqliteBackend {
             .call_atomic(move |c| {
                 for table in ["tasks", "task_edges"] {
                     c.execute(
-                        &format!("DELETE FROM {table} WHERE job = (SELECT key FROM jobs WHERE id = ?1)"),
+                        &format!(
+                            "DELETE FROM {table} WHERE job = (SELECT key FROM jobs WHERE id = ?1)"
+                        ),
                         [id.as_str()],
                     )
                     .map_err(sql)?;

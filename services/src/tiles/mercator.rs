@@ -203,7 +203,13 @@ mod tests {
 
     #[test]
     fn parent_ranges_cover_children() {
-        let r = TileRange { z: 13, min_x: 2290, min_y: 3550, max_x: 2346, max_y: 3601 };
+        let r = TileRange {
+            z: 13,
+            min_x: 2290,
+            min_y: 3550,
+            max_x: 2346,
+            max_y: 3601,
+        };
         let p = r.parent_range(3);
         assert_eq!((p.z, p.min_x, p.max_x), (10, 286, 293));
         assert_eq!(r.count(), 57 * 52);

@@ -2,7 +2,7 @@
 //! task handlers.
 
 pub mod mercator;
-pub mod render;
-pub mod warp;
 pub mod publish;
+pub mod render;
 pub mod tasks;
+pub mod warp;

@@ -47,7 +47,10 @@ map.fitBounds([[{s}, {w}], [{n}, {e}]]);
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The STAC item of the COG written by `source_cog`, with the tiles as a second asset.
@@ -65,8 +68,16 @@ pub async fn stac_item(
     let (job_id, task_id) = (ctx.job_id.to_string(), ctx.task_id.to_string());
     let mut item = tokio::task::spawn_blocking(move || {
         let info = RasterInfo::read(&path)?;
-        stac::stac_item(&info, &id, &href, true, &job_id, &task_id, chrono::Utc::now())
-            .map_err(|e| HandlerError::permanent(e.code(), e.to_string()))
+        stac::stac_item(
+            &info,
+            &id,
+            &href,
+            true,
+            &job_id,
+            &task_id,
+            chrono::Utc::now(),
+        )
+        .map_err(|e| HandlerError::permanent(e.code(), e.to_string()))
     })
     .await
     .map_err(crate::failure::join_failure)??;
@@ -75,7 +86,10 @@ pub async fn stac_item(
         stac::Asset {
             href: "./tilejson.json".to_owned(),
             media_type: "application/json".to_owned(),
-            title: Some(format!("XYZ tiles, zooms {}-{} (TileJSON)", p.min_zoom, p.max_zoom)),
+            title: Some(format!(
+                "XYZ tiles, zooms {}-{} (TileJSON)",
+                p.min_zoom, p.max_zoom
+            )),
             roles: vec!["tiles".to_owned()],
             raster_bands: Vec::new(),
         },

@@ -45,7 +45,9 @@ impl Stretch {
             // A constant band: white where it has data.
             return if v >= self.min { 255 } else { 0 };
         }
-        ((v - self.min) / (self.max - self.min) * 255.0).round().clamp(0.0, 255.0) as u8
+        ((v - self.min) / (self.max - self.min) * 255.0)
+            .round()
+            .clamp(0.0, 255.0) as u8
     }
 }
 
@@ -75,18 +77,30 @@ impl Window {
             let is_byte = band.band_type() == gdal::raster::GdalDataType::UInt8;
             let plane = match (is_byte, stretch) {
                 (true, None) => {
-                    band.read_as::<u8>((x as isize, y as isize), (width, height), (width, height), None)
-                        .map_err(err)?
-                        .into_shape_and_vec()
-                        .1
+                    band.read_as::<u8>(
+                        (x as isize, y as isize),
+                        (width, height),
+                        (width, height),
+                        None,
+                    )
+                    .map_err(err)?
+                    .into_shape_and_vec()
+                    .1
                 }
                 (_, s) => {
                     let values = band
-                        .read_as::<f64>((x as isize, y as isize), (width, height), (width, height), None)
+                        .read_as::<f64>(
+                            (x as isize, y as isize),
+                            (width, height),
+                            (width, height),
+                            None,
+                        )
                         .map_err(err)?
                         .into_shape_and_vec()
                         .1;
-                    let st = s.and_then(|s| s.get(i).copied()).unwrap_or_else(|| min_max(&values));
+                    let st = s
+                        .and_then(|s| s.get(i).copied())
+                        .unwrap_or_else(|| min_max(&values));
                     values.iter().map(|v| st.apply(*v)).collect()
                 }
             };
@@ -96,7 +110,12 @@ impl Window {
             .vrt
             .rasterband(warped.alpha_band())
             .map_err(err)?
-            .read_as::<u8>((x as isize, y as isize), (width, height), (width, height), None)
+            .read_as::<u8>(
+                (x as isize, y as isize),
+                (width, height),
+                (width, height),
+                None,
+            )
             .map_err(err)?
             .into_shape_and_vec()
             .1;
@@ -136,7 +155,14 @@ fn min_max(values: &[f64]) -> Stretch {
         min = min.min(*v);
         max = max.max(*v);
     }
-    if min > max { Stretch { min: 0.0, max: 255.0 } } else { Stretch { min, max } }
+    if min > max {
+        Stretch {
+            min: 0.0,
+            max: 255.0,
+        }
+    } else {
+        Stretch { min, max }
+    }
 }
 
 /// Sub-samples of one output pixel along one axis: (index into the window, how many).
@@ -228,7 +254,12 @@ pub fn render_tile(window: &Window, q: &Query, resampling: Resampling, tile_size
 }
 
 /// The window of the warped raster that the tiles of `block` read, or `None` if none reads.
-pub fn block_window(warped: &Warped, block: &TileRange, resampling: Resampling, tile_size: u32) -> Option<(i64, i64, usize, usize)> {
+pub fn block_window(
+    warped: &Warped,
+    block: &TileRange,
+    resampling: Resampling,
+    tile_size: u32,
+) -> Option<(i64, i64, usize, usize)> {
     let gt = warped.geo_transform();
     let size = warped.size();
     let qs = resampling.query_size(tile_size);
@@ -275,7 +306,11 @@ pub fn downsample(children: [[Option<&[u8]>; 2]; 2], tile_size: u32) -> Vec<u8> 
 }
 
 /// PNG bytes of an RGBA tile, with the producing job and task in text chunks.
-pub fn encode_png(rgba: &[u8], tile_size: u32, provenance: &[(&str, &str)]) -> Result<Vec<u8>, png::EncodingError> {
+pub fn encode_png(
+    rgba: &[u8],
+    tile_size: u32,
+    provenance: &[(&str, &str)],
+) -> Result<Vec<u8>, png::EncodingError> {
     let mut out = Vec::with_capacity(rgba.len() / 4);
     {
         let mut encoder = png::Encoder::new(&mut out, tile_size, tile_size);
@@ -300,15 +335,25 @@ pub fn decode_png(bytes: &[u8], tile_size: u32) -> Result<Vec<u8>, String> {
     let size = reader.output_buffer_size().ok_or("PNG too large")?;
     let mut buf = vec![0; size];
     let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
-    if info.width != tile_size || info.height != tile_size || info.bit_depth != png::BitDepth::Eight {
-        return Err(format!("tile is {}x{} {:?}, expected {tile_size}x{tile_size} 8-bit", info.width, info.height, info.bit_depth));
+    if info.width != tile_size || info.height != tile_size || info.bit_depth != png::BitDepth::Eight
+    {
+        return Err(format!(
+            "tile is {}x{} {:?}, expected {tile_size}x{tile_size} 8-bit",
+            info.width, info.height, info.bit_depth
+        ));
     }
     let px = (tile_size * tile_size) as usize;
     let data = &buf[..info.buffer_size()];
     Ok(match info.color_type {
         png::ColorType::Rgba => data.to_vec(),
-        png::ColorType::Rgb => data.chunks(3).flat_map(|c| [c[0], c[1], c[2], 255]).collect(),
-        png::ColorType::GrayscaleAlpha => data.chunks(2).flat_map(|c| [c[0], c[0], c[0], c[1]]).collect(),
+        png::ColorType::Rgb => data
+            .chunks(3)
+            .flat_map(|c| [c[0], c[1], c[2], 255])
+            .collect(),
+        png::ColorType::GrayscaleAlpha => data
+            .chunks(2)
+            .flat_map(|c| [c[0], c[0], c[0], c[1]])
+            .collect(),
         png::ColorType::Grayscale => data.iter().flat_map(|g| [*g, *g, *g, 255]).collect(),
         png::ColorType::Indexed => return Err("indexed PNG not expanded".into()),
     })

@@ -119,7 +119,8 @@ fn gdal_failure(file: &str, e: impl std::fmt::Display) -> HandlerError {
 fn open_warped(path: &std::path::Path) -> Result<(Warped, RasterInfo), HandlerError> {
     let ds = raster::open(path)?;
     let info = RasterInfo::of(&ds, path)?;
-    let warped = warp::to_web_mercator(ds).map_err(|e| gdal_failure(&raster::file_name(path), e))?;
+    let warped =
+        warp::to_web_mercator(ds).map_err(|e| gdal_failure(&raster::file_name(path), e))?;
     Ok((warped, info))
 }
 
@@ -135,7 +136,11 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Stretch of each drawn band of a source that is not 8-bit: GDAL's (approximate) min/max.
-fn stretch_of(warped: &Warped, info: &RasterInfo, path: &std::path::Path) -> Result<Option<Vec<Stretch>>, HandlerError> {
+fn stretch_of(
+    warped: &Warped,
+    info: &RasterInfo,
+    path: &std::path::Path,
+) -> Result<Option<Vec<Stretch>>, HandlerError> {
     if info.bands.iter().all(|b| b.gdal_type == "Byte") {
         return Ok(None);
     }
@@ -143,9 +148,16 @@ fn stretch_of(warped: &Warped, info: &RasterInfo, path: &std::path::Path) -> Res
     let (bands, _) = warp::band_selection(&ds);
     let mut out = Vec::with_capacity(warped.data_bands);
     for band in bands {
-        let b = ds.rasterband(band as usize).map_err(|e| gdal_failure(&raster::file_name(path), e))?;
-        let mm = b.compute_raster_min_max(true).map_err(|e| gdal_failure(&raster::file_name(path), e))?;
-        out.push(Stretch { min: mm.min, max: mm.max });
+        let b = ds
+            .rasterband(band as usize)
+            .map_err(|e| gdal_failure(&raster::file_name(path), e))?;
+        let mm = b
+            .compute_raster_min_max(true)
+            .map_err(|e| gdal_failure(&raster::file_name(path), e))?;
+        out.push(Stretch {
+            min: mm.min,
+            max: mm.max,
+        });
     }
     Ok(Some(out))
 }
@@ -191,7 +203,11 @@ impl TaskHandler for PlanPyramid {
         let path = source_path(&self.0, &p).await?;
         // A previous attempt's completion markers go first: until `publish_tiles` writes
         // them again, the output does not look complete.
-        for name in ["tilejson.json", "index.html", &format!("{}.stac.json", p.stem())] {
+        for name in [
+            "tilejson.json",
+            "index.html",
+            &format!("{}.stac.json", p.stem()),
+        ] {
             self.0
                 .blobs
                 .delete_prefix(&p.output_container, &p.out(name))
@@ -225,8 +241,7 @@ impl TaskHandler for PlanPyramid {
         let children: Vec<TaskSpec> = blocks_of(&base, pyramid.block_size)
             .enumerate()
             .map(|(i, block)| {
-                TaskSpec::parallel("render_tiles", i as i64)
-                    .params(json!(RenderParams { block }))
+                TaskSpec::parallel("render_tiles", i as i64).params(json!(RenderParams { block }))
             })
             .collect();
         info!(
@@ -235,8 +250,11 @@ impl TaskHandler for PlanPyramid {
             block_size = pyramid.block_size,
             "pyramid planned"
         );
-        ctx.progress(1.0, format!("{} tiles in {} blocks", pyramid.tiles, pyramid.blocks))
-            .await;
+        ctx.progress(
+            1.0,
+            format!("{} tiles in {} blocks", pyramid.tiles, pyramid.blocks),
+        )
+        .await;
         Ok(TaskOutput::with_children(pyramid, children))
     }
 }
@@ -280,7 +298,10 @@ impl TaskHandler for RenderTiles {
         let path = source_path(&self.0, &p).await?;
         let prov = provenance(ctx);
         let job = p.clone();
-        let tiles = blocking(&self.0, move || render_block(&path, &job, &pyramid, &params.block, &prov)).await?;
+        let tiles = blocking(&self.0, move || {
+            render_block(&path, &job, &pyramid, &params.block, &prov)
+        })
+        .await?;
         let n = tiles.len();
         for (i, ((z, x, y), png)) in tiles.into_iter().enumerate() {
             self.0
@@ -289,8 +310,11 @@ impl TaskHandler for RenderTiles {
                 .await
                 .map_err(crate::failure::blob_failure)?;
             if i % 16 == 15 {
-                ctx.progress((i + 1) as f64 / n as f64, format!("{}/{n} tiles written", i + 1))
-                    .await;
+                ctx.progress(
+                    (i + 1) as f64 / n as f64,
+                    format!("{}/{n} tiles written", i + 1),
+                )
+                .await;
             }
         }
         Ok(TaskOutput::value(json!({ "tiles": n })))
@@ -314,7 +338,10 @@ fn render_block(
     let size = warped.size();
     let qs = p.resampling.query_size(p.tile_size);
     let window = match render::block_window(&warped, block, p.resampling, p.tile_size) {
-        Some(w) => Some(Window::read(&warped, w, pyramid.stretch.as_deref()).map_err(|e| gdal_failure(&file, e))?),
+        Some(w) => Some(
+            Window::read(&warped, w, pyramid.stretch.as_deref())
+                .map_err(|e| gdal_failure(&file, e))?,
+        ),
         None => None,
     };
     let mut level: HashMap<(u32, u32), Vec<u8>> = HashMap::new();
@@ -336,13 +363,22 @@ fn render_block(
         if z == pyramid.block_low_zoom {
             break;
         }
-        let Some(parents) = pyramid.range(z - 1).and_then(|r| r.intersect(&block.parent_range(block.z - z + 1))) else {
+        let Some(parents) = pyramid
+            .range(z - 1)
+            .and_then(|r| r.intersect(&block.parent_range(block.z - z + 1)))
+        else {
             break;
         };
         let mut next = HashMap::new();
         for (x, y) in parents.tiles() {
             let child = |dx: u32, dy: u32| level.get(&(2 * x + dx, 2 * y + dy)).map(Vec::as_slice);
-            next.insert((x, y), render::downsample([[child(0, 0), child(1, 0)], [child(0, 1), child(1, 1)]], p.tile_size));
+            next.insert(
+                (x, y),
+                render::downsample(
+                    [[child(0, 0), child(1, 0)], [child(0, 1), child(1, 1)]],
+                    p.tile_size,
+                ),
+            );
         }
         level = next;
         z -= 1;
@@ -367,10 +403,17 @@ impl TaskHandler for BuildOverviews {
         // blocks' lowest zoom is about the number of blocks.
         let mut above: HashMap<(u32, u32), Vec<u8>> = HashMap::new();
         if pyramid.block_low_zoom > p.min_zoom {
-            let top = *pyramid.range(pyramid.block_low_zoom).expect("range of every zoom");
+            let top = *pyramid
+                .range(pyramid.block_low_zoom)
+                .expect("range of every zoom");
             for (x, y) in top.tiles() {
                 let blob = p.tile_blob(top.z, x, y);
-                let bytes = self.0.blobs.get(&p.output_container, &blob).await.map_err(crate::failure::blob_failure)?;
+                let bytes = self
+                    .0
+                    .blobs
+                    .get(&p.output_container, &blob)
+                    .await
+                    .map_err(crate::failure::blob_failure)?;
                 let rgba = render::decode_png(&bytes, p.tile_size)
                     .map_err(|e| HandlerError::permanent("BAD_TILE", format!("{blob}: {e}")))?;
                 above.insert((x, y), rgba);
@@ -386,8 +429,13 @@ impl TaskHandler for BuildOverviews {
                     let mut level = HashMap::new();
                     let mut encoded = Vec::new();
                     for (x, y) in range.tiles() {
-                        let child = |dx: u32, dy: u32| above.get(&(2 * x + dx, 2 * y + dy)).map(Vec::as_slice);
-                        let rgba = render::downsample([[child(0, 0), child(1, 0)], [child(0, 1), child(1, 1)]], ts);
+                        let child = |dx: u32, dy: u32| {
+                            above.get(&(2 * x + dx, 2 * y + dy)).map(Vec::as_slice)
+                        };
+                        let rgba = render::downsample(
+                            [[child(0, 0), child(1, 0)], [child(0, 1), child(1, 1)]],
+                            ts,
+                        );
                         encoded.push(((x, y), encode(&rgba, ts, &prov)?));
                         level.insert((x, y), rgba);
                     }
@@ -453,7 +501,9 @@ impl TaskHandler for SourceCog {
             .put_file(&p.output_container, &p.cog_blob(), &dst)
             .await
             .map_err(crate::failure::blob_failure)?;
-        Ok(TaskOutput::value(json!({ "blob": p.cog_blob(), "cog": converted })))
+        Ok(TaskOutput::value(
+            json!({ "blob": p.cog_blob(), "cog": converted }),
+        ))
     }
 }
 
@@ -532,7 +582,10 @@ impl TaskHandler for PublishTiles {
             if !covers {
                 return Err(HandlerError::permanent(
                     "TILES_INCOMPLETE",
-                    format!("zoom {} tiles {r:?} do not cover the raster bounds {b:?}", r.z),
+                    format!(
+                        "zoom {} tiles {r:?} do not cover the raster bounds {b:?}",
+                        r.z
+                    ),
                 ));
             }
         }
@@ -564,10 +617,23 @@ impl TaskHandler for PublishTiles {
         let put = |name: String, bytes: Vec<u8>| {
             let blobs = self.0.blobs.clone();
             let container = p.output_container.clone();
-            async move { blobs.put(&container, &name, Bytes::from(bytes)).await.map_err(crate::failure::blob_failure) }
+            async move {
+                blobs
+                    .put(&container, &name, Bytes::from(bytes))
+                    .await
+                    .map_err(crate::failure::blob_failure)
+            }
         };
-        put(p.out("tilejson.json"), serde_json::to_vec_pretty(&tilejson).unwrap_or_default()).await?;
-        put(p.out(&format!("{}.stac.json", p.stem())), serde_json::to_vec_pretty(&item).unwrap_or_default()).await?;
+        put(
+            p.out("tilejson.json"),
+            serde_json::to_vec_pretty(&tilejson).unwrap_or_default(),
+        )
+        .await?;
+        put(
+            p.out(&format!("{}.stac.json", p.stem())),
+            serde_json::to_vec_pretty(&item).unwrap_or_default(),
+        )
+        .await?;
         put(p.out("index.html"), html.into_bytes()).await?;
         Ok(TaskOutput::value(json!({
             "tiles": expected.len(),
@@ -588,14 +654,33 @@ mod tests {
 
     #[test]
     fn blocks_are_aligned_and_cover_the_base() {
-        let base = TileRange { z: 13, min_x: 2290, min_y: 3550, max_x: 2346, max_y: 3601 };
+        let base = TileRange {
+            z: 13,
+            min_x: 2290,
+            min_y: 3550,
+            max_x: 2346,
+            max_y: 3601,
+        };
         let size = block_size(&base);
         assert_eq!(size, 8);
         let blocks: Vec<_> = blocks_of(&base, size).collect();
-        assert_eq!(blocks.iter().map(TileRange::count).sum::<u64>(), base.count());
-        assert!(blocks.iter().all(|b| b.min_x / 8 == b.max_x / 8 && b.min_y / 8 == b.max_y / 8));
+        assert_eq!(
+            blocks.iter().map(TileRange::count).sum::<u64>(),
+            base.count()
+        );
+        assert!(
+            blocks
+                .iter()
+                .all(|b| b.min_x / 8 == b.max_x / 8 && b.min_y / 8 == b.max_y / 8)
+        );
         // A small base gets smaller blocks, so that there is still work for several workers.
-        let small = TileRange { z: 5, min_x: 8, min_y: 12, max_x: 9, max_y: 13 };
+        let small = TileRange {
+            z: 5,
+            min_x: 8,
+            min_y: 12,
+            max_x: 9,
+            max_y: 13,
+        };
         assert_eq!(block_size(&small), 1);
     }
 }

@@ -9,8 +9,8 @@ use gdal::Dataset;
 use gdal::raster::ColorInterpretation;
 use gdal::spatial_ref::SpatialRef;
 use gdal_sys::{
-    CPLGetLastErrorMsg, CPLMalloc, CSLSetNameValue, GDALAutoCreateWarpedVRT,
-    GDALCreateWarpOptions, GDALDestroyWarpOptions, GDALResampleAlg,
+    CPLGetLastErrorMsg, CPLMalloc, CSLSetNameValue, GDALAutoCreateWarpedVRT, GDALCreateWarpOptions,
+    GDALDestroyWarpOptions, GDALResampleAlg,
 };
 
 /// A source and its Web Mercator warped VRT (which borrows the source: the VRT is dropped
@@ -27,7 +27,9 @@ impl Warped {
         self.data_bands + 1
     }
     pub fn geo_transform(&self) -> [f64; 6] {
-        self.vrt.geo_transform().unwrap_or([0.0, 1.0, 0.0, 0.0, 0.0, -1.0])
+        self.vrt
+            .geo_transform()
+            .unwrap_or([0.0, 1.0, 0.0, 0.0, 0.0, -1.0])
     }
     pub fn size(&self) -> (usize, usize) {
         self.vrt.raster_size()
@@ -36,7 +38,12 @@ impl Warped {
     pub fn bounds(&self) -> [f64; 4] {
         let gt = self.geo_transform();
         let (w, h) = self.size();
-        [gt[0], gt[3] - h as f64 * gt[1], gt[0] + w as f64 * gt[1], gt[3]]
+        [
+            gt[0],
+            gt[3] - h as f64 * gt[1],
+            gt[0] + w as f64 * gt[1],
+            gt[3],
+        ]
     }
 }
 
@@ -97,8 +104,11 @@ pub fn to_web_mercator(source: Dataset) -> Result<Warped, String> {
         }
         if has_nodata {
             // A pixel is nodata only when all its bands are (what gdal2tiles asks for).
-            (*wo).papszWarpOptions =
-                CSLSetNameValue((*wo).papszWarpOptions, c"UNIFIED_SRC_NODATA".as_ptr(), c"YES".as_ptr());
+            (*wo).papszWarpOptions = CSLSetNameValue(
+                (*wo).papszWarpOptions,
+                c"UNIFIED_SRC_NODATA".as_ptr(),
+                c"YES".as_ptr(),
+            );
         }
         (*wo).papszWarpOptions =
             CSLSetNameValue((*wo).papszWarpOptions, c"INIT_DEST".as_ptr(), c"0".as_ptr());
@@ -143,6 +153,9 @@ mod tests {
         assert_eq!(warped.vrt.raster_count(), 4);
         let b = warped.bounds();
         // gdalwarp -t_srs EPSG:3857 puts RGB.byte.tif at about x -8.79e6..-8.53e6, y 2.70e6..2.94e6.
-        assert!(b[0] < -8.7e6 && b[2] > -8.6e6 && b[1] > 2.6e6 && b[3] < 3.0e6, "{b:?}");
+        assert!(
+            b[0] < -8.7e6 && b[2] > -8.6e6 && b[1] > 2.6e6 && b[3] < 3.0e6,
+            "{b:?}"
+        );
     }
 }
