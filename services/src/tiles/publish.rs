@@ -11,7 +11,8 @@ use crate::stac;
 /// A self-contained page showing the tiles on a Leaflet map over OpenStreetMap (both loaded
 /// from their public CDNs by the viewer's browser); tile URLs are relative, so the page works
 /// from the output folder as it is, served or opened from disk.
-pub fn map_page(p: &TiledRasterParams, bbox: [f64; 4]) -> String {
+/// The page records the job and task that wrote it in `<meta>` tags.
+pub fn map_page(p: &TiledRasterParams, bbox: [f64; 4], job_id: &str, task_id: &str) -> String {
     let [w, s, e, n] = bbox;
     let title = html_escape(&p.stem());
     format!(
@@ -21,6 +22,8 @@ pub fn map_page(p: &TiledRasterParams, bbox: [f64; 4]) -> String {
 <meta charset="utf-8">
 <title>{title} - Tessera tiles</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="tessera:job_id" content="{job_id}">
+<meta name="tessera:task_id" content="{task_id}">
 <link rel="stylesheet" href="https://unpkg.com/leaflet@1.9.4/dist/leaflet.css">
 <script src="https://unpkg.com/leaflet@1.9.4/dist/leaflet.js"></script>
 <style>html, body, #map {{ height: 100%; margin: 0; }}</style>
