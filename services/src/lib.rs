@@ -41,6 +41,7 @@ impl Services {
         if std::env::var_os("GDAL_CACHEMAX").is_none() {
             let _ = gdal::config::set_config_option("GDAL_CACHEMAX", "256");
         }
+        route_gdal_messages();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Services {
             blobs: Blobs::local(data_dir),
@@ -64,6 +65,25 @@ impl Services {
             .prefix("tessera-")
             .tempdir_in(&self.scratch)
     }
+}
+
+/// GDAL's own messages go to `tracing` (with the task's span) instead of straight to stderr:
+/// probing a blob that is not a raster is expected, and its error comes back as a typed
+/// error anyway (GDAL still records the last message for the binding).
+fn route_gdal_messages() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        gdal::config::set_error_handler(|class, number, message| {
+            use gdal::errors::CplErrType;
+            match class {
+                CplErrType::Fatal => tracing::error!(gdal_error = number, "GDAL: {message}"),
+                CplErrType::Failure | CplErrType::Warning => {
+                    tracing::debug!(gdal_error = number, "GDAL: {message}")
+                }
+                _ => tracing::trace!(gdal_error = number, "GDAL: {message}"),
+            }
+        });
+    });
 }
 
 /// Register every handler of this crate.
