@@ -24,6 +24,9 @@ impl Engine {
         task: TaskRecord,
     ) -> Result<(), RuntimeError> {
         let mut worklist = vec![task];
+        // A group with an unfinished member means an unfinished job: no completion check then
+        // (that member's own follow-up will do it). Saves a query per task of a fan-out.
+        let mut job_unfinished = false;
         while let Some(task) = worklist.pop() {
             debug_assert!(task.status.is_terminal());
             if task.status == TaskStatus::Failed && job.outcome_policy == OutcomePolicy::FailFast {
@@ -72,6 +75,7 @@ impl Engine {
                         .any_unfinished(&job.id, Some(group))
                         .await?
                 {
+                    job_unfinished = true;
                     continue;
                 }
                 for barrier in barriers {
@@ -80,6 +84,9 @@ impl Engine {
                     }
                 }
             }
+        }
+        if job_unfinished {
+            return Ok(());
         }
         self.check_completion(&job.id).await
     }
