@@ -69,56 +69,27 @@ impl Window {
         (x, y, width, height): (i64, i64, usize, usize),
         stretch: Option<&[Stretch]>,
     ) -> Result<Window, String> {
-        let err = |e: gdal::errors::GdalError| format!("reading the warped raster: {e}");
+        let window = (x as isize, y as isize, width, height);
         let n = width * height;
         let mut data = Vec::with_capacity(warped.data_bands);
         for i in 0..warped.data_bands {
-            let band = warped.vrt.rasterband(i + 1).map_err(err)?;
-            let is_byte = band.band_type() == gdal::raster::GdalDataType::UInt8;
-            let plane = match (is_byte, stretch) {
-                (true, None) => {
-                    band.read_as::<u8>(
-                        (x as isize, y as isize),
-                        (width, height),
-                        (width, height),
-                        None,
-                    )
-                    .map_err(err)?
-                    .into_shape_and_vec()
-                    .1
-                }
-                (_, s) => {
-                    let values = band
-                        .read_as::<f64>(
-                            (x as isize, y as isize),
-                            (width, height),
-                            (width, height),
-                            None,
-                        )
-                        .map_err(err)?
-                        .into_shape_and_vec()
-                        .1;
-                    let st = s
-                        .and_then(|s| s.get(i).copied())
-                        .unwrap_or_else(|| min_max(&values));
-                    values.iter().map(|v| st.apply(*v)).collect()
-                }
+            let is_byte = warped
+                .vrt
+                .rasterband(i + 1)
+                .map(|b| b.band_type() == gdal::raster::GdalDataType::UInt8)
+                .unwrap_or(false);
+            let plane = if is_byte && stretch.is_none() {
+                read_band::<u8>(warped, i + 1, window)?
+            } else {
+                let values = read_band::<f64>(warped, i + 1, window)?;
+                let st = stretch
+                    .and_then(|s| s.get(i).copied())
+                    .unwrap_or_else(|| min_max(&values));
+                values.iter().map(|v| st.apply(*v)).collect()
             };
             data.push(plane);
         }
-        let alpha = warped
-            .vrt
-            .rasterband(warped.alpha_band())
-            .map_err(err)?
-            .read_as::<u8>(
-                (x as isize, y as isize),
-                (width, height),
-                (width, height),
-                None,
-            )
-            .map_err(err)?
-            .into_shape_and_vec()
-            .1;
+        let alpha = read_band::<u8>(warped, warped.alpha_band(), window)?;
         // Where nothing is drawn, no colour either (a stretched 0 outside the source is not 0).
         for plane in &mut data {
             for (v, a) in plane.iter_mut().zip(&alpha) {
@@ -147,6 +118,24 @@ impl Window {
             planes,
         })
     }
+}
+
+/// One band of a window of the warped raster.
+fn read_band<T: Copy + gdal::raster::GdalType>(
+    warped: &Warped,
+    band: usize,
+    (x, y, width, height): (isize, isize, usize, usize),
+) -> Result<Vec<T>, String> {
+    let err = |e: gdal::errors::GdalError| format!("reading band {band} of the warped raster: {e}");
+    let size = (width, height);
+    Ok(warped
+        .vrt
+        .rasterband(band)
+        .map_err(err)?
+        .read_as::<T>((x, y), size, size, None)
+        .map_err(err)?
+        .into_shape_and_vec()
+        .1)
 }
 
 fn min_max(values: &[f64]) -> Stretch {
