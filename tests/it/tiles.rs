@@ -106,11 +106,17 @@ fn tiles_match_gdal2tiles_on_rgb_byte_zooms_7_to_13() {
     assert_eq!(tilejson["tessera"]["job_id"], job["id"]);
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains("{z}/{x}/{y}.png") && html.contains("fitBounds"));
-    assert!(html.contains(job["id"].as_str().unwrap()), "the map page names its job");
+    assert!(
+        html.contains(job["id"].as_str().unwrap()),
+        "the map page names its job"
+    );
     // So do the tiles (PNG text chunks) and the STAC item of the COG.
     let tile = std::fs::read(out.join("13/2320/3520.png")).unwrap();
     let id = job["id"].as_str().unwrap().as_bytes();
-    assert!(tile.windows(id.len()).any(|w| w == id), "tile without its job id");
+    assert!(
+        tile.windows(id.len()).any(|w| w == id),
+        "tile without its job id"
+    );
     let item: Value =
         serde_json::from_slice(&std::fs::read(out.join("RGB.byte.stac.json")).unwrap()).unwrap();
     assert_eq!(item["properties"]["tessera:job_id"], job["id"]);
