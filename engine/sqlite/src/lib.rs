@@ -27,6 +27,7 @@ use tokio::sync::Notify;
 use db::{Db, sql};
 
 const TASKS_QUEUE: &str = "tasks";
+/// The poison queue (also spelled out in `dead_letter`'s statement).
 const POISON_QUEUE: &str = "tasks-poison";
 const TERMINAL: &str = "('SUCCEEDED','FAILED','SKIPPED','CANCELLED')";
 /// Reader connections (threads) per process, beside the one writer.
@@ -687,11 +688,36 @@ impl TaskQueue for SqliteBackend {
     }
 
     async fn delete(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        self.with_receipt(delivery, "DELETE FROM queue WHERE id = ?1 AND receipt = ?2")
+            .await
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        self.with_receipt(
+            delivery,
+            "UPDATE queue SET queue = 'tasks-poison' WHERE id = ?1 AND receipt = ?2",
+        )
+        .await
+    }
+
+    async fn wait_for_messages(&self, max_wait: Duration) {
+        // Sends from this process wake us at once; other processes' sends are seen by polling.
+        let _ = tokio::time::timeout(max_wait, self.notify.notified()).await;
+    }
+}
+
+impl SqliteBackend {
+    /// Run `statement` (`?1` message id, `?2` receipt) on a message this delivery still holds.
+    async fn with_receipt(
+        &self,
+        delivery: &Delivery,
+        statement: &'static str,
+    ) -> Result<(), QueueError> {
         let (id, receipt) = (delivery.message_id.clone(), delivery.receipt.clone());
         let n = self
             .db
             .call(move |c| {
-                c.prepare_cached("DELETE FROM queue WHERE id = ?1 AND receipt = ?2")
+                c.prepare_cached(statement)
                     .map_err(sql)?
                     .execute(params![id, receipt])
                     .map_err(sql)
@@ -705,32 +731,6 @@ impl TaskQueue for SqliteBackend {
                 message_id: delivery.message_id.clone(),
             })
         }
-    }
-
-    async fn dead_letter(&self, delivery: &Delivery) -> Result<(), QueueError> {
-        let (id, receipt) = (delivery.message_id.clone(), delivery.receipt.clone());
-        let n = self
-            .db
-            .call(move |c| {
-                c.prepare_cached("UPDATE queue SET queue = ?1 WHERE id = ?2 AND receipt = ?3")
-                    .map_err(sql)?
-                    .execute(params![POISON_QUEUE, id, receipt])
-                    .map_err(sql)
-            })
-            .await
-            .map_err(queue_error)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(QueueError::LeaseLost {
-                message_id: delivery.message_id.clone(),
-            })
-        }
-    }
-
-    async fn wait_for_messages(&self, max_wait: Duration) {
-        // Sends from this process wake us at once; other processes' sends are seen by polling.
-        let _ = tokio::time::timeout(max_wait, self.notify.notified()).await;
     }
 }
 
