@@ -1,6 +1,8 @@
 //! The backend conformance suite: the same checks run unchanged against every backend
 //! (in-memory, SQLite, Azure). A backend crate instantiates it with
 //! `engine::conformance_tests!(async || -> (Backend, Guard) { ... });`, one test per check.
+//!
+//! Leases and delays are whole seconds: Azure Storage Queues count visibility in seconds.
 
 use std::time::Duration;
 
@@ -367,11 +369,7 @@ pub async fn queue_lease_hides_and_redelivers(b: Backend) {
         .send(&["m1".into(), "m2".into()], Duration::ZERO)
         .await
         .unwrap();
-    let got = b
-        .queue
-        .receive(10, Duration::from_millis(400))
-        .await
-        .unwrap();
+    let got = b.queue.receive(10, Duration::from_secs(1)).await.unwrap();
     let mut bodies: Vec<_> = got.iter().map(|d| d.body.as_str()).collect();
     bodies.sort();
     assert_eq!(bodies, ["m1", "m2"]);
@@ -385,7 +383,7 @@ pub async fn queue_lease_hides_and_redelivers(b: Backend) {
         "leased messages are hidden"
     );
     b.queue.delete(&got[0]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let again = b.queue.receive(10, Duration::from_secs(5)).await.unwrap();
     assert_eq!(
         again.len(),
@@ -400,7 +398,7 @@ pub async fn queue_lease_hides_and_redelivers(b: Backend) {
 
 pub async fn queue_delay_and_receipts(b: Backend) {
     b.queue
-        .send(&["later".into()], Duration::from_millis(500))
+        .send(&["later".into()], Duration::from_secs(1))
         .await
         .unwrap();
     assert!(
@@ -411,10 +409,10 @@ pub async fn queue_delay_and_receipts(b: Backend) {
             .is_empty(),
         "delayed message not visible yet"
     );
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let mut d = b
         .queue
-        .receive(1, Duration::from_millis(300))
+        .receive(1, Duration::from_secs(1))
         .await
         .unwrap()
         .pop()
@@ -425,7 +423,7 @@ pub async fn queue_delay_and_receipts(b: Backend) {
         .await
         .unwrap();
     assert_ne!(d.receipt, old.receipt, "extending changes the receipt");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     assert!(
         b.queue
             .receive(1, Duration::from_secs(5))
