@@ -35,11 +35,39 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where job and task state, the task queue and events live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// The embedded SQLite file (`--db`).
+    Sqlite,
+    /// Azure Storage: Table Storage, Storage Queues and Blob (`--connection-string` or
+    /// `--storage-account`).
+    Azure,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct DbArgs {
+    /// Storage backend.
+    #[arg(long, value_enum, default_value_t = BackendKind::Sqlite, env = "TESSERA_BACKEND")]
+    pub backend: BackendKind,
     /// SQLite database file (created if missing).
     #[arg(long, default_value = "tessera.db", env = "TESSERA_DB")]
     pub db: PathBuf,
+    /// Azure: storage connection string (account key, SAS, or `UseDevelopmentStorage=true`).
+    #[arg(
+        long,
+        env = "AZURE_STORAGE_CONNECTION_STRING",
+        hide_env_values = true,
+        value_name = "STRING"
+    )]
+    pub connection_string: Option<String>,
+    /// Azure: storage account authenticated with Entra ID (managed identity, workload
+    /// identity, environment or Azure CLI credentials); used when no connection string is set.
+    #[arg(long, env = "AZURE_STORAGE_ACCOUNT", value_name = "NAME")]
+    pub storage_account: Option<String>,
+    /// Azure: prefix of the table, queue and container names (lowercase letters and digits).
+    #[arg(long, default_value = "tessera", env = "TESSERA_AZURE_PREFIX")]
+    pub azure_prefix: String,
     /// Queue lease (visibility timeout) in seconds; a crashed worker's tasks come back after it.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub lease_secs: u64,

@@ -1,5 +1,5 @@
-//! `tessera`: the command-line host. Wires the engine to the embedded SQLite backend and the
-//! registered job types, and maps errors to documented exit codes.
+//! `tessera`: the command-line host. Wires the engine to a backend (embedded SQLite or Azure
+//! Storage) and the registered job types, and maps errors to documented exit codes.
 
 mod cli;
 mod output;
@@ -14,11 +14,12 @@ use clap::Parser;
 use engine::ports::{Backend, PageRequest};
 use engine::runtime::{JobQueryError, SubmitError, WorkerConfig, run_sweeper, run_worker};
 use engine::{Engine, EngineConfig, JobId, OutcomePolicy, SubmitOptions};
+use engine_azure::{AzureBackend, AzureConfig, ConnectError, Credentials};
 use engine_sqlite::{SqliteBackend, SqliteConfig};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use cli::{Cli, Command, DbArgs, LogFormat, ParamsArgs};
+use cli::{BackendKind, Cli, Command, DbArgs, LogFormat, ParamsArgs};
 
 /// Exit codes (docs/errors.md).
 pub const EXIT_OK: u8 = 0;
@@ -98,7 +99,23 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
     EXIT_INTERNAL
 }
 
-fn open_engine(db: &DbArgs) -> anyhow::Result<Engine> {
+async fn open_engine(db: &DbArgs) -> anyhow::Result<Engine> {
+    let backend = match db.backend {
+        BackendKind::Sqlite => open_sqlite(db)?,
+        BackendKind::Azure => open_azure(db).await?,
+    };
+    let config = EngineConfig {
+        lease: Duration::from_secs(db.lease_secs),
+        ..EngineConfig::default()
+    };
+    Ok(Engine::new(
+        backend,
+        controllers::registry(&services::Services::local(&db.data_dir)),
+        config,
+    ))
+}
+
+fn open_sqlite(db: &DbArgs) -> anyhow::Result<Backend> {
     if let Some(parent) = db.db.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {
             return Err(InputError(format!(
@@ -110,15 +127,31 @@ fn open_engine(db: &DbArgs) -> anyhow::Result<Engine> {
         }
     }
     let backend = SqliteBackend::open(&db.db, &SqliteConfig::default())?;
-    let config = EngineConfig {
-        lease: Duration::from_secs(db.lease_secs),
-        ..EngineConfig::default()
+    Ok(Backend::from_all(backend))
+}
+
+async fn open_azure(db: &DbArgs) -> anyhow::Result<Backend> {
+    let credentials = match (&db.connection_string, &db.storage_account) {
+        (Some(s), _) => Credentials::ConnectionString(s.clone()),
+        (None, Some(account)) => Credentials::EntraId {
+            account: account.clone(),
+        },
+        (None, None) => {
+            return Err(InputError(
+                "--backend azure needs --connection-string (AZURE_STORAGE_CONNECTION_STRING) \
+                 or --storage-account (AZURE_STORAGE_ACCOUNT)"
+                    .into(),
+            )
+            .into());
+        }
     };
-    Ok(Engine::new(
-        Backend::from_all(backend),
-        controllers::registry(&services::Services::local(&db.data_dir)),
-        config,
-    ))
+    let config = AzureConfig::new(credentials).with_prefix(db.azure_prefix.clone());
+    match AzureBackend::connect(&config).await {
+        Ok(backend) => Ok(backend.backend()),
+        Err(ConnectError::Config(e)) => Err(InputError(format!("azure backend: {e}")).into()),
+        Err(e) => Err(anyhow::Error::new(e)
+            .context("azure backend: connecting to the storage account failed")),
+    }
 }
 
 fn read_params(args: &ParamsArgs) -> anyhow::Result<Value> {
@@ -165,13 +198,13 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             force,
             json,
         } => {
-            let engine = open_engine(&db)?;
+            let engine = open_engine(&db).await?;
             let options = submit_options(&params, force);
             let params = read_params(&params)?;
             run::run(&engine, &job_type, params, options, workers as usize, json).await
         }
         Command::Worker { db, concurrency } => {
-            let engine = open_engine(&db)?;
+            let engine = open_engine(&db).await?;
             let shutdown = CancellationToken::new();
             let config = WorkerConfig {
                 concurrency: concurrency as usize,
@@ -194,7 +227,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             force,
             json,
         } => {
-            let engine = open_engine(&db)?;
+            let engine = open_engine(&db).await?;
             let options = submit_options(&params, force);
             let params = read_params(&params)?;
             let submission = engine.submit(&job_type, params, options).await?;
@@ -215,7 +248,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Status { id, db, json } => {
-            let engine = open_engine(&db)?;
+            let engine = open_engine(&db).await?;
             let view = engine.status(&parse_id(&id)?).await?;
             if json {
                 output::print_json(&view)?;
@@ -225,7 +258,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(output::exit_code(view.job.status))
         }
         Command::Cancel { id, db, json } => {
-            let engine = open_engine(&db)?;
+            let engine = open_engine(&db).await?;
             let id = parse_id(&id)?;
             engine.cancel(&id).await?;
             let view = engine.status(&id).await?;
@@ -237,7 +270,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Jobs { db, limit, json } => {
-            let engine = open_engine(&db)?;
+            let engine = open_engine(&db).await?;
             let page = engine
                 .backend()
                 .jobs
@@ -255,7 +288,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Events { id, db, follow } => {
-            let engine = open_engine(&db)?;
+            let engine = open_engine(&db).await?;
             let id = parse_id(&id)?;
             engine.status(&id).await?;
             output::print_events(&engine, &id, follow).await?;

@@ -1,16 +1,16 @@
-//! Two `tessera worker` processes share a database; one is SIGKILLed mid-task. Its tasks come
-//! back after their lease, the other worker finishes them, and the job closes exactly once.
+//! Two `tessera worker` processes share a store (SQLite file, or Azure Storage on Azurite); one
+//! is SIGKILLed mid-task. Its tasks come back after their lease, the other worker finishes
+//! them, and the job closes exactly once.
 
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use engine::ports::{Backend, PageRequest, TaskQuery};
 use engine::{JobId, JobStatus, TaskStatus};
-use engine_sqlite::{SqliteBackend, SqliteConfig};
 
-use crate::support::{run_json, tessera, wait_for};
+use crate::support::{Store, azurite_connection, wait_for};
 
-struct Worker(Child);
+pub struct Worker(pub Child);
 
 impl Drop for Worker {
     fn drop(&mut self) {
@@ -19,8 +19,9 @@ impl Drop for Worker {
     }
 }
 
-fn worker(db: &std::path::Path, name: &str) -> Worker {
-    let child = tessera(db, &["worker", "--concurrency", "4", "--lease-secs", "2"])
+pub fn worker(store: &Store, name: &str) -> Worker {
+    let child = store
+        .tessera(&["worker", "--concurrency", "4", "--lease-secs", "2"])
         .env("HOSTNAME", name)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -32,24 +33,29 @@ fn worker(db: &std::path::Path, name: &str) -> Worker {
 #[test]
 fn sigkill_of_a_worker_mid_task_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("tessera.db");
-    let (code, job) = run_json(
-        &db,
-        &[
-            "submit",
-            "synthetic",
-            "--params",
-            r#"{"n": 24, "sleep_ms": 700, "label": "crash"}"#,
-        ],
-    );
+    sigkill_case(&Store::Sqlite(dir.path().join("tessera.db")));
+}
+
+#[test]
+fn azure_sigkill_of_a_worker_mid_task_loses_nothing() {
+    sigkill_case(&Store::azure(azurite_connection()));
+}
+
+fn sigkill_case(store: &Store) {
+    let (code, job) = store.run_json(&[
+        "submit",
+        "synthetic",
+        "--params",
+        r#"{"n": 24, "sleep_ms": 700, "label": "crash"}"#,
+    ]);
     assert_eq!(code, 0, "{job}");
     let id: JobId = job["id"].as_str().unwrap().parse().unwrap();
 
-    let mut a = worker(&db, "victim");
-    let _b = worker(&db, "survivor");
+    let mut a = worker(store, "victim");
+    let _b = worker(store, "survivor");
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let backend = Backend::from_all(SqliteBackend::open(&db, &SqliteConfig::default()).unwrap());
+    let backend = rt.block_on(store.backend());
     let running_on_victim = |backend: &Backend| {
         let query = TaskQuery {
             group: None,

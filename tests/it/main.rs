@@ -3,10 +3,12 @@
 //! - `jcs`: RFC 8785 vectors and ID golden values
 //! - `scheduling`: property test of the runtime over random DAGs (in-memory backend)
 //! - `cli`: the `tessera` binary on a real SQLite file
-//! - `crash`: SIGKILL of a worker process mid-job loses nothing
+//! - `crash`: SIGKILL of a worker process mid-job loses nothing (SQLite and Azure)
+//! - `azure`: the Azure backend on Azurite: CLI, bad configuration, storage restart
 //! - `geo`: `list_container`, `cog_conversion` (checked by GDAL's COG validator), `sync_container`
 //! - `tiles`: `tiled_raster` against `gdal2tiles.py`, bad input
 
+mod azure;
 mod cli;
 mod crash;
 mod geo;

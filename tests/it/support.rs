@@ -51,11 +51,15 @@ pub fn tessera(db: &Path, args: &[&str]) -> Command {
 
 /// Run and return (exit code, stdout, stderr).
 pub fn run(db: &Path, args: &[&str]) -> (i32, String, String) {
+    output(tessera(db, args))
+}
+
+fn output(mut cmd: Command) -> (i32, String, String) {
     let Output {
         status,
         stdout,
         stderr,
-    } = tessera(db, args).output().expect("running tessera");
+    } = cmd.output().expect("running tessera");
     (
         status.code().unwrap_or(-1),
         String::from_utf8_lossy(&stdout).into_owned(),
@@ -65,9 +69,11 @@ pub fn run(db: &Path, args: &[&str]) -> (i32, String, String) {
 
 /// Run with `--json` and parse stdout.
 pub fn run_json(db: &Path, args: &[&str]) -> (i32, Value) {
-    let mut all: Vec<&str> = args.to_vec();
-    all.push("--json");
-    let (code, stdout, stderr) = run(db, &all);
+    json_output(tessera(db, &[args, &["--json"]].concat()))
+}
+
+fn json_output(cmd: Command) -> (i32, Value) {
+    let (code, stdout, stderr) = output(cmd);
     let value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout:?}; stderr: {stderr}"));
     (code, value)
@@ -105,4 +111,79 @@ pub fn data_dir_with(container: &str, fixtures: &[&str]) -> tempfile::TempDir {
         std::fs::copy(fixture(name), target.join(name)).unwrap();
     }
     dir
+}
+
+/// Where a test's jobs live: a SQLite file, or a fresh prefix on an Azurite.
+pub enum Store {
+    Sqlite(PathBuf),
+    Azure { connection: String, prefix: String },
+}
+
+/// The connection string of the Azurite that `cargo xtask test` started.
+pub fn azurite_connection() -> String {
+    std::env::var("TESSERA_AZURITE").expect(
+        "TESSERA_AZURITE is not set: run the tests with `cargo xtask test` (it starts Azurite)",
+    )
+}
+
+/// The `azurite` launcher, for tests that start their own (restart tests).
+pub fn azurite_bin() -> PathBuf {
+    std::env::var_os("TESSERA_AZURITE_BIN")
+        .map(PathBuf::from)
+        .expect("TESSERA_AZURITE_BIN is not set: run the tests with `cargo xtask test`")
+}
+
+impl Store {
+    /// A fresh set of tables and queues on the Azurite at `connection`.
+    pub fn azure(connection: String) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Store::Azure {
+            connection,
+            prefix: format!("it{}x{nanos:x}x{n}", std::process::id()),
+        }
+    }
+
+    /// `tessera ARGS` on this store.
+    pub fn tessera(&self, args: &[&str]) -> Command {
+        match self {
+            Store::Sqlite(db) => tessera(db, args),
+            Store::Azure { connection, prefix } => {
+                let mut cmd = Command::new(tessera_bin());
+                cmd.args(args)
+                    .env("RUST_LOG", "warn")
+                    .env("TESSERA_BACKEND", "azure")
+                    .env("AZURE_STORAGE_CONNECTION_STRING", connection)
+                    .env("TESSERA_AZURE_PREFIX", prefix);
+                cmd
+            }
+        }
+    }
+
+    pub fn run_json(&self, args: &[&str]) -> (i32, Value) {
+        json_output(self.tessera(&[args, &["--json"]].concat()))
+    }
+
+    /// The engine's ports on this store, to inspect what the processes did.
+    pub async fn backend(&self) -> engine::ports::Backend {
+        match self {
+            Store::Sqlite(db) => engine::ports::Backend::from_all(
+                engine_sqlite::SqliteBackend::open(db, &engine_sqlite::SqliteConfig::default())
+                    .expect("opening the database"),
+            ),
+            Store::Azure { connection, prefix } => {
+                let config = engine_azure::AzureConfig::new(
+                    engine_azure::Credentials::ConnectionString(connection.clone()),
+                )
+                .with_prefix(prefix.clone());
+                engine_azure::AzureBackend::connect(&config)
+                    .await
+                    .expect("connecting to Azurite")
+                    .backend()
+            }
+        }
+    }
 }

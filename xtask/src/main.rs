@@ -87,6 +87,11 @@ pub fn ensure_gdal() -> anyhow::Result<()> {
         "Installing GDAL ({}) with apt-get...",
         GDAL_PACKAGES.join(" ")
     );
+    apt_install(GDAL_PACKAGES).context("installing GDAL (needs root or sudo)")
+}
+
+/// `apt-get update` then install `packages` (with sudo unless root).
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     let sudo = !nix_is_root();
     let apt = |args: &[&str]| {
         let mut cmd = if sudo {
@@ -102,8 +107,34 @@ pub fn ensure_gdal() -> anyhow::Result<()> {
     };
     apt(&["update", "-qq"])?;
     let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    install.extend_from_slice(GDAL_PACKAGES);
-    apt(&install).context("installing GDAL (needs root or sudo)")
+    install.extend_from_slice(packages);
+    apt(&install)
+}
+
+/// Azurite (the Azure Storage emulator) from npm, installed under target/azurite when
+/// missing (Node.js and npm from apt-get when those are missing too).
+pub fn ensure_azurite(root: &Path) -> anyhow::Result<PathBuf> {
+    let prefix = root.join("target/azurite");
+    let bin = prefix.join("node_modules/.bin/azurite");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    let have_npm = Command::new("npm")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_npm {
+        println!("Installing Node.js and npm with apt-get (for Azurite)...");
+        apt_install(&["nodejs", "npm"]).context("installing npm (needs root or sudo)")?;
+    }
+    println!("Installing Azurite from npm into {}...", prefix.display());
+    run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+        .arg(&prefix)
+        .arg("azurite@3"))
+    .context("installing Azurite with npm")?;
+    Ok(bin)
 }
 
 fn nix_is_root() -> bool {
@@ -177,9 +208,18 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     run(cargo()
         .current_dir(root)
         .args(["build", "-p", "function-host", "--bin", "tessera"]))?;
+    // The Azure backend's tests run against Azurite: one for the run (each test uses its own
+    // table and queue prefix), and the launcher for tests that start their own.
+    let azurite_bin = ensure_azurite(root)?;
+    let azurite =
+        engine_azure::azurite::Azurite::start(&azurite_bin, None).context("starting Azurite")?;
     let mut cmd = cargo();
     cmd.current_dir(root)
         .args(["test", "--workspace", "--all-features"])
-        .args(extra);
-    run(&mut cmd)
+        .args(extra)
+        .env("TESSERA_AZURITE", azurite.connection_string())
+        .env("TESSERA_AZURITE_BIN", &azurite_bin);
+    let result = run(&mut cmd);
+    drop(azurite);
+    result
 }

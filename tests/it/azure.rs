@@ -1,0 +1,122 @@
+//! The Azure backend end to end on Azurite: the CLI, and a job that resumes after the storage
+//! went away (Azurite killed mid-job, restarted on the same ports with `--location`).
+
+use std::time::Duration;
+
+use engine::{JobId, JobStatus, TaskStatus};
+use engine_azure::azurite::Azurite;
+
+use crate::crash::worker;
+use crate::support::{Store, azurite_bin, azurite_connection, wait_for};
+
+#[test]
+fn azure_run_is_idempotent_and_reports_like_sqlite() {
+    let store = Store::azure(azurite_connection());
+    let (code, job) = store.run_json(&["run", "hello_world", "--params", r#"{"n": 30}"#]);
+    assert_eq!(code, 0, "{job}");
+    assert_eq!(job["status"], "SUCCEEDED");
+    assert_eq!(job["result"]["greetings"], 30);
+    assert_eq!(job["tasks"]["SUCCEEDED"], 31);
+    let (code, again) = store.run_json(&["run", "hello_world", "--params", r#"{"n": 30}"#]);
+    assert_eq!((code, &again["id"]), (0, &job["id"]), "the same job");
+    let (code, failed) = store.run_json(&[
+        "run",
+        "hello_world",
+        "--params",
+        r#"{"n": 10, "fail_every": 5}"#,
+    ]);
+    assert_eq!((code, failed["status"].as_str()), (1, Some("FAILED")));
+}
+
+#[test]
+fn azure_bad_configuration_fails_fast_and_names_the_endpoint() {
+    // A closed port: refused at once, bounded retries, the endpoint in the message.
+    let closed = engine_azure::azurite_connection_string("127.0.0.1", 9, 9, 9);
+    let store = Store::azure(closed);
+    let started = std::time::Instant::now();
+    let out = store.tessera(&["jobs"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("http://127.0.0.1:9/devstoreaccount1"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A wrong key: 403, no retry loop, a hint.
+    let good = azurite_connection();
+    let key_start = good.find("AccountKey=").unwrap() + "AccountKey=".len();
+    let key_end = key_start + good[key_start..].find(';').unwrap();
+    let bad = format!("{}a2V5a2V5{}", &good[..key_start], &good[key_end..]);
+    let out = Store::azure(bad).tessera(&["jobs"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("HTTP 403"), "{stderr}");
+    assert!(stderr.contains("account key"), "{stderr}");
+
+    // Neither a connection string nor an account: invalid input, the flags named.
+    let out = store
+        .tessera(&["jobs"])
+        .env_remove("AZURE_STORAGE_CONNECTION_STRING")
+        .env_remove("AZURE_STORAGE_ACCOUNT")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--connection-string"), "{stderr}");
+}
+
+#[test]
+fn azure_job_resumes_after_the_storage_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut azurite = Azurite::start(&azurite_bin(), Some(dir.path())).expect("starting Azurite");
+    let store = Store::azure(azurite.connection_string());
+    let (code, job) = store.run_json(&[
+        "submit",
+        "synthetic",
+        "--params",
+        r#"{"n": 16, "sleep_ms": 400, "label": "restart"}"#,
+    ]);
+    assert_eq!(code, 0, "{job}");
+    let id: JobId = job["id"].as_str().unwrap().parse().unwrap();
+    let mut w = worker(&store, "steady");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let backend = rt.block_on(store.backend());
+    wait_for("some tasks to finish", Duration::from_secs(60), || {
+        let counts = rt.block_on(backend.tasks.count_tasks(&id, None)).ok()?;
+        (counts.get(TaskStatus::Succeeded) >= 2).then_some(())
+    });
+    azurite.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        w.0.try_wait().unwrap().is_none(),
+        "the worker survives the outage"
+    );
+    azurite.restart().expect("restarting Azurite");
+
+    let done = wait_for("the job to finish", Duration::from_secs(120), || {
+        let job = rt.block_on(backend.jobs.get_job(&id)).ok()??;
+        let unfinished = rt.block_on(backend.tasks.any_unfinished(&id, None)).ok()?;
+        (job.status.is_terminal() && !unfinished).then_some(job)
+    });
+    assert_eq!(done.status, JobStatus::Succeeded, "{:?}", done.error);
+    let counts = rt.block_on(backend.tasks.count_tasks(&id, None)).unwrap();
+    assert_eq!(
+        (counts.total(), counts.get(TaskStatus::Succeeded)),
+        (17, 17)
+    );
+    let events = rt
+        .block_on(backend.events.events_after(&id, 0, 10_000))
+        .unwrap();
+    let closes = events
+        .iter()
+        .filter(|(_, e)| e.kind.name() == "job_completed")
+        .count();
+    assert_eq!(closes, 1, "closed exactly once");
+    let _ = w.0.kill();
+}
