@@ -27,6 +27,10 @@ pub const EXIT_JOB_UNSUCCESSFUL: u8 = 1;
 pub const EXIT_INVALID_INPUT: u8 = 2;
 pub const EXIT_INTERNAL: u8 = 3;
 
+/// The Azure backend of this process, when `--backend azure`: its operation counts are
+/// logged at exit.
+static AZURE: std::sync::OnceLock<std::sync::Arc<AzureBackend>> = std::sync::OnceLock::new();
+
 /// Bad input from the command line (params text, file, ID).
 #[derive(Debug)]
 struct InputError(String);
@@ -55,7 +59,17 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_INTERNAL);
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let result = runtime.block_on(dispatch(cli.command));
+    if let Some(azure) = AZURE.get() {
+        // Azure bills per request: what this process cost (benchmarks read this line).
+        let ops = azure.ops();
+        tracing::info!(
+            storage_ops = %serde_json::to_string(&ops).unwrap_or_default(),
+            total = ops.total(),
+            "storage operations of this process"
+        );
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -147,7 +161,10 @@ async fn open_azure(db: &DbArgs) -> anyhow::Result<Backend> {
     };
     let config = AzureConfig::new(credentials).with_prefix(db.azure_prefix.clone());
     match AzureBackend::connect(&config).await {
-        Ok(backend) => Ok(backend.backend()),
+        Ok(backend) => {
+            let _ = AZURE.set(backend.clone());
+            Ok(backend.backend())
+        }
         Err(ConnectError::Config(e)) => Err(InputError(format!("azure backend: {e}")).into()),
         Err(e) => Err(anyhow::Error::new(e)
             .context("azure backend: connecting to the storage account failed")),

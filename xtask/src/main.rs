@@ -2,9 +2,10 @@
 //!
 //! - `cargo xtask demo`  build and run the showcase job on the embedded backend
 //! - `cargo xtask test`  run every test (unit, conformance, property, integration)
-//! - `cargo xtask bench engine|tiles|cog`  benchmarks against their peers (docs/performance.md)
+//! - `cargo xtask bench engine|tiles|cog|azure`  benchmarks against their peers (docs/performance.md)
 
 mod bench;
+mod bench_azure;
 mod bench_geo;
 
 use std::path::{Path, PathBuf};
