@@ -61,6 +61,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(dispatch(cli.command));
     if let Some(azure) = AZURE.get() {
+        if let Err(e) = runtime.block_on(azure.flush_events()) {
+            tracing::warn!(error = %e, "events not stored at exit");
+        }
         // Azure bills per request: what this process cost (benchmarks read this line).
         let ops = azure.ops();
         tracing::info!(

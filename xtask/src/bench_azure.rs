@@ -70,7 +70,7 @@ fn tessera(bin: &Path, connection: &str, prefix: &str, args: &[&str]) -> Command
         .env("AZURE_STORAGE_CONNECTION_STRING", connection)
         .env("TESSERA_AZURE_PREFIX", prefix)
         .env("TESSERA_LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn,function_host=info");
+        .env("RUST_LOG", "warn,tessera=info");
     cmd
 }
 
@@ -98,7 +98,7 @@ fn add(a: &mut Value, b: &Value) {
     }
 }
 
-fn stop(mut child: Child) -> anyhow::Result<String> {
+fn stop(child: Child) -> anyhow::Result<String> {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()?;

@@ -1,19 +1,22 @@
 //! The per-job event stream in Table Storage.
 //!
 //! Events are written with *group commit*: concurrent `emit` calls of this process share one
-//! entity-group transaction per (job, partition) of up to 100 events, and each call returns
-//! once its events are stored. A job's events rotate over 16 partitions (`{job_id}~e{s}`),
+//! entity-group transaction per (job, partition) of up to 100 events. Job events are stored
+//! before `emit` returns; task events linger up to 100 ms in the background to share a
+//! transaction (a crash may lose the last 100 ms of task events, never task state). A job's events rotate over 16 partitions (`{job_id}~e{s}`),
 //! one per flush, so a busy job does not load one partition; readers merge them.
 //!
 //! Sequence numbers: `millis << 22 | process tag (10 bits) << 12 | counter (12 bits)`, so the
 //! order is the writers' clock order, exact within one process.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use engine::events::JobEvent;
+use azure_data_tables::prelude::TableClient;
+use engine::events::{EventKind, JobEvent};
 use engine::ids::JobId;
 use engine::ports::{EventLog, StoreError};
 use serde_json::Value;
@@ -21,11 +24,23 @@ use tokio::sync::oneshot;
 
 use crate::AzureBackend;
 use crate::codec::SHARDS;
+use crate::ops::Ops;
 use crate::tables::{self, BATCH, BatchOp, BatchOutcome, Entity, str_prop};
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
-pub(crate) struct GroupCommit {
+/// How long a task event may wait for others to share its transaction.
+const LINGER: Duration = Duration::from_millis(100);
+
+/// The event writer: group commit, plus a short linger for task events.
+#[derive(Clone)]
+pub(crate) struct EventWriter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    table: TableClient,
+    ops: Arc<Ops>,
     tag: u64,
     counter: AtomicU64,
     flushes: AtomicU64,
@@ -37,29 +52,12 @@ struct State {
     events: Vec<(u64, JobEvent)>,
     waiters: Vec<Waiter>,
     flushing: bool,
-}
-
-impl Default for GroupCommit {
-    fn default() -> Self {
-        GroupCommit {
-            tag: rand::random::<u64>() & 0x3ff,
-            counter: AtomicU64::new(0),
-            flushes: AtomicU64::new(0),
-            state: Mutex::new(State::default()),
-        }
-    }
-}
-
-impl GroupCommit {
-    fn seq(&self, at: i64) -> u64 {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed) & 0xfff;
-        (u64::try_from(at).unwrap_or(0) << 22) | (self.tag << 12) | n
-    }
+    scheduled: bool,
 }
 
 /// If the flushing call is dropped midway, the next `emit` must be able to lead: hand the
 /// leadership back and fail the waiters of what was not written.
-struct Flushing<'a>(&'a GroupCommit, bool);
+struct Flushing<'a>(&'a Inner, bool);
 
 impl Drop for Flushing<'_> {
     fn drop(&mut self) {
@@ -89,17 +87,88 @@ fn event_entity(pk: &str, seq: u64, event: &JobEvent) -> Result<Entity, StoreErr
     Ok(e)
 }
 
-impl AzureBackend {
+impl EventWriter {
+    pub fn new(table: TableClient, ops: Arc<Ops>) -> Self {
+        EventWriter {
+            inner: Arc::new(Inner {
+                table,
+                ops,
+                tag: rand::random::<u64>() & 0x3ff,
+                counter: AtomicU64::new(0),
+                flushes: AtomicU64::new(0),
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    /// Queue `events`; with `wait`, return once they (and all queued before) are stored,
+    /// else within [`LINGER`] in the background.
+    pub async fn emit(&self, events: &[JobEvent], wait: bool) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let mut state = inner.state.lock().expect("event state lock");
+            for event in events {
+                let seq = inner.seq(event.at.max(engine::model::now_millis()));
+                state.events.push((seq, event.clone()));
+            }
+            if wait {
+                state.waiters.push(tx);
+                !std::mem::replace(&mut state.flushing, true)
+            } else {
+                if !state.scheduled && !state.flushing {
+                    state.scheduled = true;
+                    let inner = inner.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(LINGER).await;
+                        let lead = {
+                            let mut state = inner.state.lock().expect("event state lock");
+                            state.scheduled = false;
+                            !std::mem::replace(&mut state.flushing, true)
+                        };
+                        if lead {
+                            inner.flush().await;
+                        }
+                    });
+                }
+                return Ok(());
+            }
+        };
+        if lead {
+            inner.flush().await;
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StoreError::Unavailable {
+                message: format!("event write: {message}"),
+                source: None,
+            }),
+            Err(_) => Err(StoreError::Unavailable {
+                message: "event writer stopped".into(),
+                source: None,
+            }),
+        }
+    }
+}
+
+impl Inner {
+    fn seq(&self, at: i64) -> u64 {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed) & 0xfff;
+        (u64::try_from(at).unwrap_or(0) << 22) | (self.tag << 12) | n
+    }
+
     /// Write what is pending until nothing is; only one flusher at a time.
-    async fn flush_events(&self) {
-        let writer = &self.event_writer;
-        let mut guard = Flushing(writer, false);
+    async fn flush(&self) {
+        let mut guard = Flushing(self, false);
         loop {
             let (events, waiters) = {
-                let mut state = writer.state.lock().expect("event state lock");
+                let mut state = self.state.lock().expect("event state lock");
                 if state.events.is_empty() {
                     state.flushing = false;
                     guard.1 = true;
+                    for waiter in state.waiters.drain(..) {
+                        let _ = waiter.send(Ok(()));
+                    }
                     return;
                 }
                 (
@@ -107,15 +176,15 @@ impl AzureBackend {
                     std::mem::take(&mut state.waiters),
                 )
             };
-            let shard = SHARDS[(writer.flushes.fetch_add(1, Ordering::Relaxed) % 16) as usize];
-            let result = self.write_events(events, shard).await;
+            let shard = SHARDS[(self.flushes.fetch_add(1, Ordering::Relaxed) % 16) as usize];
+            let result = self.write(events, shard).await;
             for waiter in waiters {
                 let _ = waiter.send(result.clone());
             }
         }
     }
 
-    async fn write_events(&self, events: Vec<(u64, JobEvent)>, shard: char) -> Result<(), String> {
+    async fn write(&self, events: Vec<(u64, JobEvent)>, shard: char) -> Result<(), String> {
         let mut by_job: BTreeMap<JobId, Vec<BatchOp>> = BTreeMap::new();
         for (seq, event) in &events {
             let pk = partition(&event.job_id, shard);
@@ -132,8 +201,7 @@ impl AzureBackend {
                 let rest = ops.split_off(ops.len().min(BATCH));
                 let chunk = std::mem::replace(&mut ops, rest);
                 let pk = pk.clone();
-                writes
-                    .push(async move { tables::batch(&self.ops, &self.events, &pk, chunk).await });
+                writes.push(async move { tables::batch(&self.ops, &self.table, &pk, chunk).await });
             }
         }
         for result in futures::future::join_all(writes).await {
@@ -147,37 +215,28 @@ impl AzureBackend {
     }
 }
 
+impl AzureBackend {
+    /// Store the events still lingering (before exit).
+    pub async fn flush_events(&self) -> Result<(), StoreError> {
+        self.event_writer.emit(&[], true).await
+    }
+}
+
 #[async_trait]
 impl EventLog for AzureBackend {
     async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
-        let writer = &self.event_writer;
-        let (tx, rx) = oneshot::channel();
-        let lead = {
-            let mut state = writer.state.lock().expect("event state lock");
-            for event in events {
-                let seq = writer.seq(event.at.max(engine::model::now_millis()));
-                state.events.push((seq, event.clone()));
-            }
-            state.waiters.push(tx);
-            !std::mem::replace(&mut state.flushing, true)
-        };
-        if lead {
-            self.flush_events().await;
-        }
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(StoreError::Unavailable {
-                message: format!("event write: {message}"),
-                source: None,
-            }),
-            Err(_) => Err(StoreError::Unavailable {
-                message: "event writer stopped".into(),
-                source: None,
-            }),
-        }
+        // Job-level events are stored before `emit` returns; task events may linger briefly
+        // to share a transaction (events are advisory: the state is in the task entities).
+        let wait = events.iter().any(|e| {
+            matches!(
+                e.kind,
+                EventKind::JobStarted { .. } | EventKind::JobCompleted { .. }
+            )
+        });
+        self.event_writer.emit(events, wait).await
     }
 
     async fn events_after(
@@ -186,6 +245,8 @@ impl EventLog for AzureBackend {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, JobEvent)>, StoreError> {
+        // Read-your-writes: what lingers is stored first.
+        self.flush_events().await?;
         let reads = SHARDS.iter().map(|&s| {
             let filter = format!(
                 "PartitionKey eq '{}' and RowKey gt '{after:020}'",

@@ -57,7 +57,7 @@ pub struct AzureBackend {
     pub(crate) poison: QueueClient,
     pub(crate) blobs: blob::Results,
     pub(crate) ops: Arc<Ops>,
-    pub(crate) event_writer: events::GroupCommit,
+    pub(crate) event_writer: events::EventWriter,
 }
 
 impl AzureBackend {
@@ -87,16 +87,18 @@ impl AzureBackend {
         .blob_service_client();
 
         let p = &config.prefix;
+        let ops = Arc::new(Ops::default());
+        let events = tables.table_client(format!("{p}events"));
         let backend = AzureBackend {
             jobs: tables.table_client(format!("{p}jobs")),
             job_index: tables.table_client(format!("{p}jobindex")),
             tasks: tables.table_client(format!("{p}tasks")),
-            events: tables.table_client(format!("{p}events")),
+            event_writer: events::EventWriter::new(events.clone(), ops.clone()),
+            events,
             queue: queues.queue_client(format!("{p}-tasks")),
             poison: queues.queue_client(format!("{p}-tasks-poison")),
             blobs: blob::Results::new(blobs.container_client(format!("{p}-results"))),
-            ops: Arc::new(Ops::default()),
-            event_writer: events::GroupCommit::default(),
+            ops,
         };
         let service = |endpoint: &str| {
             let endpoint = endpoint.to_owned();
