@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use engine::{JobId, JobStatus, TaskStatus};
+use engine::{JobId, TaskStatus};
 use engine_azure::azurite::Azurite;
 
-use crate::crash::worker;
+use crate::crash::{assert_closed_once, wait_succeeded, worker};
 use crate::support::{Store, azurite_bin, azurite_connection, wait_for};
 
 #[test]
@@ -99,24 +99,7 @@ fn azure_job_resumes_after_the_storage_restarts() {
     );
     azurite.restart().expect("restarting Azurite");
 
-    let done = wait_for("the job to finish", Duration::from_secs(120), || {
-        let job = rt.block_on(backend.jobs.get_job(&id)).ok()??;
-        let unfinished = rt.block_on(backend.tasks.any_unfinished(&id, None)).ok()?;
-        (job.status.is_terminal() && !unfinished).then_some(job)
-    });
-    assert_eq!(done.status, JobStatus::Succeeded, "{:?}", done.error);
-    let counts = rt.block_on(backend.tasks.count_tasks(&id, None)).unwrap();
-    assert_eq!(
-        (counts.total(), counts.get(TaskStatus::Succeeded)),
-        (17, 17)
-    );
-    let events = rt
-        .block_on(backend.events.events_after(&id, 0, 10_000))
-        .unwrap();
-    let closes = events
-        .iter()
-        .filter(|(_, e)| e.kind.name() == "job_completed")
-        .count();
-    assert_eq!(closes, 1, "closed exactly once");
+    wait_succeeded(&rt, &backend, &id, 17, Duration::from_secs(120));
+    assert_closed_once(&rt, &backend, &id);
     let _ = w.0.kill();
 }

@@ -85,19 +85,7 @@ fn sigkill_case(store: &Store) {
     a.0.kill().expect("SIGKILL");
     a.0.wait().unwrap();
 
-    let done = wait_for("the job to finish", Duration::from_secs(90), || {
-        let job = rt.block_on(backend.jobs.get_job(&id)).unwrap().unwrap();
-        let unfinished = rt
-            .block_on(backend.tasks.any_unfinished(&id, None))
-            .unwrap();
-        (job.status.is_terminal() && !unfinished).then_some(job)
-    });
-    assert_eq!(done.status, JobStatus::Succeeded, "{:?}", done.error);
-    let counts = rt.block_on(backend.tasks.count_tasks(&id, None)).unwrap();
-    assert_eq!(
-        (counts.total(), counts.get(TaskStatus::Succeeded)),
-        (25, 25)
-    );
+    let done = wait_succeeded(&rt, &backend, &id, 25, Duration::from_secs(90));
     for task_id in &held {
         let task = rt
             .block_on(backend.tasks.get_task(&id, task_id))
@@ -112,16 +100,44 @@ fn sigkill_case(store: &Store) {
             task.worker
         );
     }
+    assert_closed_once(&rt, &backend, &id);
+    assert_eq!(
+        done.result.as_ref().and_then(|r| r["succeeded"].as_u64()),
+        Some(25)
+    );
+}
+
+/// Wait until the job is terminal with no task left unfinished; check it SUCCEEDED with
+/// `tasks` tasks, all SUCCEEDED. Storage errors while waiting (an outage) are retried.
+pub fn wait_succeeded(
+    rt: &tokio::runtime::Runtime,
+    backend: &Backend,
+    id: &JobId,
+    tasks: u64,
+    limit: Duration,
+) -> engine::JobRecord {
+    let done = wait_for("the job to finish", limit, || {
+        let job = rt.block_on(backend.jobs.get_job(id)).ok()??;
+        let unfinished = rt.block_on(backend.tasks.any_unfinished(id, None)).ok()?;
+        (job.status.is_terminal() && !unfinished).then_some(job)
+    });
+    assert_eq!(done.status, JobStatus::Succeeded, "{:?}", done.error);
+    let counts = rt.block_on(backend.tasks.count_tasks(id, None)).unwrap();
+    assert_eq!(
+        (counts.total(), counts.get(TaskStatus::Succeeded)),
+        (tasks, tasks)
+    );
+    done
+}
+
+/// Exactly one `job_completed` event.
+pub fn assert_closed_once(rt: &tokio::runtime::Runtime, backend: &Backend, id: &JobId) {
     let events = rt
-        .block_on(backend.events.events_after(&id, 0, 100_000))
+        .block_on(backend.events.events_after(id, 0, 100_000))
         .unwrap();
     let closes = events
         .iter()
         .filter(|(_, e)| e.kind.name() == "job_completed")
         .count();
     assert_eq!(closes, 1, "closed exactly once");
-    assert_eq!(
-        done.result.as_ref().and_then(|r| r["succeeded"].as_u64()),
-        Some(25)
-    );
 }
