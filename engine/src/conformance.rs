@@ -40,7 +40,8 @@ macro_rules! conformance_tests {
             events_are_ordered_per_job,
             maintenance_finds_stale_work_and_deletes_jobs,
             runtime_runs_a_job_with_two_workers,
-            runtime_releases_a_barrier_once_under_concurrency
+            runtime_releases_a_barrier_once_under_concurrency,
+            runtime_bundles_a_fan_out_and_splits_it_when_redelivered
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -779,4 +780,56 @@ pub async fn runtime_releases_a_barrier_once_under_concurrency(b: Backend) {
         .filter(|(_, e)| matches!(&e.kind, EventKind::TaskStarted { task, .. } if task == "sum"))
         .count();
     assert_eq!(sum_started, 1, "barrier released and run once");
+}
+
+pub async fn runtime_bundles_a_fan_out_and_splits_it_when_redelivered(b: Backend) {
+    // 200 parallel tasks travel in bundles. A worker takes every message and dies: each bundle
+    // comes back after its lease, is split into one message per task, and every task runs once.
+    let engine = engine(b.clone());
+    let sub = engine
+        .submit("fan", json!({ "n": 200 }), SubmitOptions::default())
+        .await
+        .unwrap();
+    let (mut messages, mut tasks) = (0, 0);
+    loop {
+        let deliveries = b.queue.receive(32, Duration::from_secs(2)).await.unwrap();
+        if deliveries.is_empty() {
+            break;
+        }
+        for d in deliveries {
+            let message: QueueMessage = serde_json::from_str(&d.body).unwrap();
+            messages += 1;
+            tasks += message.into_tasks().len();
+        }
+    }
+    // The 200 members and the orchestrator are released at once; the chain and the barrier wait.
+    assert_eq!(tasks, 201);
+    assert!(
+        (crate::runtime::MESSAGE_SPREAD..tasks).contains(&messages),
+        "{tasks} tasks in {messages} messages"
+    );
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(run_worker(
+        engine.clone(),
+        WorkerConfig {
+            concurrency: 16,
+            ..WorkerConfig::default()
+        },
+        shutdown.clone(),
+    ));
+    let done = wait_terminal(&engine, &sub.job.id, Duration::from_secs(120)).await;
+    shutdown.cancel();
+    worker.await.unwrap();
+    assert_eq!(
+        (done.status, done.result.clone()),
+        (JobStatus::Succeeded, Some(json!({ "sum": 204 })))
+    );
+    let events = b.events.events_after(&done.id, 0, 10_000).await.unwrap();
+    let started = events
+        .iter()
+        .filter(|(_, e)| matches!(e.kind, EventKind::TaskStarted { .. }))
+        .count();
+    // 200 + chain + orchestrator + 3 children + barrier, each started once.
+    assert_eq!(started, 206);
 }

@@ -470,6 +470,36 @@ pub struct TaskMessage {
     pub attempt: u32,
 }
 
+/// What a queue message carries: one task attempt, or a bundle of several tasks of one job (a
+/// large fan-out sends one message per bundle instead of one per task: fewer queue operations).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum QueueMessage {
+    One(TaskMessage),
+    Bundle {
+        job_id: JobId,
+        /// (task ID, attempt) pairs.
+        tasks: Vec<(TaskId, u32)>,
+    },
+}
+
+impl QueueMessage {
+    /// The task attempts it carries.
+    pub fn into_tasks(self) -> Vec<TaskMessage> {
+        match self {
+            QueueMessage::One(message) => vec![message],
+            QueueMessage::Bundle { job_id, tasks } => tasks
+                .into_iter()
+                .map(|(task_id, attempt)| TaskMessage {
+                    job_id: job_id.clone(),
+                    task_id,
+                    attempt,
+                })
+                .collect(),
+        }
+    }
+}
+
 pub(crate) mod opt_duration_ms {
     use std::time::Duration;
 

@@ -67,14 +67,7 @@ impl Engine {
                 };
                 let unsuccessful = task.status != TaskStatus::Succeeded;
                 // Cheap check first: most members finish while others still run.
-                if !unsuccessful
-                    && self
-                        .inner
-                        .backend
-                        .tasks
-                        .any_unfinished(&job.id, Some(group))
-                        .await?
-                {
+                if !unsuccessful && self.fresh_unfinished(&job.id, Some(group)).await? {
                     job_unfinished = true;
                     continue;
                 }
@@ -208,7 +201,7 @@ impl Engine {
     pub(crate) async fn check_completion(&self, job_id: &JobId) -> Result<(), RuntimeError> {
         let backend = &self.inner.backend;
         loop {
-            if backend.tasks.any_unfinished(job_id, None).await? {
+            if self.fresh_unfinished(job_id, None).await? {
                 return Ok(());
             }
             let Some(job) = backend.jobs.get_job(job_id).await? else {

@@ -1,6 +1,8 @@
 //! The thin I/O shell around the pure functions: submission, workers, completion, sweeping.
 
+mod coalesce;
 mod finish;
+mod lease;
 mod sweeper;
 mod worker;
 
@@ -17,12 +19,13 @@ use crate::graph::{self, PlanError, PlanScope};
 use crate::handler::{Registry, ValidationError};
 use crate::ids::{CanonicalJsonError, JobId, job_id};
 use crate::model::{
-    ErrorInfo, JobRecord, JobStatus, OutcomePolicy, StatusCounts, TaskMessage, TaskRecord,
-    TaskStatus, codes, now_millis,
+    ErrorInfo, JobRecord, JobStatus, OutcomePolicy, QueueMessage, StatusCounts, TaskMessage,
+    TaskRecord, TaskStatus, codes, now_millis,
 };
 use crate::ports::{Backend, Inserted, QueueError, StoreError};
 use crate::status::InvalidTransition;
 
+use coalesce::Coalescer;
 pub use sweeper::run_sweeper;
 pub use worker::{WorkerConfig, run_worker};
 
@@ -41,7 +44,13 @@ pub struct EngineConfig {
     pub stale_after: Duration,
     /// Finished jobs are removed this long after they finish.
     pub retention: Duration,
+    /// Most tasks in one queue message. A fan-out of more than [`MESSAGE_SPREAD`] tasks
+    /// sends bundles (still at least that many messages); 1 sends one message per task.
+    pub bundle_max: usize,
 }
+
+/// A fan-out is spread over at least this many messages, so that many workers share it.
+pub const MESSAGE_SPREAD: usize = 64;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -52,6 +61,7 @@ impl Default for EngineConfig {
             sweep_interval: Duration::from_secs(30),
             stale_after: Duration::from_secs(300),
             retention: Duration::from_secs(7 * 24 * 3600),
+            bundle_max: 16,
         }
     }
 }
@@ -175,6 +185,10 @@ pub(crate) struct Inner {
     pub registry: Registry,
     pub config: EngineConfig,
     pub metrics: Metrics,
+    /// Fresh job reads (cancellation checks), shared by tasks asking at the same time.
+    pub job_reads: Coalescer<JobId, Option<JobRecord>>,
+    /// Fresh "is anything unfinished" answers per (job, group), shared likewise.
+    pub unfinished: Coalescer<(JobId, Option<String>), bool>,
 }
 
 impl Engine {
@@ -185,6 +199,8 @@ impl Engine {
                 registry,
                 config,
                 metrics: Metrics::default(),
+                job_reads: Coalescer::default(),
+                unfinished: Coalescer::default(),
             }),
         }
     }
@@ -357,11 +373,11 @@ impl Engine {
                 .tasks
                 .insert_tasks(&job.id, &batch)
                 .await?;
-            let bodies: Vec<String> = batch
+            let queued: Vec<&TaskRecord> = batch
                 .iter()
                 .filter(|t| t.status == TaskStatus::Queued)
-                .map(|t| message_body(t, t.attempt))
                 .collect();
+            let bodies = message_bodies(&job.id, &queued, self.inner.config.bundle_max);
             if !bodies.is_empty() {
                 self.inner
                     .backend
@@ -537,6 +553,27 @@ impl Engine {
         }
     }
 
+    /// The job as of a read that started after this call (shared with concurrent callers).
+    pub(crate) async fn fresh_job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let jobs = &self.inner.backend.jobs;
+        self.inner.job_reads.fresh(id, || jobs.get_job(id)).await
+    }
+
+    /// Is any task of the job (or of `group`) unfinished, as of a read that started after this
+    /// call (shared with concurrent callers)?
+    pub(crate) async fn fresh_unfinished(
+        &self,
+        job_id: &JobId,
+        group: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let tasks = &self.inner.backend.tasks;
+        let key = (job_id.clone(), group.map(str::to_owned));
+        self.inner
+            .unfinished
+            .fresh(&key, || tasks.any_unfinished(job_id, group))
+            .await
+    }
+
     /// Publish an event; a failure to store it is logged, never fatal to the task.
     pub(crate) async fn emit(&self, job_id: &JobId, kind: EventKind) {
         let event = JobEvent::now(job_id, kind);
@@ -554,10 +591,90 @@ impl Engine {
 
 /// The queue message of a task attempt: IDs only.
 pub(crate) fn message_body(task: &TaskRecord, attempt: u32) -> String {
-    serde_json::to_string(&TaskMessage {
+    encode_message(&TaskMessage {
         job_id: task.job_id.clone(),
         task_id: task.id.clone(),
         attempt,
     })
-    .expect("a message of IDs always serializes")
+}
+
+pub(crate) fn encode_message(message: &TaskMessage) -> String {
+    serde_json::to_string(message).expect("a message of IDs always serializes")
+}
+
+/// The messages of tasks of one job released together: one per task up to [`MESSAGE_SPREAD`]
+/// tasks, then bundles of up to `bundle_max` tasks over at least `MESSAGE_SPREAD` messages.
+pub(crate) fn message_bodies(
+    job_id: &JobId,
+    tasks: &[&TaskRecord],
+    bundle_max: usize,
+) -> Vec<String> {
+    let per_message = (tasks.len() / MESSAGE_SPREAD).clamp(1, bundle_max.max(1));
+    tasks
+        .chunks(per_message)
+        .map(|chunk| match chunk {
+            [task] => message_body(task, task.attempt),
+            _ => serde_json::to_string(&QueueMessage::Bundle {
+                job_id: job_id.clone(),
+                tasks: chunk.iter().map(|t| (t.id.clone(), t.attempt)).collect(),
+            })
+            .expect("a message of IDs always serializes"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::TaskId;
+
+    fn tasks(n: usize) -> (JobId, Vec<TaskRecord>) {
+        let job = crate::ids::job_id("t", 1, &serde_json::json!({})).unwrap();
+        let specs = (0..n)
+            .map(|i| crate::model::TaskSpec::parallel("add", i))
+            .collect();
+        let defaults = |_: &str| {
+            Some(graph::HandlerDefaults {
+                task_version: 1,
+                retry: crate::retry::RetryPolicy::NO_RETRY,
+                timeout: Duration::from_secs(1),
+            })
+        };
+        let plan = graph::plan(&job, specs, PlanScope::Job, &defaults, 0).unwrap();
+        (job.clone(), plan.into_records().collect())
+    }
+
+    fn carried(job: &JobId, bodies: &[String]) -> Vec<TaskId> {
+        bodies
+            .iter()
+            .flat_map(|b| {
+                serde_json::from_str::<QueueMessage>(b)
+                    .unwrap()
+                    .into_tasks()
+            })
+            .map(|m| {
+                assert_eq!(&m.job_id, job);
+                m.task_id
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_fan_outs_send_one_message_per_task_and_large_ones_bundle() {
+        for (n, bundle_max, messages) in [
+            (10, 16, 10),
+            (64, 16, 64),
+            (200, 16, 67),
+            (1_000, 16, 67),
+            (10_000, 16, 625),
+            (1_000, 1, 1_000),
+        ] {
+            let (job, records) = tasks(n);
+            let refs: Vec<&TaskRecord> = records.iter().collect();
+            let bodies = message_bodies(&job, &refs, bundle_max);
+            assert_eq!(bodies.len(), messages, "{n} tasks, bundle_max {bundle_max}");
+            let ids: Vec<TaskId> = records.iter().map(|t| t.id.clone()).collect();
+            assert_eq!(carried(&job, &bodies), ids, "every task once, in order");
+        }
+    }
 }

@@ -9,12 +9,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use super::{Engine, Metrics, RuntimeError, message_body};
+use super::lease::{self, PartLease};
+use super::{Engine, Metrics, RuntimeError, encode_message, message_body};
 use crate::events::EventKind;
 use crate::graph::{self, PlanScope};
 use crate::handler::{HandlerError, TaskContext, TaskOutput};
 use crate::model::{
-    ErrorInfo, JobRecord, Millis, TaskKind, TaskMessage, TaskRecord, TaskStatus, codes, now_millis,
+    ErrorInfo, JobRecord, Millis, QueueMessage, TaskKind, TaskMessage, TaskRecord, TaskStatus,
+    codes, now_millis,
 };
 use crate::ports::Delivery;
 use crate::retry::{RetryDecision, decide_retry};
@@ -59,6 +61,9 @@ pub async fn run_worker(engine: Engine, config: WorkerConfig, shutdown: Cancella
     // Receive in batches: with fewer than half the slots free, wait briefly for more to free
     // up (one receive of 8 messages costs what a receive of 1 does).
     let batch = config.concurrency.div_ceil(2).clamp(1, 32);
+    // Tasks per message lately (bundles carry several): receive about as many messages as
+    // there are free slots for their tasks.
+    let mut tasks_per_message = 1.0_f64;
     while !shutdown.is_cancelled() {
         while running.try_join_next().is_some() {}
         if slots.available_permits() < batch && !running.is_empty() {
@@ -78,11 +83,12 @@ pub async fn run_worker(engine: Engine, config: WorkerConfig, shutdown: Cancella
                 _ = running.join_next() => continue,
             }
         }
+        let want = (free as f64 / tasks_per_message).ceil() as usize;
         let received = engine
             .inner
             .backend
             .queue
-            .receive(free.min(32), engine.inner.config.lease)
+            .receive(want.clamp(1, 32), engine.inner.config.lease)
             .await;
         match received {
             Ok(deliveries) if deliveries.is_empty() => {
@@ -94,19 +100,28 @@ pub async fn run_worker(engine: Engine, config: WorkerConfig, shutdown: Cancella
             }
             Ok(deliveries) => {
                 idle = config.poll_min;
+                let messages = deliveries.len() as f64;
+                let mut tasks = 0;
                 for delivery in deliveries {
-                    let permit = slots
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .expect("the semaphore is never closed");
-                    let engine = engine.clone();
-                    let config = config.clone();
-                    running.spawn(async move {
-                        engine.process_delivery(delivery, &config).await;
-                        drop(permit);
-                    });
+                    // Parts of a bundle wait here for a slot; the message lease is kept alive
+                    // meanwhile.
+                    for (message, lease) in engine.open_delivery(delivery).await {
+                        tasks += 1;
+                        let permit = slots
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("the semaphore is never closed");
+                        let engine = engine.clone();
+                        let config = config.clone();
+                        running.spawn(async move {
+                            engine.process_part(message, lease, &config).await;
+                            drop(permit);
+                        });
+                    }
                 }
+                tasks_per_message = (0.75 * tasks_per_message + 0.25 * f64::from(tasks) / messages)
+                    .clamp(1.0, 32.0);
             }
             Err(e) => {
                 warn!(error = %e, "receive failed; backing off");
@@ -139,19 +154,59 @@ enum RunEnd {
 }
 
 impl Engine {
-    /// Process one delivery. Never panics on bad input; storage errors leave the message to be
-    /// re-delivered after its lease.
+    /// Process one delivery: every task attempt it carries, at once. Never panics on bad
+    /// input; storage errors leave the message to be re-delivered after its lease.
     pub async fn process_delivery(&self, delivery: Delivery, config: &WorkerConfig) {
-        let message: TaskMessage = match serde_json::from_str(&delivery.body) {
-            Ok(m) => m,
+        let mut parts = JoinSet::new();
+        for (message, lease) in self.open_delivery(delivery).await {
+            let (engine, config) = (self.clone(), config.clone());
+            parts.spawn(async move { engine.process_part(message, lease, &config).await });
+        }
+        while parts.join_next().await.is_some() {}
+    }
+
+    /// Decode a delivery into its task attempts, each with a share of the message lease. A
+    /// malformed message goes to the poison queue; a bundle delivered again is split into one
+    /// message per task (sent before the bundle is deleted: a crash in between duplicates,
+    /// never loses) so that each task counts its own deliveries from then on.
+    pub(crate) async fn open_delivery(&self, delivery: Delivery) -> Vec<(TaskMessage, PartLease)> {
+        let queue = &self.inner.backend.queue;
+        let tasks = match serde_json::from_str::<QueueMessage>(&delivery.body) {
+            Ok(message) => message.into_tasks(),
             Err(e) => {
                 warn!(message_id = %delivery.message_id, error = %e, "malformed message moved to the poison queue");
-                if let Err(e) = self.inner.backend.queue.dead_letter(&delivery).await {
-                    warn!(error = %e, "dead-lettering failed");
-                }
-                return;
+                Vec::new()
             }
         };
+        if tasks.is_empty() {
+            if let Err(e) = queue.dead_letter(&delivery).await {
+                warn!(error = %e, "dead-lettering failed");
+            }
+            return Vec::new();
+        }
+        let bodies: Vec<String> = tasks.iter().map(encode_message).collect();
+        if tasks.len() > 1 && delivery.dequeue_count > 1 {
+            debug!(message_id = %delivery.message_id, tasks = tasks.len(), "bundle delivered again; split into one message per task");
+            let split = match queue.send(&bodies, Duration::ZERO).await {
+                Ok(()) => queue.delete(&delivery).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = split {
+                warn!(error = %e, "splitting a bundle failed; it will be delivered again");
+            }
+            return Vec::new();
+        }
+        let leases = lease::share(queue.clone(), delivery, bodies, self.inner.config.lease);
+        tasks.into_iter().zip(leases).collect()
+    }
+
+    /// Process one task attempt of a delivery, in a span carrying its IDs.
+    pub(crate) async fn process_part(
+        &self,
+        message: TaskMessage,
+        lease: PartLease,
+        config: &WorkerConfig,
+    ) {
         // ERROR level: the span is recorded whatever the log filter, so every line carries its IDs.
         let span = tracing::error_span!(
             "task",
@@ -162,7 +217,7 @@ impl Engine {
             attempt = message.attempt,
         );
         let result = self
-            .process_message(delivery, &message, config)
+            .process_message(lease, &message, config)
             .instrument(span)
             .await;
         if let Err(e) = result {
@@ -172,7 +227,7 @@ impl Engine {
 
     async fn process_message(
         &self,
-        mut delivery: Delivery,
+        lease: PartLease,
         message: &TaskMessage,
         config: &WorkerConfig,
     ) -> Result<(), RuntimeError> {
@@ -183,7 +238,7 @@ impl Engine {
             .await?
         else {
             debug!("message for an unknown task (job removed or re-planned); dropped");
-            backend.queue.delete(&delivery).await.ok();
+            lease.ack().await.ok();
             return Ok(());
         };
         let span = tracing::Span::current();
@@ -198,21 +253,24 @@ impl Engine {
             let wait = Duration::from_millis(
                 u64::try_from(task.lease_until.unwrap_or(now) - now).unwrap_or(0) + 100,
             );
-            backend.queue.extend_lease(&mut delivery, wait).await?;
+            lease.postpone(wait).await?;
             return Ok(());
         }
 
-        if delivery.dequeue_count > self.inner.config.max_dequeue && !task.status.is_terminal() {
+        if lease.dequeue_count() > self.inner.config.max_dequeue.max(1)
+            && !task.status.is_terminal()
+        {
             warn!(
-                dequeue_count = delivery.dequeue_count,
+                dequeue_count = lease.dequeue_count(),
                 "poison message: delivered too often without an outcome"
             );
-            backend.queue.dead_letter(&delivery).await?;
+            let dequeue_count = lease.dequeue_count();
+            lease.dead_letter().await?;
             let error = ErrorInfo::new(
                 codes::POISONED,
                 format!(
                     "delivered {} times without an outcome (max_dequeue {})",
-                    delivery.dequeue_count, self.inner.config.max_dequeue
+                    dequeue_count, self.inner.config.max_dequeue
                 ),
             );
             if let Some(failed) = self
@@ -238,22 +296,22 @@ impl Engine {
                     self.after_terminal(&job, task).await?;
                 }
             }
-            backend.queue.delete(&delivery).await.ok();
+            lease.ack().await.ok();
             return Ok(());
         }
 
         match task.status {
             TaskStatus::Pending => {
                 warn!("message for a task that was never released; dropped");
-                backend.queue.delete(&delivery).await.ok();
+                lease.ack().await.ok();
                 return Ok(());
             }
             TaskStatus::RetryWait => {
                 let wait = task.not_before.unwrap_or(0) - now;
                 if wait > 50 {
                     // Early (a sweeper re-send): come back when the backoff is over.
-                    let lease = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
-                    backend.queue.extend_lease(&mut delivery, lease).await?;
+                    let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+                    lease.postpone(wait).await?;
                     return Ok(());
                 }
                 match self
@@ -286,8 +344,8 @@ impl Engine {
 
         // Fresh job status after the task is ours: a job cancelled before this point never
         // sees this handler start.
-        let Some(job) = backend.jobs.get_job(&message.job_id).await? else {
-            backend.queue.delete(&delivery).await.ok();
+        let Some(job) = self.fresh_job(&message.job_id).await? else {
+            lease.ack().await.ok();
             return Ok(());
         };
         if job.status.is_terminal() {
@@ -299,7 +357,7 @@ impl Engine {
                 Metrics::inc(&self.inner.metrics.tasks_cancelled);
                 self.after_terminal(&job, cancelled).await?;
             }
-            backend.queue.delete(&delivery).await.ok();
+            lease.ack().await.ok();
             return Ok(());
         }
 
@@ -313,21 +371,21 @@ impl Engine {
             },
         )
         .await;
-        let (end, running) = self.run_handler(&job, running, &mut delivery).await?;
+        let (end, running) = self.run_handler(&job, running).await?;
         let Some(finished) = self.record_outcome(&job, &running, end).await? else {
             // Lost the task while it ran (taken over, or cancelled): the winner follows up.
             let current = backend.tasks.get_task(&job.id, &running.id).await?;
             if let Some(current) = current.filter(|t| t.status.is_terminal()) {
                 self.after_terminal(&job, current).await?;
             }
-            backend.queue.delete(&delivery).await.ok();
+            lease.ack().await.ok();
             return Ok(());
         };
         if finished.status.is_terminal() {
             self.after_terminal(&job, finished).await?;
         }
-        if let Err(e) = backend.queue.delete(&delivery).await {
-            debug!(error = %e, "message already gone");
+        if let Err(e) = lease.ack().await {
+            debug!(error = %e, "message not deleted; a re-delivery will find the task finished");
         }
         Ok(())
     }
@@ -338,7 +396,6 @@ impl Engine {
         &self,
         job: &JobRecord,
         task: TaskRecord,
-        delivery: &mut Delivery,
     ) -> Result<(RunEnd, TaskRecord), RuntimeError> {
         let Some(handler) = self.inner.registry.handler(&task.task).cloned() else {
             let error = HandlerError::permanent(
@@ -396,7 +453,7 @@ impl Engine {
                 }
                 _ = heartbeat.tick() => {
                     if cancelled_because.is_none() {
-                        if let Some(reason) = self.heartbeat(job, &mut task, delivery).await? {
+                        if let Some(reason) = self.heartbeat(job, &mut task).await? {
                             cancel.cancel();
                             cancelled_because = Some(reason);
                             grace_deadline = tokio::time::Instant::now() + grace;
@@ -408,18 +465,14 @@ impl Engine {
         Ok((end, task))
     }
 
-    /// Renew the lease (queue and task record); report a reason to stop if the job was closed
-    /// or the task was taken away.
+    /// Renew the task record's lease (the message's is renewed by its keeper); report a reason
+    /// to stop if the job was closed or the task was taken away.
     async fn heartbeat(
         &self,
         job: &JobRecord,
         task: &mut TaskRecord,
-        delivery: &mut Delivery,
     ) -> Result<Option<String>, RuntimeError> {
         let lease = self.inner.config.lease;
-        if let Err(e) = self.inner.backend.queue.extend_lease(delivery, lease).await {
-            warn!(error = %e, "lease renewal failed");
-        }
         let lease_until = now_millis() + millis(lease);
         match self
             .cas_task(task, TaskStatus::Running, |t| {
@@ -452,13 +505,7 @@ impl Engine {
                 }
             }
         }
-        let status = self
-            .inner
-            .backend
-            .jobs
-            .get_job(&job.id)
-            .await?
-            .map(|j| j.status);
+        let status = self.fresh_job(&job.id).await?.map(|j| j.status);
         Ok(match status {
             Some(status) if status.is_terminal() => Some(format!("job is {status}")),
             None => Some("job was removed".into()),
