@@ -71,7 +71,13 @@ pub struct DbArgs {
     /// Queue lease (visibility timeout) in seconds; a crashed worker's tasks come back after it.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub lease_secs: u64,
-    /// Blob storage of the geospatial job types: containers are sub-folders of this directory.
+    /// Where the geospatial job types' containers live: `local` (sub-folders of --data-dir)
+    /// or `azure` (Blob containers of the backend's storage account). Default: azure with
+    /// `--backend azure`, local otherwise.
+    #[arg(long, value_enum, env = "TESSERA_DATA_STORE")]
+    pub data_store: Option<DataStoreKind>,
+    /// Local data directory: the containers (`--data-store local`), or the cache of blobs
+    /// downloaded for GDAL (`--data-store azure`).
     #[arg(
         long,
         default_value = "data",
@@ -79,6 +85,16 @@ pub struct DbArgs {
         value_name = "DIR"
     )]
     pub data_dir: PathBuf,
+}
+
+/// Where the geospatial data lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataStoreKind {
+    /// Sub-folders of `--data-dir`.
+    Local,
+    /// Blob containers of the Azure storage account (`--connection-string` or
+    /// `--storage-account`).
+    Azure,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -7,6 +7,7 @@ mod run;
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,12 +15,13 @@ use clap::Parser;
 use engine::ports::{Backend, PageRequest};
 use engine::runtime::{JobQueryError, SubmitError, WorkerConfig, run_sweeper, run_worker};
 use engine::{Engine, EngineConfig, JobId, OutcomePolicy, SubmitOptions};
-use engine_azure::{AzureBackend, AzureConfig, ConnectError, Credentials};
+use engine_azure::{AzureBackend, AzureConfig, ConnectError, Credentials, DataAuth};
 use engine_sqlite::{SqliteBackend, SqliteConfig};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use cli::{BackendKind, Cli, Command, DbArgs, LogFormat, ParamsArgs};
+use cli::{BackendKind, Cli, Command, DataStoreKind, DbArgs, LogFormat, ParamsArgs};
+use services::blob::{AzureBlobAccount, AzureBlobAuth, Blobs, CreateContainer};
 
 /// Exit codes (docs/errors.md).
 pub const EXIT_OK: u8 = 0;
@@ -117,19 +119,58 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
 }
 
 async fn open_engine(db: &DbArgs) -> anyhow::Result<Engine> {
-    let backend = match db.backend {
-        BackendKind::Sqlite => open_sqlite(db)?,
-        BackendKind::Azure => open_azure(db).await?,
+    let (backend, azure) = match db.backend {
+        BackendKind::Sqlite => (open_sqlite(db)?, None),
+        BackendKind::Azure => {
+            let azure = open_azure(db).await?;
+            (azure.backend(), Some(azure))
+        }
     };
     let config = EngineConfig {
         lease: Duration::from_secs(db.lease_secs),
         ..EngineConfig::default()
     };
+    let data_store = db.data_store.unwrap_or(match db.backend {
+        BackendKind::Azure => DataStoreKind::Azure,
+        BackendKind::Sqlite => DataStoreKind::Local,
+    });
+    let blobs = match data_store {
+        DataStoreKind::Local => Blobs::local(&db.data_dir),
+        DataStoreKind::Azure => azure_blobs(db, azure)?,
+    };
     Ok(Engine::new(
         backend,
-        controllers::registry(&services::Services::local(&db.data_dir)),
+        controllers::registry(&services::Services::new(blobs)),
         config,
     ))
+}
+
+/// The data store on the Azure account: blobs read and written with `object_store`, containers
+/// created through the backend's client (when the backend is Azure too).
+fn azure_blobs(db: &DbArgs, backend: Option<Arc<AzureBackend>>) -> anyhow::Result<Blobs> {
+    let account = engine_azure::data_account(&azure_credentials(db)?)
+        .map_err(|e| InputError(format!("--data-store azure: {e}")))?;
+    let auth = match account.auth {
+        DataAuth::AccessKey(key) => AzureBlobAuth::AccessKey(key),
+        DataAuth::Sas(sas) => AzureBlobAuth::Sas(sas),
+        DataAuth::EntraId => AzureBlobAuth::EntraId,
+    };
+    let account = AzureBlobAccount {
+        account: account.account,
+        endpoint: account.blob_endpoint,
+        auth,
+    };
+    let creator = backend.map(|b| Arc::new(AzureContainers(b)) as Arc<dyn CreateContainer>);
+    Ok(Blobs::azure(account, &db.data_dir, creator))
+}
+
+struct AzureContainers(Arc<AzureBackend>);
+
+#[async_trait::async_trait]
+impl CreateContainer for AzureContainers {
+    async fn create_container(&self, name: &str) -> Result<(), String> {
+        self.0.create_container(name).await
+    }
 }
 
 fn open_sqlite(db: &DbArgs) -> anyhow::Result<Backend> {
@@ -147,26 +188,27 @@ fn open_sqlite(db: &DbArgs) -> anyhow::Result<Backend> {
     Ok(Backend::from_all(backend))
 }
 
-async fn open_azure(db: &DbArgs) -> anyhow::Result<Backend> {
-    let credentials = match (&db.connection_string, &db.storage_account) {
-        (Some(s), _) => Credentials::ConnectionString(s.clone()),
-        (None, Some(account)) => Credentials::EntraId {
+fn azure_credentials(db: &DbArgs) -> anyhow::Result<Credentials> {
+    match (&db.connection_string, &db.storage_account) {
+        (Some(s), _) => Ok(Credentials::ConnectionString(s.clone())),
+        (None, Some(account)) => Ok(Credentials::EntraId {
             account: account.clone(),
-        },
-        (None, None) => {
-            return Err(InputError(
-                "--backend azure needs --connection-string (AZURE_STORAGE_CONNECTION_STRING) \
-                 or --storage-account (AZURE_STORAGE_ACCOUNT)"
-                    .into(),
-            )
-            .into());
-        }
-    };
-    let config = AzureConfig::new(credentials).with_prefix(db.azure_prefix.clone());
+        }),
+        (None, None) => Err(InputError(
+            "Azure storage (--backend azure or --data-store azure) needs --connection-string \
+             (AZURE_STORAGE_CONNECTION_STRING) or --storage-account (AZURE_STORAGE_ACCOUNT)"
+                .into(),
+        )
+        .into()),
+    }
+}
+
+async fn open_azure(db: &DbArgs) -> anyhow::Result<Arc<AzureBackend>> {
+    let config = AzureConfig::new(azure_credentials(db)?).with_prefix(db.azure_prefix.clone());
     match AzureBackend::connect(&config).await {
         Ok(backend) => {
             let _ = AZURE.set(backend.clone());
-            Ok(backend.backend())
+            Ok(backend)
         }
         Err(ConnectError::Config(e)) => Err(InputError(format!("azure backend: {e}")).into()),
         Err(e) => Err(anyhow::Error::new(e)

@@ -1,19 +1,29 @@
 //! Blob storage: containers of named blobs, behind `object_store`.
 //!
-//! The embedded mode keeps containers as sub-folders of a data directory (`--data-dir`). GDAL
-//! works on local files: [`Blobs::local_path`] gives a readable path for a blob (the file itself
-//! on a local store), and outputs are written to a scratch directory, checked, then uploaded
-//! with [`Blobs::put_file`] (object_store's local store writes through a temporary file and a
-//! rename, so a reader never sees half a blob).
+//! The embedded mode keeps containers as sub-folders of a data directory (`--data-dir`); the
+//! Azure mode keeps them in an Azure Blob Storage account (the backend's). GDAL works on local
+//! files: [`Blobs::local_path`] gives a readable path for a blob (the file itself on a local
+//! store, a cached download under the data directory on Azure), and outputs are written to a
+//! scratch directory, checked, then uploaded with [`Blobs::put_file`] (object_store's local
+//! store writes through a temporary file and a rename, and an Azure blob appears whole at the
+//! end of its upload: a reader never sees half a blob).
 
+use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+};
+use tokio::io::AsyncWriteExt;
 
 /// A blob-store failure, naming the container and blob.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +45,8 @@ pub enum BlobError {
         #[source]
         source: object_store::Error,
     },
+    #[error("container {container:?} could not be created: {message}")]
+    CreateContainer { container: String, message: String },
     #[error("local file {path}")]
     Io {
         path: PathBuf,
@@ -50,10 +62,100 @@ pub struct BlobMeta {
     pub size: u64,
 }
 
-/// Containers of blobs.
+/// Containers of blobs: sub-folders of a directory, or containers of an Azure account.
 #[derive(Clone, Debug)]
 pub struct Blobs {
+    /// The containers (local mode) or the cache of downloaded blobs (Azure mode).
     root: PathBuf,
+    azure: Option<Arc<Azure>>,
+}
+
+/// An Azure Blob Storage account holding the data.
+#[derive(Clone, Debug)]
+pub struct AzureBlobAccount {
+    pub account: String,
+    /// Blob endpoint: `https://{account}.blob.core.windows.net`, or Azurite's
+    /// `http://127.0.0.1:10000/devstoreaccount1`.
+    pub endpoint: String,
+    pub auth: AzureBlobAuth,
+}
+
+/// How to authenticate to the data account.
+#[derive(Clone)]
+pub enum AzureBlobAuth {
+    AccessKey(String),
+    /// A SAS token (`sv=...&sig=...`).
+    Sas(String),
+    /// Entra ID from the environment: managed identity, workload identity, Azure CLI.
+    EntraId,
+}
+
+impl fmt::Debug for AzureBlobAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AzureBlobAuth::AccessKey(_) => "AccessKey(..)",
+            AzureBlobAuth::Sas(_) => "Sas(..)",
+            AzureBlobAuth::EntraId => "EntraId",
+        })
+    }
+}
+
+/// Creates a missing container (`object_store` reads and writes blobs but does not manage
+/// containers); the Azure backend provides it.
+#[async_trait]
+pub trait CreateContainer: Send + Sync {
+    async fn create_container(&self, name: &str) -> Result<(), String>;
+}
+
+struct Azure {
+    account: AzureBlobAccount,
+    creator: Option<Arc<dyn CreateContainer>>,
+    /// One client per container.
+    stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+impl fmt::Debug for Azure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Azure")
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Azure {
+    fn store(&self, container: &str) -> Result<Arc<dyn ObjectStore>, object_store::Error> {
+        let mut stores = self.stores.lock().expect("blob store lock");
+        if let Some(store) = stores.get(container) {
+            return Ok(store.clone());
+        }
+        let a = &self.account;
+        let mut builder = MicrosoftAzureBuilder::new()
+            .with_account(&a.account)
+            .with_container_name(container)
+            .with_endpoint(a.endpoint.clone())
+            // Bounded: an unreachable account fails in seconds, not after minutes of retries.
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(10),
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(a.endpoint.starts_with("http://"))
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(15 * 60)),
+            );
+        builder = match &a.auth {
+            AzureBlobAuth::AccessKey(key) => builder.with_access_key(key),
+            AzureBlobAuth::Sas(sas) => {
+                builder.with_config(AzureConfigKey::SasKey, sas.trim_start_matches('?'))
+            }
+            AzureBlobAuth::EntraId => builder,
+        };
+        let store: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
+        stores.insert(container.to_owned(), store.clone());
+        Ok(store)
+    }
 }
 
 /// Check a container name: a single path segment (Azure's rules are stricter still: 3-63
@@ -101,14 +203,37 @@ pub fn check_blob(name: &str) -> Result<(), BlobError> {
     Ok(())
 }
 
+/// Azure answered that the container does not exist. `object_store` reports a 404 on a blob
+/// as `NotFound` but a failed listing as a generic error; Azure's error code
+/// (`ContainerNotFound`, part of its REST API) tells them apart.
+fn container_missing(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. }) || e.to_string().contains("ContainerNotFound")
+}
+
 impl Blobs {
     /// Containers are the sub-folders of `root` (created if missing).
     pub fn local(root: impl Into<PathBuf>) -> Self {
-        Blobs { root: root.into() }
+        Blobs {
+            root: root.into(),
+            azure: None,
+        }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Containers of an Azure Blob account; blobs GDAL reads are downloaded under `cache`.
+    /// Missing containers are created through `creator` when a blob is written to them.
+    pub fn azure(
+        account: AzureBlobAccount,
+        cache: impl Into<PathBuf>,
+        creator: Option<Arc<dyn CreateContainer>>,
+    ) -> Self {
+        Blobs {
+            root: cache.into(),
+            azure: Some(Arc::new(Azure {
+                account,
+                creator,
+                stores: Mutex::new(HashMap::new()),
+            })),
+        }
     }
 
     fn container_dir(&self, container: &str) -> Result<PathBuf, BlobError> {
@@ -117,6 +242,12 @@ impl Blobs {
     }
 
     fn store(&self, container: &str, create: bool) -> Result<Arc<dyn ObjectStore>, BlobError> {
+        if let Some(azure) = &self.azure {
+            check_container(container)?;
+            return azure
+                .store(container)
+                .map_err(|e| Self::store_error(container, "", e));
+        }
         let dir = self.container_dir(container)?;
         if create {
             std::fs::create_dir_all(&dir).map_err(|source| BlobError::Io {
@@ -161,7 +292,12 @@ impl Blobs {
             })
             .try_collect()
             .await
-            .map_err(|e| Self::store_error(container, prefix, e))?;
+            .map_err(|e| match container_missing(&e) {
+                true => BlobError::NoContainer {
+                    container: container.to_owned(),
+                },
+                false => Self::store_error(container, prefix, e),
+            })?;
         out.retain(|b| b.name.starts_with(prefix));
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -169,6 +305,14 @@ impl Blobs {
 
     /// Size of a blob, or `NotFound`.
     pub async fn head(&self, container: &str, blob: &str) -> Result<BlobMeta, BlobError> {
+        Ok(self.head_object(container, blob).await?.0)
+    }
+
+    async fn head_object(
+        &self,
+        container: &str,
+        blob: &str,
+    ) -> Result<(BlobMeta, Option<String>), BlobError> {
         check_blob(blob)?;
         let store = self.store(container, false).map_err(|e| match e {
             BlobError::NoContainer { .. } => BlobError::NotFound {
@@ -181,16 +325,62 @@ impl Blobs {
             .head(&ObjectPath::from(blob))
             .await
             .map_err(|e| Self::store_error(container, blob, e))?;
-        Ok(BlobMeta {
+        let listed = BlobMeta {
             name: blob.to_owned(),
             size: meta.size,
-        })
+        };
+        Ok((listed, meta.e_tag))
     }
 
-    /// A local file with the blob's bytes, for GDAL.
+    /// A local file with the blob's bytes, for GDAL: the file itself in local mode; on Azure a
+    /// download under the data directory, reused while the blob's ETag is unchanged.
     pub async fn local_path(&self, container: &str, blob: &str) -> Result<PathBuf, BlobError> {
-        self.head(container, blob).await?;
-        Ok(self.container_dir(container)?.join(blob))
+        let (meta, e_tag) = self.head_object(container, blob).await?;
+        let path = self.container_dir(container)?.join(blob);
+        if self.azure.is_none() {
+            return Ok(path);
+        }
+        let tag_path = PathBuf::from(format!("{}.etag", path.display()));
+        let e_tag = e_tag.unwrap_or_else(|| format!("size-{}", meta.size));
+        let cached = tokio::fs::read_to_string(&tag_path).await.ok();
+        if cached.as_deref() == Some(e_tag.as_str()) && path.is_file() {
+            return Ok(path);
+        }
+        self.download(container, blob, &path).await?;
+        let io = |source| BlobError::Io {
+            path: tag_path.clone(),
+            source,
+        };
+        tokio::fs::write(&tag_path, &e_tag).await.map_err(io)?;
+        Ok(path)
+    }
+
+    /// Stream a blob to `path` through a temporary file and a rename.
+    async fn download(&self, container: &str, blob: &str, path: &Path) -> Result<(), BlobError> {
+        let io = |source| BlobError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = path.parent().unwrap_or(&self.root);
+        tokio::fs::create_dir_all(dir).await.map_err(io)?;
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        let store = self.store(container, false)?;
+        let mut stream = store
+            .get(&ObjectPath::from(blob))
+            .await
+            .map_err(|e| Self::store_error(container, blob, e))?
+            .into_stream();
+        let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(io)?);
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|e| Self::store_error(container, blob, e))?
+        {
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.flush().await.map_err(io)?;
+        tmp.persist(path).map_err(|e| io(e.error))?;
+        Ok(())
     }
 
     pub async fn get(&self, container: &str, blob: &str) -> Result<Bytes, BlobError> {
@@ -209,10 +399,23 @@ impl Blobs {
     pub async fn put(&self, container: &str, blob: &str, bytes: Bytes) -> Result<(), BlobError> {
         check_blob(blob)?;
         let store = self.store(container, true)?;
-        store
-            .put(&ObjectPath::from(blob), PutPayload::from(bytes))
-            .await
-            .map_err(|e| Self::store_error(container, blob, e))?;
+        let path = ObjectPath::from(blob);
+        let put = store.put(&path, PutPayload::from(bytes.clone())).await;
+        let put = match (put, self.azure.as_ref().and_then(|a| a.creator.as_ref())) {
+            // Azure: the container does not exist yet.
+            (Err(e), Some(creator)) if container_missing(&e) => {
+                creator
+                    .create_container(container)
+                    .await
+                    .map_err(|message| BlobError::CreateContainer {
+                        container: container.to_owned(),
+                        message,
+                    })?;
+                store.put(&path, PutPayload::from(bytes)).await
+            }
+            (put, _) => put,
+        };
+        put.map_err(|e| Self::store_error(container, blob, e))?;
         Ok(())
     }
 

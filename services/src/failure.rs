@@ -5,14 +5,22 @@ use engine::{HandlerError, TaskContext};
 use crate::blob::BlobError;
 
 /// The task failure of a blob-store error: a missing container or blob and an invalid name
-/// are permanent (`NOT_FOUND`, `INVALID_INPUT`); storage errors are transient (`BLOB_STORE`).
+/// are permanent (`NOT_FOUND`, `INVALID_INPUT`), and so is refused access
+/// (`BLOB_ACCESS_DENIED`); other storage errors are transient (`BLOB_STORE`).
 pub fn blob_failure(e: BlobError) -> HandlerError {
     match e {
         BlobError::NoContainer { .. } | BlobError::NotFound { .. } => {
             HandlerError::permanent("NOT_FOUND", e.to_string())
         }
         BlobError::InvalidName { .. } => HandlerError::permanent("INVALID_INPUT", e.to_string()),
-        BlobError::Store { .. } | BlobError::Io { .. } => {
+        // Bad credentials or a missing role do not heal by retrying.
+        BlobError::Store {
+            source:
+                object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. },
+            ..
+        } => HandlerError::permanent("BLOB_ACCESS_DENIED", error_chain(&e)),
+        BlobError::Store { .. } | BlobError::Io { .. } | BlobError::CreateContainer { .. } => {
             HandlerError::transient("BLOB_STORE", error_chain(&e))
         }
     }

@@ -36,6 +36,11 @@ impl Services {
     /// Blobs under `data_dir` (containers are its sub-folders), scratch in the system's
     /// temporary directory.
     pub fn local(data_dir: impl Into<PathBuf>) -> Self {
+        Services::new(Blobs::local(data_dir))
+    }
+
+    /// These blobs (local or Azure), scratch in the system's temporary directory.
+    pub fn new(blobs: Blobs) -> Self {
         // GDAL's block cache defaults to 5 % of RAM per process; tiles and COGs stream through
         // it, so a bounded cache keeps workers small (GDAL_CACHEMAX in the environment wins).
         if std::env::var_os("GDAL_CACHEMAX").is_none() {
@@ -44,7 +49,7 @@ impl Services {
         route_gdal_messages();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Services {
-            blobs: Blobs::local(data_dir),
+            blobs,
             scratch: std::env::temp_dir(),
             cpu: std::sync::Arc::new(tokio::sync::Semaphore::new(cores)),
         }

@@ -7,7 +7,9 @@ use engine::{JobId, TaskStatus};
 use engine_azure::azurite::Azurite;
 
 use crate::crash::{assert_closed_once, wait_succeeded, worker};
-use crate::support::{Store, azurite_bin, azurite_connection, wait_for};
+use serde_json::json;
+
+use crate::support::{self, Store, azurite_bin, azurite_connection, wait_for};
 
 #[test]
 fn azure_run_is_idempotent_and_reports_like_sqlite() {
@@ -102,4 +104,81 @@ fn azure_job_resumes_after_the_storage_restarts() {
     wait_succeeded(&rt, &backend, &id, 17, Duration::from_secs(120));
     assert_closed_once(&rt, &backend, &id);
     let _ = w.0.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_geo_jobs_read_and_write_blob_containers() {
+    // The data in Blob containers of the same account: rasters uploaded there, COGs written
+    // there (the container created on first write), GDAL fed from a local download.
+    let store = Store::azure(azurite_connection());
+    let Store::Azure { prefix, .. } = &store else {
+        unreachable!()
+    };
+    let (input, output) = (format!("{prefix}-in"), format!("{prefix}-cogs"));
+    let ours = tempfile::tempdir().unwrap();
+    let blobs = store.azure_blobs(ours.path()).await;
+    for (blob, fixture) in [
+        ("RGB.byte.tif", "RGB.byte.tif"),
+        ("dem/hills.tiff", "dem-hills.tiff"),
+    ] {
+        blobs
+            .put_file(&input, blob, &support::fixture(fixture))
+            .await
+            .unwrap();
+    }
+    // The processes' cache is not ours: what we read back comes from Azurite.
+    let theirs = tempfile::tempdir().unwrap();
+    let data_dir = theirs.path().to_str().unwrap();
+    let run = |job_type: &str, params: serde_json::Value| {
+        let params = params.to_string();
+        store.run_json(&["run", job_type, "--params", &params, "--data-dir", data_dir])
+    };
+    let (code, job) = run("list_container", json!({ "container": input }));
+    assert_eq!(code, 0, "{job}");
+    assert_eq!(job["result"]["count"], 2, "{job}");
+    assert_eq!(job["result"]["rasters"].as_array().map(Vec::len), Some(2));
+
+    let params = json!({ "container": input, "blobs": ["RGB.byte.tif", "dem/hills.tiff"],
+                         "output_container": output });
+    let (code, job) = run("cog_conversion", params);
+    assert_eq!(code, 0, "{job}");
+    assert_eq!(job["result"]["converted"], 2, "{job}");
+    let listed: Vec<String> = blobs
+        .list(&output, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(listed, ["RGB.byte.cog.tif", "dem/hills.cog.tif"]);
+    for name in &listed {
+        let path = blobs.local_path(&output, name).await.unwrap();
+        assert!(path.starts_with(ours.path()));
+        let (valid, text) = services::testing::gdal_validate(&path);
+        assert!(valid, "{name}: {text}");
+    }
+    assert!(
+        !theirs.path().join(&output).exists(),
+        "outputs go to Blob storage, not to the local data directory"
+    );
+
+    // A missing input container: refused at submission, the container named.
+    let missing = json!({ "container": format!("{prefix}-nope") }).to_string();
+    let out = store
+        .tessera(&[
+            "run",
+            "list_container",
+            "--params",
+            &missing,
+            "--data-dir",
+            data_dir,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("container \"{prefix}-nope\" does not exist")),
+        "{stderr}"
+    );
 }

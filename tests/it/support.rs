@@ -167,6 +167,39 @@ impl Store {
         json_output(self.tessera(&[args, &["--json"]].concat()))
     }
 
+    /// The Azure store's data containers (blobs GDAL reads are cached under `cache`),
+    /// created on first write like the `tessera` processes do.
+    pub async fn azure_blobs(&self, cache: &Path) -> services::Blobs {
+        let Store::Azure { connection, prefix } = self else {
+            panic!("azure_blobs on a SQLite store");
+        };
+        let credentials = engine_azure::Credentials::ConnectionString(connection.clone());
+        let account = engine_azure::data_account(&credentials).expect("data account");
+        let engine_azure::DataAuth::AccessKey(key) = account.auth else {
+            panic!("Azurite uses an account key");
+        };
+        let config = engine_azure::AzureConfig::new(credentials).with_prefix(prefix.clone());
+        let backend = engine_azure::AzureBackend::connect(&config)
+            .await
+            .expect("connecting to Azurite");
+        struct Creator(std::sync::Arc<engine_azure::AzureBackend>);
+        #[async_trait::async_trait]
+        impl services::blob::CreateContainer for Creator {
+            async fn create_container(&self, name: &str) -> Result<(), String> {
+                self.0.create_container(name).await
+            }
+        }
+        services::Blobs::azure(
+            services::blob::AzureBlobAccount {
+                account: account.account,
+                endpoint: account.blob_endpoint,
+                auth: services::blob::AzureBlobAuth::AccessKey(key),
+            },
+            cache,
+            Some(std::sync::Arc::new(Creator(backend))),
+        )
+    }
+
     /// The engine's ports on this store, to inspect what the processes did.
     pub async fn backend(&self) -> engine::ports::Backend {
         match self {

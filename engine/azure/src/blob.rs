@@ -10,6 +10,14 @@ use crate::ops::{Op, Ops};
 use crate::status_of;
 use crate::tables::unavailable;
 
+pub(crate) async fn create_if_missing(container: &ContainerClient) -> azure_core::Result<()> {
+    match container.create().await {
+        Ok(_) => Ok(()),
+        Err(e) if status_of(&e) == Some(409) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 pub(crate) struct Results {
     container: ContainerClient,
 }
@@ -20,11 +28,7 @@ impl Results {
     }
 
     pub async fn create_if_missing(&self) -> azure_core::Result<()> {
-        match self.container.create().await {
-            Ok(_) => Ok(()),
-            Err(e) if status_of(&e) == Some(409) => Ok(()),
-            Err(e) => Err(e),
-        }
+        create_if_missing(&self.container).await
     }
 
     pub async fn put(&self, ops: &Ops, name: &str, value: &Value) -> Result<(), StoreError> {

@@ -70,6 +70,74 @@ pub enum ConfigError {
     Identity(String),
 }
 
+/// The account's Blob endpoint and credentials as plain strings, for the geospatial data store
+/// (`object_store`) to use the same account as the backend.
+#[derive(Clone, Debug)]
+pub struct DataAccount {
+    pub account: String,
+    pub blob_endpoint: String,
+    pub auth: DataAuth,
+}
+
+#[derive(Clone)]
+pub enum DataAuth {
+    AccessKey(String),
+    Sas(String),
+    /// Entra ID (managed identity, workload identity, Azure CLI) from the environment.
+    EntraId,
+}
+
+impl std::fmt::Debug for DataAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DataAuth::AccessKey(_) => "AccessKey(..)",
+            DataAuth::Sas(_) => "Sas(..)",
+            DataAuth::EntraId => "EntraId",
+        })
+    }
+}
+
+/// Where the data account is and how to authenticate to it.
+pub fn data_account(credentials: &Credentials) -> Result<DataAccount, ConfigError> {
+    let endpoints = endpoints_of(credentials)?;
+    let auth = match credentials {
+        Credentials::EntraId { .. } => DataAuth::EntraId,
+        Credentials::ConnectionString(s) => {
+            let cs = ConnectionString::new(s)
+                .map_err(|e| ConfigError::ConnectionString(e.to_string()))?;
+            match (cs.use_development_storage, cs.account_key, cs.sas) {
+                (Some(true), _, _) => DataAuth::AccessKey(DEV_KEY.to_owned()),
+                (_, Some(key), _) => DataAuth::AccessKey(key.to_owned()),
+                (_, None, Some(sas)) => DataAuth::Sas(sas.to_owned()),
+                _ => {
+                    return Err(ConfigError::ConnectionString(
+                        "neither AccountKey nor SharedAccessSignature is set".into(),
+                    ));
+                }
+            }
+        }
+    };
+    Ok(DataAccount {
+        account: endpoints.0,
+        blob_endpoint: endpoints.1,
+        auth,
+    })
+}
+
+/// Account name and Blob endpoint, without building credentials.
+fn endpoints_of(credentials: &Credentials) -> Result<(String, String), ConfigError> {
+    match credentials {
+        Credentials::EntraId { account } => Ok((
+            account.clone(),
+            format!("https://{account}.blob.core.windows.net"),
+        )),
+        Credentials::ConnectionString(s) => {
+            let e = from_connection_string(s)?;
+            Ok((e.account, e.blob))
+        }
+    }
+}
+
 /// The three service endpoints and the credentials to use on them.
 pub(crate) struct Endpoints {
     pub account: String,
@@ -210,6 +278,30 @@ mod tests {
         .unwrap();
         assert_eq!(e.queue, "https://acct.queue.core.windows.net");
         assert!(from_connection_string("nonsense").is_err());
+    }
+
+    #[test]
+    fn data_accounts() {
+        let azurite = Credentials::ConnectionString(azurite_connection_string("h", 1, 2, 3));
+        let d = data_account(&azurite).unwrap();
+        assert_eq!(
+            (d.account.as_str(), d.blob_endpoint.as_str()),
+            ("devstoreaccount1", "http://h:1/devstoreaccount1")
+        );
+        assert!(matches!(d.auth, DataAuth::AccessKey(k) if k == DEV_KEY));
+        let sas = Credentials::ConnectionString(
+            "BlobEndpoint=https://acct.blob.core.windows.net;SharedAccessSignature=sv=1&sig=x"
+                .into(),
+        );
+        let d = data_account(&sas).unwrap();
+        assert_eq!(d.account, "acct");
+        assert!(matches!(d.auth, DataAuth::Sas(s) if s == "sv=1&sig=x"));
+        let entra = Credentials::EntraId {
+            account: "acct".into(),
+        };
+        let d = data_account(&entra).unwrap();
+        assert_eq!(d.blob_endpoint, "https://acct.blob.core.windows.net");
+        assert!(matches!(d.auth, DataAuth::EntraId));
     }
 
     #[test]

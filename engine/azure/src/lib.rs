@@ -35,7 +35,10 @@ use azure_storage_queues::prelude::QueueClient;
 use engine::ports::Backend;
 use tracing::info;
 
-pub use config::{AzureConfig, ConfigError, Credentials, azurite_connection_string};
+pub use config::{
+    AzureConfig, ConfigError, Credentials, DataAccount, DataAuth, azurite_connection_string,
+    data_account,
+};
 pub use ops::{OpCounts, Ops};
 
 /// Connecting failed: the error names the endpoint and why.
@@ -56,6 +59,7 @@ pub struct AzureBackend {
     pub(crate) queue: QueueClient,
     pub(crate) poison: QueueClient,
     pub(crate) blobs: blob::Results,
+    pub(crate) blob_service: BlobServiceClient,
     pub(crate) ops: Arc<Ops>,
     pub(crate) event_writer: events::EventWriter,
 }
@@ -98,6 +102,7 @@ impl AzureBackend {
             queue: queues.queue_client(format!("{p}-tasks")),
             poison: queues.queue_client(format!("{p}-tasks-poison")),
             blobs: blob::Results::new(blobs.container_client(format!("{p}-results"))),
+            blob_service: blobs,
             ops,
         };
         let service = |endpoint: &str| {
@@ -134,6 +139,15 @@ impl AzureBackend {
     /// The engine's view of this backend.
     pub fn backend(self: &Arc<Self>) -> Backend {
         Backend::from_all(self.clone())
+    }
+
+    /// Create a Blob container if it does not exist (for the geospatial data store, whose
+    /// client reads and writes blobs but does not manage containers).
+    pub async fn create_container(&self, name: &str) -> Result<(), String> {
+        self.ops.count(ops::Op::Blob);
+        blob::create_if_missing(&self.blob_service.container_client(name))
+            .await
+            .map_err(|e| describe(&e))
     }
 
     /// Storage operations made so far (requests to the services).
