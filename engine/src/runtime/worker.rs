@@ -361,7 +361,9 @@ impl Engine {
             return Ok(());
         }
 
-        self.emit(
+        // The start event is stored while the handler runs (it is stored before the outcome,
+        // so the stream stays in order), not before it: one storage round trip fewer per task.
+        let started = self.emit(
             &job.id,
             EventKind::TaskStarted {
                 task_id: running.id.clone(),
@@ -369,9 +371,9 @@ impl Engine {
                 key: running.key.clone(),
                 attempt: running.attempt,
             },
-        )
-        .await;
-        let (end, running) = self.run_handler(&job, running).await?;
+        );
+        let ((), handled) = tokio::join!(started, self.run_handler(&job, running));
+        let (end, running) = handled?;
         let Some(finished) = self.record_outcome(&job, &running, end).await? else {
             // Lost the task while it ran (taken over, or cancelled): the winner follows up.
             let current = backend.tasks.get_task(&job.id, &running.id).await?;
