@@ -60,6 +60,22 @@ fn azure_bad_configuration_fails_fast_and_names_the_endpoint() {
     assert!(stderr.contains("HTTP 403"), "{stderr}");
     assert!(stderr.contains("account key"), "{stderr}");
 
+    // A SAS that may only read: connecting (it creates the tables) is refused, at once, with
+    // the permission named.
+    let read_only = engine_azure::azurite::read_only_sas_connection_string(&good);
+    let started = std::time::Instant::now();
+    let out = Store::azure(read_only).tessera(&["jobs"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("HTTP 403"), "{stderr}");
+    assert!(stderr.contains("Permission"), "{stderr}");
+    assert!(stderr.contains("role"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+
     // Neither a connection string nor an account: invalid input, the flags named.
     let out = store
         .tessera(&["jobs"])

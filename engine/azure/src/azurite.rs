@@ -6,7 +6,39 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use azure_core::auth::Secret;
+use azure_storage::shared_access_signature::SasToken;
+use azure_storage::shared_access_signature::account_sas::{
+    AccountSasPermissions, AccountSasResource, AccountSasResourceType, AccountSharedAccessSignature,
+};
+
 use crate::azurite_connection_string;
+use crate::config::{DEV_ACCOUNT, DEV_KEY, from_connection_string};
+
+/// The connection string of an account SAS on the Azurite at `connection` that may only read
+/// and list tables: creating a table (what connecting does first) is refused with 403, like
+/// a role or SAS without write permission on a real account.
+pub fn read_only_sas_connection_string(connection: &str) -> String {
+    let endpoints = from_connection_string(connection).expect("an Azurite connection string");
+    let sas = AccountSharedAccessSignature::new(
+        DEV_ACCOUNT.to_owned(),
+        Secret::new(DEV_KEY),
+        AccountSasResource::Table,
+        AccountSasResourceType::Container,
+        time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        AccountSasPermissions {
+            read: true,
+            list: true,
+            ..AccountSasPermissions::default()
+        },
+    )
+    .token()
+    .expect("signing a SAS with the well-known key");
+    format!(
+        "BlobEndpoint={};QueueEndpoint={};TableEndpoint={};SharedAccessSignature={sas}",
+        endpoints.blob, endpoints.queue, endpoints.table
+    )
+}
 
 /// A running Azurite; killed on drop.
 pub struct Azurite {

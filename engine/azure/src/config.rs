@@ -6,8 +6,8 @@ use std::time::Duration;
 use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
 
 /// Azurite's well-known account.
-const DEV_ACCOUNT: &str = "devstoreaccount1";
-const DEV_KEY: &str =
+pub(crate) const DEV_ACCOUNT: &str = "devstoreaccount1";
+pub(crate) const DEV_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 /// How to reach the storage account.
@@ -187,7 +187,7 @@ pub(crate) fn endpoints(credentials: &Credentials) -> Result<Endpoints, ConfigEr
     }
 }
 
-fn from_connection_string(s: &str) -> Result<Endpoints, ConfigError> {
+pub(crate) fn from_connection_string(s: &str) -> Result<Endpoints, ConfigError> {
     let bad = |m: &str| ConfigError::ConnectionString(m.to_owned());
     let cs = ConnectionString::new(s).map_err(|e| ConfigError::ConnectionString(e.to_string()))?;
     if cs.use_development_storage == Some(true) {
