@@ -203,7 +203,7 @@ fn fan_out(bin: &Path, dir: &Path, n: u64, runs: usize) -> anyhow::Result<f64> {
                 "--params",
                 &params,
                 "--workers",
-                "64",
+                "128",
                 "--json",
             ],
         ))?;
