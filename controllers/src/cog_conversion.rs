@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use engine::graph::PlanError;
 use engine::{
-    Controller, HandlerError, JobId, JobRecord, JobResults, TaskSpec, TriggerRule, ValidationError,
+    CheckError, Controller, HandlerError, JobId, JobRecord, JobResults, TaskSpec, TriggerRule,
+    ValidationError,
 };
 use serde_json::{Value, json};
 use services::Services;
@@ -88,7 +89,7 @@ impl Controller for CogConversion {
         }
         p.finish()
     }
-    async fn check(&self, params: &Value) -> Result<(), ValidationError> {
+    async fn check(&self, params: &Value) -> Result<(), CheckError> {
         check_job(&self.services.blobs, &job(params)?).await
     }
     fn plan(&self, _job_id: &JobId, params: &Value) -> Result<Vec<TaskSpec>, PlanError> {

@@ -6,7 +6,9 @@
 
 use async_trait::async_trait;
 use engine::graph::PlanError;
-use engine::{Controller, HandlerError, JobId, JobRecord, JobResults, TaskSpec, ValidationError};
+use engine::{
+    CheckError, Controller, HandlerError, JobId, JobRecord, JobResults, TaskSpec, ValidationError,
+};
 use serde_json::Value;
 use services::Services;
 use services::listing::check_container_exists;
@@ -39,7 +41,7 @@ impl Controller for ListContainer {
         p.string("prefix", 0..=1024, Some(""))?;
         p.finish()
     }
-    async fn check(&self, params: &Value) -> Result<(), ValidationError> {
+    async fn check(&self, params: &Value) -> Result<(), CheckError> {
         let container = params["container"].as_str().unwrap_or_default();
         check_container_exists(&self.services.blobs, "container", container).await
     }

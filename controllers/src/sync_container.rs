@@ -9,7 +9,8 @@
 use async_trait::async_trait;
 use engine::graph::PlanError;
 use engine::{
-    Controller, HandlerError, JobId, JobRecord, JobResults, TaskSpec, TriggerRule, ValidationError,
+    CheckError, Controller, HandlerError, JobId, JobRecord, JobResults, TaskSpec, TriggerRule,
+    ValidationError,
 };
 use serde_json::{Value, json};
 use services::Services;
@@ -41,7 +42,7 @@ impl Controller for SyncContainer {
         check_collection_id(&id).map_err(|reason| ValidationError::new("collection_id", reason))?;
         p.finish()
     }
-    async fn check(&self, params: &Value) -> Result<(), ValidationError> {
+    async fn check(&self, params: &Value) -> Result<(), CheckError> {
         let container = params["container"].as_str().unwrap_or_default();
         check_container_exists(&self.services.blobs, "container", container).await
     }

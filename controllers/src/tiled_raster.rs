@@ -11,7 +11,9 @@
 
 use async_trait::async_trait;
 use engine::graph::PlanError;
-use engine::{Controller, HandlerError, JobId, JobRecord, JobResults, TaskSpec, ValidationError};
+use engine::{
+    CheckError, Controller, HandlerError, JobId, JobRecord, JobResults, TaskSpec, ValidationError,
+};
 use serde_json::{Value, json};
 use services::Services;
 use services::raster::{RasterError, RasterInfo};
@@ -68,7 +70,7 @@ impl Controller for TiledRaster {
     }
     /// The source exists, is a georeferenced raster whose CRS reaches Web Mercator, and the
     /// zooms do not ask for an absurd number of tiles.
-    async fn check(&self, params: &Value) -> Result<(), ValidationError> {
+    async fn check(&self, params: &Value) -> Result<(), CheckError> {
         let p: TiledRasterParams = serde_json::from_value(params.clone())
             .map_err(|e| ValidationError::new("params", e.to_string()))?;
         let path = self
@@ -76,7 +78,7 @@ impl Controller for TiledRaster {
             .blobs
             .local_path(&p.container, &p.blob)
             .await
-            .map_err(|e| ValidationError::new("blob", e.to_string()))?;
+            .map_err(|e| services::failure::check_failure("blob", e))?;
         let (min_zoom, max_zoom, tile_size) = (p.min_zoom, p.max_zoom, p.tile_size);
         let checked = tokio::task::spawn_blocking(move || -> Result<u64, RasterError> {
             let ds = services::raster::open(&path)?;
@@ -93,7 +95,7 @@ impl Controller for TiledRaster {
                 .sum())
         })
         .await
-        .map_err(|e| ValidationError::new("blob", e.to_string()))?;
+        .map_err(|e| services::failure::check_join_failure("blob", e))?;
         let tiles = checked.map_err(|e| ValidationError::new("blob", e.to_string()))?;
         if tiles > MAX_TILES {
             return Err(ValidationError::new(
@@ -101,7 +103,8 @@ impl Controller for TiledRaster {
                 format!(
                     "zooms {min_zoom}..{max_zoom} of this raster make {tiles} tiles, more than the {MAX_TILES} one job may write; lower max_zoom"
                 ),
-            ));
+            )
+            .into());
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use crate::handler::{
     Controller, HandlerError, JobResults, Registry, TaskContext, TaskHandler, TaskOutput,
     ValidationError,
 };
-use crate::ids::{JobId, job_id};
+use crate::ids::{JobId, TaskId, job_id};
 use crate::model::*;
 use crate::ports::*;
 use crate::retry::RetryPolicy;
@@ -41,7 +41,10 @@ macro_rules! conformance_tests {
             maintenance_finds_stale_work_and_deletes_jobs,
             runtime_runs_a_job_with_two_workers,
             runtime_releases_a_barrier_once_under_concurrency,
-            runtime_bundles_a_fan_out_and_splits_it_when_redelivered
+            runtime_bundles_a_fan_out_and_splits_it_when_redelivered,
+            events_are_written_with_their_status_change,
+            runtime_cancel_and_forced_rerun_keep_the_story,
+            runtime_deleted_job_leaves_no_work
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -123,12 +126,15 @@ pub async fn jobs_insert_get_and_compare_and_set(b: Backend) {
     running.status = JobStatus::Running;
     let rev = b
         .jobs
-        .update_job(&running)
+        .update_job(&running, &[])
         .await
         .unwrap()
         .expect("first CAS wins");
     // A writer holding the old revision loses.
-    assert_eq!(b.jobs.update_job(&running).await.unwrap(), Err(Conflict));
+    assert_eq!(
+        b.jobs.update_job(&running, &[]).await.unwrap(),
+        Err(Conflict)
+    );
     let got = b.jobs.get_job(&j.id).await.unwrap().unwrap();
     assert_eq!((got.status, got.revision), (JobStatus::Running, rev));
     let other = job(2);
@@ -173,12 +179,12 @@ pub async fn tasks_insert_is_idempotent_and_updates_compare_and_set(b: Backend) 
     running.worker = Some("w1".into());
     let rev = b
         .tasks
-        .update_task(&running)
+        .update_task(&running, &[])
         .await
         .unwrap()
         .expect("CAS wins");
     assert_eq!(
-        b.tasks.update_task(&running).await.unwrap(),
+        b.tasks.update_task(&running, &[]).await.unwrap(),
         Err(Conflict),
         "stale revision loses"
     );
@@ -284,7 +290,7 @@ pub async fn tasks_dependents_statuses_counts_and_unfinished(b: Backend) {
     for t in &ts[..3] {
         let mut done = b.tasks.get_task(&j.id, &t.id).await.unwrap().unwrap();
         done.status = TaskStatus::Succeeded;
-        b.tasks.update_task(&done).await.unwrap().unwrap();
+        b.tasks.update_task(&done, &[]).await.unwrap().unwrap();
     }
     assert!(
         !b.tasks.any_unfinished(&j.id, Some("g")).await.unwrap(),
@@ -311,12 +317,12 @@ pub async fn tasks_finish_unstarted_leaves_running_alone(b: Backend) {
     b.tasks.insert_tasks(&j.id, &ts).await.unwrap();
     let mut running = b.tasks.get_task(&j.id, &ts[0].id).await.unwrap().unwrap();
     running.status = TaskStatus::Running;
-    b.tasks.update_task(&running).await.unwrap().unwrap();
+    b.tasks.update_task(&running, &[]).await.unwrap().unwrap();
     let stale = b.tasks.get_task(&j.id, &ts[1].id).await.unwrap().unwrap();
     let error = ErrorInfo::new("JOB_CANCELLED", "test");
     assert_eq!(
         b.tasks
-            .finish_unstarted(&j.id, TaskStatus::Cancelled, &error)
+            .finish_unstarted(&j.id, 1, TaskStatus::Cancelled, &error)
             .await
             .unwrap(),
         3
@@ -336,9 +342,77 @@ pub async fn tasks_finish_unstarted_leaves_running_alone(b: Backend) {
     );
     assert_eq!(cancelled.status, TaskStatus::Cancelled);
     assert_eq!(
-        b.tasks.update_task(&stale).await.unwrap(),
+        b.tasks.update_task(&stale, &[]).await.unwrap(),
         Err(Conflict),
         "bulk change bumps revisions"
+    );
+    let ended: u64 = b
+        .events
+        .events_after(&j.id, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, e)| match &e.kind {
+            EventKind::TasksEnded { status, count, .. } => {
+                assert_eq!(*status, TaskStatus::Cancelled);
+                *count
+            }
+            other => panic!("unexpected event {other:?}"),
+        })
+        .sum();
+    assert_eq!(ended, 3, "tasks_ended events count every task moved");
+}
+
+/// A status change and its event are one write: a winning compare-and-set stores its events,
+/// a losing one stores none.
+pub async fn events_are_written_with_their_status_change(b: Backend) {
+    let j = insert_job(&b, &job(1)).await;
+    let ts = tasks(&j.id, 1);
+    b.tasks.insert_tasks(&j.id, &ts).await.unwrap();
+    let queued = b.tasks.get_task(&j.id, &ts[0].id).await.unwrap().unwrap();
+    let mut running = queued.clone();
+    running.status = TaskStatus::Running;
+    running.starts = 1;
+    let started = crate::events::task_transition(&queued, &running).expect("a start event");
+    b.tasks
+        .update_task(&running, std::slice::from_ref(&started))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut lost = queued.clone();
+    lost.status = TaskStatus::Cancelled;
+    let cancelled = crate::events::task_transition(&queued, &lost).expect("an end event");
+    assert_eq!(
+        b.tasks.update_task(&lost, &[cancelled]).await.unwrap(),
+        Err(Conflict)
+    );
+    let mut running_job = j.clone();
+    running_job.status = JobStatus::Running;
+    let job_started = crate::events::job_transition(&j, &running_job).expect("job_started");
+    b.jobs
+        .update_job(&running_job, std::slice::from_ref(&job_started))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut closed = j.clone();
+    closed.status = JobStatus::Cancelled;
+    let job_closed = crate::events::job_transition(&j, &closed).expect("job_completed");
+    assert_eq!(
+        b.jobs.update_job(&closed, &[job_closed]).await.unwrap(),
+        Err(Conflict)
+    );
+    let stored: Vec<JobEvent> = b
+        .events
+        .events_after(&j.id, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(
+        stored,
+        vec![started, job_started],
+        "only the winners' events"
     );
 }
 
@@ -352,17 +426,42 @@ pub async fn progress_is_advisory(b: Backend) {
         text: "half".into(),
         at: 7,
     };
-    b.tasks.set_progress(&j.id, &ts[0].id, &p).await.unwrap();
+    let event = JobEvent::now(
+        &j.id,
+        1,
+        EventKind::ProgressUpdate {
+            task_id: ts[0].id.clone(),
+            task: ts[0].task.clone(),
+            fraction: 0.5,
+            text: "half".into(),
+        },
+    );
+    b.tasks
+        .set_progress(&j.id, &ts[0].id, &p, &event)
+        .await
+        .unwrap();
     let after = b.tasks.get_task(&j.id, &ts[0].id).await.unwrap().unwrap();
     assert_eq!(after.progress, Some(p));
     assert_eq!(after.revision, before.revision);
+    let stored = b.events.events_after(&j.id, 0, 10).await.unwrap();
+    assert_eq!(
+        stored.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+        vec![event],
+        "the progress event is stored with the progress"
+    );
+    assert_eq!(
+        b.tasks.running_progress(&j.id).await.unwrap(),
+        0.0,
+        "only RUNNING tasks count"
+    );
     let mut running = before.clone();
     running.status = TaskStatus::Running;
     b.tasks
-        .update_task(&running)
+        .update_task(&running, &[])
         .await
         .unwrap()
         .expect("progress did not break the CAS");
+    assert_eq!(b.tasks.running_progress(&j.id).await.unwrap(), 0.5);
 }
 
 pub async fn queue_lease_hides_and_redelivers(b: Backend) {
@@ -468,6 +567,7 @@ pub async fn events_are_ordered_per_job(b: Backend) {
     let (j1, j2) = (job(1).id, job(2).id);
     let e = |j: &JobId, status| JobEvent {
         job_id: j.clone(),
+        job_attempt: 1,
         at: 1,
         kind: EventKind::JobCompleted { status },
     };
@@ -522,7 +622,7 @@ pub async fn maintenance_finds_stale_work_and_deletes_jobs(b: Backend) {
     let mut done = j.clone();
     done.status = JobStatus::Cancelled;
     done.finished_at = Some(2_000);
-    b.jobs.update_job(&done).await.unwrap().unwrap();
+    b.jobs.update_job(&done, &[]).await.unwrap().unwrap();
     assert!(
         b.maintenance
             .jobs_finished_before(2_000, 10)
@@ -537,6 +637,7 @@ pub async fn maintenance_finds_stale_work_and_deletes_jobs(b: Backend) {
     b.events
         .emit(&[JobEvent {
             job_id: j.id.clone(),
+            job_attempt: 1,
             at: 1,
             kind: EventKind::JobCompleted {
                 status: JobStatus::Cancelled,
@@ -544,7 +645,10 @@ pub async fn maintenance_finds_stale_work_and_deletes_jobs(b: Backend) {
         }])
         .await
         .unwrap();
-    b.maintenance.delete_job(&j.id).await.unwrap();
+    b.maintenance
+        .delete_job(&j.id, Removal::Everything)
+        .await
+        .unwrap();
     assert!(b.jobs.get_job(&j.id).await.unwrap().is_none());
     assert!(b.tasks.get_task(&j.id, &ts[0].id).await.unwrap().is_none());
     assert!(
@@ -611,7 +715,7 @@ impl TaskHandler for Add {
     }
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutput, HandlerError> {
         ctx.progress(1.0, "done").await;
-        Ok(TaskOutput::value(1))
+        TaskOutput::value(1)
     }
 }
 
@@ -626,7 +730,7 @@ impl TaskHandler for Spawn {
         let kids = (0..3)
             .map(|i| TaskSpec::parallel("add", format!("child-{i}")))
             .collect();
-        Ok(TaskOutput::with_children("spawned", kids))
+        TaskOutput::with_children("spawned", kids)
     }
 }
 
@@ -652,7 +756,7 @@ impl TaskHandler for Sum {
                 None => break,
             }
         }
-        Ok(TaskOutput::value(json!({ "sum": total })))
+        TaskOutput::value(json!({ "sum": total }))
     }
 }
 
@@ -734,6 +838,7 @@ pub async fn runtime_runs_a_job_with_two_workers(b: Backend) {
         .filter(|(_, e)| matches!(e.kind, EventKind::JobCompleted { .. }))
         .count();
     assert_eq!(closed, 1, "the job is closed exactly once");
+    assert_story_complete(&b, &done.id, 1).await;
     // The same request is the same job, not run again.
     let again = engine
         .submit("fan", json!({ "n": 40 }), SubmitOptions::default())
@@ -832,4 +937,173 @@ pub async fn runtime_bundles_a_fan_out_and_splits_it_when_redelivered(b: Backend
         .count();
     // 200 + chain + orchestrator + 3 children + barrier, each started once.
     assert_eq!(started, 206);
+}
+
+/// The event log of `job`'s attempt `attempt` tells every task's story: one end event per
+/// terminal task (`tasks_ended` counting for many), one `task_started` per start, one
+/// `job_completed`.
+async fn assert_story_complete(b: &Backend, job: &JobId, attempt: u32) {
+    let events: Vec<JobEvent> = b
+        .events
+        .events_after(job, 0, 1_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.job_attempt == attempt)
+        .collect();
+    let mut ends: std::collections::HashMap<TaskId, u32> = Default::default();
+    let mut bulk = 0;
+    let mut started = 0u64;
+    for e in &events {
+        match &e.kind {
+            EventKind::TasksEnded { count, .. } => bulk += count,
+            EventKind::TaskStarted { .. } => started += 1,
+            EventKind::TaskCompleted { task_id, .. }
+            | EventKind::TaskCancelled { task_id, .. }
+            | EventKind::TaskSkipped { task_id, .. }
+            | EventKind::TaskFailed {
+                task_id,
+                will_retry: false,
+                ..
+            } => *ends.entry(task_id.clone()).or_default() += 1,
+            _ => {}
+        }
+    }
+    let mut terminal = 0u64;
+    let mut starts = 0u64;
+    let mut page = PageRequest::first(1_000);
+    loop {
+        let p = b
+            .tasks
+            .list_tasks(job, &TaskQuery::default(), page.clone())
+            .await
+            .unwrap();
+        for t in &p.items {
+            assert!(t.status.is_terminal(), "task {} is {}", t.id, t.status);
+            terminal += 1;
+            starts += u64::from(t.starts);
+            assert!(
+                ends.get(&t.id).copied().unwrap_or(0) <= 1,
+                "task {} has {:?} end events",
+                t.id,
+                ends.get(&t.id)
+            );
+        }
+        match p.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        ends.len() as u64 + bulk,
+        terminal,
+        "every terminal task has its end event"
+    );
+    assert_eq!(started, starts, "one task_started per start");
+    let closed = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::JobCompleted { .. }))
+        .count();
+    assert_eq!(closed, 1, "one job_completed");
+}
+
+/// Cancelling a job that has not run ends every task in the stream (`tasks_ended`); a forced
+/// re-run keeps the first attempt's events and tells the second attempt's story whole.
+pub async fn runtime_cancel_and_forced_rerun_keep_the_story(b: Backend) {
+    let engine = engine(b.clone());
+    let sub = engine
+        .submit("fan", json!({ "n": 12 }), SubmitOptions::default())
+        .await
+        .unwrap();
+    let cancelled = engine.cancel(&sub.job.id).await.unwrap();
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert_story_complete(&b, &sub.job.id, 1).await;
+    let first = b.events.events_after(&sub.job.id, 0, 1_000).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(run_worker(
+        engine.clone(),
+        WorkerConfig::default(),
+        shutdown.clone(),
+    ));
+    let rerun = engine
+        .submit(
+            "fan",
+            json!({ "n": 12 }),
+            SubmitOptions {
+                force: true,
+                ..SubmitOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rerun.job.attempt, 2);
+    let done = wait_terminal(&engine, &rerun.job.id, Duration::from_secs(60)).await;
+    shutdown.cancel();
+    worker.await.unwrap();
+    assert_eq!(done.status, JobStatus::Succeeded);
+    let all = b.events.events_after(&done.id, 0, 1_000).await.unwrap();
+    let kept: Vec<_> = all
+        .iter()
+        .filter(|(_, e)| e.job_attempt == 1)
+        .cloned()
+        .collect();
+    assert_eq!(
+        kept, first,
+        "the first attempt's events are kept as they were"
+    );
+    assert_story_complete(&b, &done.id, 2).await;
+}
+
+/// Deleting a job removes the messages of its tasks: nothing of it runs afterwards, and the
+/// queue drains (a backend that cannot pick messages out of its queue drops them when a
+/// worker meets them).
+pub async fn runtime_deleted_job_leaves_no_work(b: Backend) {
+    let engine = engine(b.clone());
+    let sub = engine
+        .submit("fan", json!({ "n": 20 }), SubmitOptions::default())
+        .await
+        .unwrap();
+    b.maintenance
+        .delete_job(&sub.job.id, Removal::Everything)
+        .await
+        .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(run_worker(
+        engine.clone(),
+        WorkerConfig::default(),
+        shutdown.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let left = b.queue.receive(32, Duration::from_millis(1)).await.unwrap();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "messages of a deleted job still queued: {:?}",
+            left.iter().map(|d| &d.body).collect::<Vec<_>>()
+        );
+    }
+    shutdown.cancel();
+    worker.await.unwrap();
+    assert!(b.jobs.get_job(&sub.job.id).await.unwrap().is_none());
+    assert_eq!(
+        b.tasks
+            .count_tasks(&sub.job.id, None)
+            .await
+            .unwrap()
+            .total(),
+        0,
+        "no task of the deleted job was recreated"
+    );
+    assert!(
+        b.events
+            .events_after(&sub.job.id, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -122,6 +122,9 @@ impl Plan {
                         TaskStatus::Pending
                     },
                     attempt: 1,
+                    job_attempt: 1,
+                    starts: 0,
+                    dequeue_count: 0,
                     params: spec.params,
                     depends_on,
                     n_dependents,

@@ -78,17 +78,27 @@ pub struct TaskOutput {
 }
 
 impl TaskOutput {
-    pub fn value(result: impl Serialize) -> Self {
-        TaskOutput {
-            result: serde_json::to_value(result).unwrap_or(Value::Null),
+    /// A result as JSON. A value that does not serialize (a map with non-string keys, a
+    /// failing `Serialize`) is a permanent `RESULT_NOT_SERIALIZABLE` error, never `null`.
+    pub fn value(result: impl Serialize) -> Result<Self, HandlerError> {
+        Ok(TaskOutput {
+            result: serde_json::to_value(result).map_err(|e| {
+                HandlerError::permanent(
+                    crate::model::codes::RESULT_NOT_SERIALIZABLE,
+                    format!("the task's result is not JSON: {e}"),
+                )
+            })?,
             children: Vec::new(),
-        }
+        })
     }
-    pub fn with_children(result: impl Serialize, children: Vec<TaskSpec>) -> Self {
-        TaskOutput {
+    pub fn with_children(
+        result: impl Serialize,
+        children: Vec<TaskSpec>,
+    ) -> Result<Self, HandlerError> {
+        Ok(TaskOutput {
             children,
-            ..Self::value(result)
-        }
+            ..Self::value(result)?
+        })
     }
 }
 
@@ -128,6 +138,7 @@ pub struct TaskContext {
     pub attempt: u32,
     pub params: Value,
     pub job_params: Value,
+    pub(crate) job_attempt: u32,
     pub(crate) group: Option<String>,
     pub(crate) waits_for: Option<String>,
     pub(crate) cancel: CancellationToken,
@@ -164,16 +175,9 @@ impl TaskContext {
             text: text.clone(),
             at: now_millis(),
         };
-        if let Err(e) = self
-            .backend
-            .tasks
-            .set_progress(&self.job_id, &self.task_id, &progress)
-            .await
-        {
-            tracing::warn!(error = %e, "progress update not stored");
-        }
         let event = JobEvent::now(
             &self.job_id,
+            self.job_attempt,
             EventKind::ProgressUpdate {
                 task_id: self.task_id.clone(),
                 task: self.task.clone(),
@@ -181,8 +185,13 @@ impl TaskContext {
                 text,
             },
         );
-        if let Err(e) = self.backend.events.emit(&[event]).await {
-            tracing::warn!(error = %e, "progress event not stored");
+        if let Err(e) = self
+            .backend
+            .tasks
+            .set_progress(&self.job_id, &self.task_id, &progress, &event)
+            .await
+        {
+            tracing::warn!(error = %e, "progress update not stored");
         }
     }
 
@@ -275,6 +284,26 @@ impl ValidationError {
     }
 }
 
+/// Why [`Controller::check`] refused a request: the input itself is wrong (exit 2, HTTP
+/// 400), or what it refers to cannot be looked at now (an outage: exit 3, HTTP 503, try
+/// again). Only the first is the client's mistake.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("cannot check {field} now: {message}")]
+    Unavailable { field: String, message: String },
+}
+
+impl CheckError {
+    pub fn unavailable(field: impl Into<String>, message: impl Into<String>) -> Self {
+        CheckError::Unavailable {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// Read access to a job's tasks, for a controller's aggregate.
 pub struct JobResults {
     pub(crate) job_id: JobId,
@@ -317,7 +346,9 @@ pub trait Controller: Send + Sync + 'static {
     /// Check what the normalized params refer to (input files exist and are readable, ...)
     /// before a new job is created, so that what can be known at submission is refused then.
     /// Not part of the job ID; not run when the job already exists.
-    async fn check(&self, _params: &Value) -> Result<(), ValidationError> {
+    /// An outage (the blob store not answering) is [`CheckError::Unavailable`], never invalid
+    /// input.
+    async fn check(&self, _params: &Value) -> Result<(), CheckError> {
         Ok(())
     }
     /// Expand normalized params into the initial task specs.

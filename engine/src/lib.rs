@@ -20,8 +20,8 @@ pub mod status;
 pub mod conformance;
 
 pub use handler::{
-    Controller, HandlerError, JobResults, MemberResult, Registry, TaskContext, TaskHandler,
-    TaskOutput, ValidationError,
+    CheckError, Controller, HandlerError, JobResults, MemberResult, Registry, TaskContext,
+    TaskHandler, TaskOutput, ValidationError,
 };
 pub use ids::{JobId, TaskId, TaskKey};
 pub use model::{

@@ -88,6 +88,16 @@ impl MemoryBackend {
     }
 }
 
+impl State {
+    fn append_events(&mut self, events: &[JobEvent]) {
+        for e in events {
+            self.next_id += 1;
+            let seq = self.next_id;
+            self.events.push((seq, e.clone()));
+        }
+    }
+}
+
 fn rev(n: u64) -> Revision {
     Revision(n.to_string())
 }
@@ -122,7 +132,7 @@ impl JobStore for MemoryBackend {
         }))
     }
 
-    async fn update_job(&self, job: &JobRecord) -> Result<Cas, StoreError> {
+    async fn update_job(&self, job: &JobRecord, events: &[JobEvent]) -> Result<Cas, StoreError> {
         let mut s = self.lock();
         let Some((stored, n)) = s.jobs.get_mut(&job.id) else {
             return Ok(Err(Conflict));
@@ -141,6 +151,7 @@ impl JobStore for MemoryBackend {
                 to: job.status,
             });
         }
+        s.append_events(events);
         Ok(Ok(rev(n)))
     }
 
@@ -234,7 +245,7 @@ impl TaskStore for MemoryBackend {
             .collect())
     }
 
-    async fn update_task(&self, task: &TaskRecord) -> Result<Cas, StoreError> {
+    async fn update_task(&self, task: &TaskRecord, events: &[JobEvent]) -> Result<Cas, StoreError> {
         let mut s = self.lock();
         let Some((stored, n)) = s.tasks.get_mut(&(task.job_id.clone(), task.id.clone())) else {
             return Ok(Err(Conflict));
@@ -256,6 +267,7 @@ impl TaskStore for MemoryBackend {
                 to: task.status,
             });
         }
+        s.append_events(events);
         Ok(Ok(rev(n)))
     }
 
@@ -264,11 +276,23 @@ impl TaskStore for MemoryBackend {
         job_id: &JobId,
         id: &TaskId,
         progress: &Progress,
+        event: &JobEvent,
     ) -> Result<(), StoreError> {
-        if let Some((t, _)) = self.lock().tasks.get_mut(&(job_id.clone(), id.clone())) {
+        let mut s = self.lock();
+        if let Some((t, _)) = s.tasks.get_mut(&(job_id.clone(), id.clone())) {
             t.progress = Some(progress.clone());
+            s.append_events(std::slice::from_ref(event));
         }
         Ok(())
+    }
+
+    async fn running_progress(&self, job_id: &JobId) -> Result<f64, StoreError> {
+        let s = self.lock();
+        Ok(s.tasks
+            .values()
+            .filter(|(t, _)| &t.job_id == job_id && t.status == TaskStatus::Running)
+            .filter_map(|(t, _)| t.progress.as_ref().map(|p| p.fraction))
+            .sum())
     }
 
     async fn list_tasks(
@@ -332,6 +356,7 @@ impl TaskStore for MemoryBackend {
     async fn finish_unstarted(
         &self,
         job_id: &JobId,
+        job_attempt: u32,
         to: TaskStatus,
         error: &ErrorInfo,
     ) -> Result<u64, StoreError> {
@@ -354,6 +379,18 @@ impl TaskStore for MemoryBackend {
         }
         let count = changed.len() as u64;
         s.task_log.extend(changed);
+        if count > 0 {
+            let event = JobEvent::now(
+                job_id,
+                job_attempt,
+                crate::events::EventKind::TasksEnded {
+                    status: to,
+                    count,
+                    error: error.clone(),
+                },
+            );
+            s.append_events(&[event]);
+        }
         Ok(count)
     }
 }
@@ -473,12 +510,7 @@ impl TaskQueue for MemoryBackend {
 #[async_trait]
 impl EventLog for MemoryBackend {
     async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError> {
-        let mut s = self.lock();
-        for e in events {
-            s.next_id += 1;
-            let seq = s.next_id;
-            s.events.push((seq, e.clone()));
-        }
+        self.lock().append_events(events);
         Ok(())
     }
 
@@ -551,11 +583,17 @@ impl Maintenance for MemoryBackend {
             .collect())
     }
 
-    async fn delete_job(&self, id: &JobId) -> Result<(), StoreError> {
+    async fn delete_job(&self, id: &JobId, removal: Removal) -> Result<(), StoreError> {
         let mut s = self.lock();
         s.jobs.remove(id);
         s.tasks.retain(|(j, _), _| j != id);
-        s.events.retain(|(_, e)| &e.job_id != id);
+        s.messages.retain(|_, m| {
+            serde_json::from_str::<crate::model::QueueMessage>(&m.body)
+                .map_or(true, |q| q.job_id() != id)
+        });
+        if removal == Removal::Everything {
+            s.events.retain(|(_, e)| &e.job_id != id);
+        }
         Ok(())
     }
 }

@@ -204,6 +204,9 @@ pub mod codes {
     pub const AGGREGATE_FAILED: &str = "AGGREGATE_FAILED";
     pub const JOB_CANCELLED: &str = "JOB_CANCELLED";
     pub const HANDLER_PANICKED: &str = "HANDLER_PANICKED";
+    pub const RESULT_NOT_SERIALIZABLE: &str = "RESULT_NOT_SERIALIZABLE";
+    /// Stored data a handler reads (a dependency's result) is not what it expects.
+    pub const CORRUPT_RESULT: &str = "CORRUPT_RESULT";
 }
 
 /// Latest progress report of a running task.
@@ -373,6 +376,10 @@ pub struct JobRecord {
     pub revision: Revision,
 }
 
+fn one() -> u32 {
+    1
+}
+
 /// A stored task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
@@ -386,6 +393,16 @@ pub struct TaskRecord {
     pub status: TaskStatus,
     /// 1-based attempt number; a retry increments it.
     pub attempt: u32,
+    /// The job attempt this task belongs to (a forced re-run plans new tasks).
+    #[serde(default = "one")]
+    pub job_attempt: u32,
+    /// How many times a handler was started for this task, every attempt and lease
+    /// takeover included: more than `attempt` means some attempt ran twice.
+    #[serde(default)]
+    pub starts: u32,
+    /// Dequeue count of the message that last started it (above 1: a re-delivery).
+    #[serde(default)]
+    pub dequeue_count: u32,
     #[serde(default)]
     pub params: Value,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -484,6 +501,14 @@ pub enum QueueMessage {
 }
 
 impl QueueMessage {
+    /// The job whose tasks it carries.
+    pub fn job_id(&self) -> &JobId {
+        match self {
+            QueueMessage::One(message) => &message.job_id,
+            QueueMessage::Bundle { job_id, .. } => job_id,
+        }
+    }
+
     /// The task attempts it carries.
     pub fn into_tasks(self) -> Vec<TaskMessage> {
         match self {

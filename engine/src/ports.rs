@@ -118,8 +118,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// Insert if absent; an existing job with that ID is returned untouched.
     async fn insert_job(&self, job: &JobRecord) -> Result<Inserted<JobRecord>, StoreError>;
     async fn get_job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError>;
-    /// Replace the job if its stored revision is still `job.revision`.
-    async fn update_job(&self, job: &JobRecord) -> Result<Cas, StoreError>;
+    /// Replace the job if its stored revision is still `job.revision`, and store `events`
+    /// in the same write: both or neither (the event log tells the whole story).
+    async fn update_job(&self, job: &JobRecord, events: &[JobEvent]) -> Result<Cas, StoreError>;
     /// Newest first.
     async fn list_jobs(&self, page: PageRequest) -> Result<Page<JobRecord>, StoreError>;
 }
@@ -138,15 +139,20 @@ pub trait TaskStore: Send + Sync + 'static {
         job_id: &JobId,
         ids: &[TaskId],
     ) -> Result<Vec<(TaskId, TaskStatus)>, StoreError>;
-    /// Replace the task if its stored revision is still `task.revision`.
-    async fn update_task(&self, task: &TaskRecord) -> Result<Cas, StoreError>;
-    /// Advisory progress: written without a compare-and-set and without changing the revision.
+    /// Replace the task if its stored revision is still `task.revision`, and store `events`
+    /// in the same write: both or neither.
+    async fn update_task(&self, task: &TaskRecord, events: &[JobEvent]) -> Result<Cas, StoreError>;
+    /// Advisory progress: written without a compare-and-set and without changing the
+    /// revision, with its `progress_update` event in the same write.
     async fn set_progress(
         &self,
         job_id: &JobId,
         id: &TaskId,
         progress: &Progress,
+        event: &JobEvent,
     ) -> Result<(), StoreError>;
+    /// Sum of the progress fractions of the job's RUNNING tasks.
+    async fn running_progress(&self, job_id: &JobId) -> Result<f64, StoreError>;
     /// Tasks of one job in a stable order, paged.
     async fn list_tasks(
         &self,
@@ -167,10 +173,13 @@ pub trait TaskStore: Send + Sync + 'static {
     async fn any_unfinished(&self, job_id: &JobId, group: Option<&str>)
     -> Result<bool, StoreError>;
     /// Move every PENDING / QUEUED / RETRY_WAIT task of the job to `to` (CANCELLED or SKIPPED)
-    /// with `error`, changing their revisions. Returns how many moved.
+    /// with `error`, changing their revisions. Returns how many moved. Each write that moves
+    /// tasks stores, in the same write, a `tasks_ended` event (of `job_attempt`) with the
+    /// number it moved, so the events' counts add up to the tasks moved.
     async fn finish_unstarted(
         &self,
         job_id: &JobId,
+        job_attempt: u32,
         to: TaskStatus,
         error: &ErrorInfo,
     ) -> Result<u64, StoreError>;
@@ -244,8 +253,18 @@ pub trait Maintenance: Send + Sync + 'static {
         finished_before: Millis,
         limit: usize,
     ) -> Result<Vec<JobId>, StoreError>;
-    /// Remove a job with its tasks and events.
-    async fn delete_job(&self, id: &JobId) -> Result<(), StoreError>;
+    /// Remove a job with its tasks and the messages still queued for them; its events too
+    /// unless `removal` keeps them (a forced re-run keeps the earlier attempts' story).
+    async fn delete_job(&self, id: &JobId, removal: Removal) -> Result<(), StoreError>;
+}
+
+/// What [`Maintenance::delete_job`] removes besides the job, its tasks and their messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The events too (retention, an explicit delete).
+    Everything,
+    /// The events stay (a forced re-run: the earlier attempts' events remain readable).
+    KeepEvents,
 }
 
 /// Every port of one backend, as the runtime uses them.

@@ -63,9 +63,6 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(dispatch(cli.command));
     if let Some(azure) = AZURE.get() {
-        if let Err(e) = runtime.block_on(azure.flush_events()) {
-            tracing::warn!(error = %e, "events not stored at exit");
-        }
         // Azure bills per request: what this process cost (benchmarks read this line).
         let ops = azure.ops();
         tracing::info!(
@@ -107,7 +104,7 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
         }
         if let Some(e) = cause.downcast_ref::<SubmitError>() {
             return match e {
-                SubmitError::Runtime(_) => EXIT_INTERNAL,
+                SubmitError::Runtime(_) | SubmitError::CheckUnavailable(_) => EXIT_INTERNAL,
                 _ => EXIT_INVALID_INPUT,
             };
         }

@@ -12,7 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use engine::{HandlerError, TaskContext, TaskHandler, TaskOutput, TaskStatus, ValidationError};
+use engine::{
+    CheckError, HandlerError, TaskContext, TaskHandler, TaskOutput, TaskStatus, ValidationError,
+};
 use gdal::raster::GdalDataType;
 use gdal::{Dataset, DriverManager, Metadata};
 use serde::{Deserialize, Serialize};
@@ -20,7 +22,7 @@ use serde_json::json;
 use tracing::{Instrument, info, info_span};
 
 use crate::Services;
-use crate::blob::{BlobError, Blobs};
+use crate::blob::Blobs;
 use crate::cog_validate::validate_cog;
 use crate::failure::{blob_failure, job_params, join_failure};
 use crate::raster::{self, RasterError, RasterInfo, parse_crs, short_gdal_message};
@@ -160,7 +162,7 @@ pub fn open_source(path: &Path, name: &str, job: &CogJob) -> Result<Dataset, Ras
 /// What the submission can know: every blob exists and is a raster that these options can
 /// convert; the target CRS is known. Errors name the field (`blobs[i]`, `target_crs`) and the
 /// blob.
-pub async fn check_job(blobs: &Blobs, job: &CogJob) -> Result<(), ValidationError> {
+pub async fn check_job(blobs: &Blobs, job: &CogJob) -> Result<(), CheckError> {
     if let Some(crs) = &job.target_crs {
         parse_crs(crs).map_err(|reason| {
             ValidationError::new("target_crs", format!("unknown CRS {crs:?}: {reason}"))
@@ -171,17 +173,12 @@ pub async fn check_job(blobs: &Blobs, job: &CogJob) -> Result<(), ValidationErro
         let path = blobs
             .local_path(&job.container, blob)
             .await
-            .map_err(|e| match e {
-                BlobError::NotFound { .. } | BlobError::NoContainer { .. } => {
-                    ValidationError::new(&field, e.to_string())
-                }
-                e => ValidationError::new(&field, crate::failure::error_chain(&e)),
-            })?;
+            .map_err(|e| crate::failure::check_failure(&field, e))?;
         let (job, name) = (job.clone(), blob.clone());
         let checked =
             tokio::task::spawn_blocking(move || open_source(&path, &name, &job).map(drop))
                 .await
-                .map_err(|e| ValidationError::new(&field, e.to_string()))?;
+                .map_err(|e| crate::failure::check_join_failure(&field, e))?;
         checked.map_err(|e| ValidationError::new(&field, e.to_string()))?;
     }
     Ok(())
@@ -379,7 +376,7 @@ impl TaskHandler for Cog {
                 .await
                 .map_err(blob_failure)?;
             info!(output = %output, size = converted.size, "COG written");
-            Ok(TaskOutput::value(CogOutput {
+            TaskOutput::value(CogOutput {
                 blob,
                 output: BlobRef {
                     container: job.output_container,
@@ -389,7 +386,7 @@ impl TaskHandler for Cog {
                 blocksize: job.blocksize,
                 target_crs: job.target_crs,
                 cog: converted,
-            }))
+            })
         }
         .instrument(span)
         .await
@@ -427,12 +424,12 @@ impl TaskHandler for CollectCogs {
             Ok(())
         })
         .await?;
-        Ok(TaskOutput::value(json!({
+        TaskOutput::value(json!({
             "converted": outputs.len(),
             "failed": failed.len(),
             "outputs": outputs,
             "errors": failed,
-        })))
+        }))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Task failures shared by the handlers: blob-store errors, blocking-thread failures, params.
 
-use engine::{HandlerError, TaskContext};
+use engine::{CheckError, HandlerError, TaskContext, ValidationError};
 
 use crate::blob::BlobError;
 
@@ -24,6 +24,28 @@ pub fn blob_failure(e: BlobError) -> HandlerError {
             HandlerError::transient("BLOB_STORE", error_chain(&e))
         }
     }
+}
+
+/// The submission-time verdict of a blob-store error met by `Controller::check`: what the
+/// params name does not exist or is not a valid name (the client's mistake), or the store
+/// could not be asked (an outage, refused credentials: not the input's fault).
+pub fn check_failure(field: &str, e: BlobError) -> CheckError {
+    match e {
+        BlobError::NoContainer { .. }
+        | BlobError::NotFound { .. }
+        | BlobError::InvalidName { .. } => {
+            CheckError::Invalid(ValidationError::new(field, e.to_string()))
+        }
+        BlobError::Store { .. } | BlobError::Io { .. } | BlobError::CreateContainer { .. } => {
+            CheckError::unavailable(field, error_chain(&e))
+        }
+    }
+}
+
+/// A blocking check that did not finish (runtime shutting down, a panic) is not the input's
+/// fault.
+pub fn check_join_failure(field: &str, e: tokio::task::JoinError) -> CheckError {
+    CheckError::unavailable(field, e.to_string())
 }
 
 /// The task failure of a blocking GDAL job that did not finish: a panic is permanent

@@ -39,9 +39,7 @@ impl TaskHandler for Greet {
                 format!("greeting {index} fails on purpose (fail_every = {fail_every})"),
             ));
         }
-        Ok(TaskOutput::value(
-            json!({ "greeting": format!("{message} #{index}") }),
-        ))
+        TaskOutput::value(json!({ "greeting": format!("{message} #{index}") }))
     }
 }
 
@@ -87,11 +85,11 @@ impl TaskHandler for Summarize {
             .get("message")
             .cloned()
             .unwrap_or(Value::Null);
-        Ok(TaskOutput::value(json!({
+        TaskOutput::value(json!({
             "greetings": greetings,
             "failed": failed,
             "message": message,
             "example": first,
-        })))
+        }))
     }
 }

@@ -10,13 +10,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use async_trait::async_trait;
-use engine::{HandlerError, TaskContext, TaskHandler, TaskOutput, ValidationError};
+use engine::{CheckError, HandlerError, TaskContext, TaskHandler, TaskOutput};
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, debug, info_span};
 
 use crate::Services;
-use crate::blob::{BlobError, BlobMeta, Blobs};
-use crate::failure::{blob_failure, error_chain, job_params, join_failure};
+use crate::blob::{BlobMeta, Blobs};
+use crate::failure::{blob_failure, job_params, join_failure};
 use crate::raster::{self, RasterError};
 
 /// Extension key of blobs without one.
@@ -30,14 +30,12 @@ pub async fn check_container_exists(
     blobs: &Blobs,
     field: &str,
     container: &str,
-) -> Result<(), ValidationError> {
-    match blobs.list(container, "").await {
-        Ok(_) => Ok(()),
-        Err(e @ (BlobError::NoContainer { .. } | BlobError::InvalidName { .. })) => {
-            Err(ValidationError::new(field, e.to_string()))
-        }
-        Err(e) => Err(ValidationError::new(field, error_chain(&e))),
-    }
+) -> Result<(), CheckError> {
+    blobs
+        .list(container, "")
+        .await
+        .map(drop)
+        .map_err(|e| crate::failure::check_failure(field, e))
 }
 
 /// Blobs per extension.
@@ -192,7 +190,7 @@ impl TaskHandler for ListContainer {
         let inv = inventory(&self.services.blobs, &p.container, &p.prefix, Some(ctx))
             .instrument(span)
             .await?;
-        Ok(TaskOutput::value(inv))
+        TaskOutput::value(inv)
     }
 }
 

@@ -585,10 +585,10 @@ impl TaskHandler for CatalogContainer {
             skipped = skipped.len(),
             "rasters to catalog"
         );
-        Ok(TaskOutput::with_children(
+        TaskOutput::with_children(
             json!({ "rasters": children.len(), "skipped": skipped }),
             children,
-        ))
+        )
     }
 }
 
@@ -651,14 +651,14 @@ impl TaskHandler for CatalogFile {
                 .put(&p.container, &item_blob, bytes.into())
                 .await
                 .map_err(blob_failure)?;
-            Ok(TaskOutput::value(ItemSummary {
+            TaskOutput::value(ItemSummary {
                 id: item.id,
                 raster: f.blob,
                 item: item_blob,
                 bbox: item.bbox,
                 datetime: item.properties.datetime,
                 is_cog: item.assets["data"].media_type == COG,
-            }))
+            })
         }
         .instrument(span)
         .await
@@ -785,14 +785,14 @@ impl TaskHandler for WriteCollection {
                 }
             }
             let bbox = doc.extent.spatial.bbox[0];
-            Ok(TaskOutput::value(json!({
+            TaskOutput::value(json!({
                 "collection": collection_blob,
                 "items": items.len(),
                 "failed": failed,
                 "removed_stale_items": removed,
                 "bbox": bbox,
                 "interval": doc.extent.temporal.interval[0],
-            })))
+            }))
         }
         .instrument(span)
         .await

@@ -27,7 +27,7 @@ impl TaskHandler for Noop {
                 _ = ctx.cancelled() => return Err(HandlerError::permanent("CANCELLED", "stopped on cancellation")),
             }
         }
-        Ok(TaskOutput::value(Value::Null))
+        TaskOutput::value(Value::Null)
     }
 }
 
@@ -41,8 +41,6 @@ impl TaskHandler for NoopBarrier {
     }
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutput, HandlerError> {
         let counts = ctx.member_counts().await?;
-        Ok(TaskOutput::value(
-            json!({ "members": counts.total(), "by_status": counts }),
-        ))
+        TaskOutput::value(json!({ "members": counts.total(), "by_status": counts }))
     }
 }

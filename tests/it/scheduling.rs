@@ -204,13 +204,13 @@ impl TaskHandler for Chaos {
                 .enumerate()
                 .map(|(i, m)| spec("chaos", 100 + i, *m, &[]))
                 .collect();
-            return Ok(TaskOutput::with_children("spawned", kids));
+            return TaskOutput::with_children("spawned", kids);
         }
         match ctx.params["mode"].as_u64().unwrap_or(0) {
             1 if attempt == 1 => Err(HandlerError::transient("FLAKY", "first attempt fails")),
             2 => Err(HandlerError::transient("FLAKY", "always fails")),
             3 => Err(HandlerError::permanent("BROKEN", "fails for good")),
-            _ => Ok(TaskOutput::value(attempt)),
+            _ => TaskOutput::value(attempt),
         }
     }
 }

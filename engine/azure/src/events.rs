@@ -1,242 +1,183 @@
-//! The per-job event stream in Table Storage.
+//! The per-job event stream in Table Storage, stored **beside the records it reports on**, so
+//! that a status change and its event are one entity-group transaction:
 //!
-//! Events are written with *group commit*: concurrent `emit` calls of this process share one
-//! entity-group transaction per (job, partition) of up to 100 events. Job events are stored
-//! before `emit` returns; task events linger up to 100 ms in the background to share a
-//! transaction (a crash may lose the last 100 ms of task events, never task state). A job's events rotate over 16 partitions (`{job_id}~e{s}`),
-//! one per flush, so a busy job does not load one partition; readers merge them.
+//! - an event about a task (`task_started`, `task_completed`, `progress_update`, ...) is a row
+//!   of the task's own partition (`{job_id}~{s}` in the tasks table), RowKey `~ev{seq:020}`;
+//! - an event about the job (`job_started`, `job_completed`) is a row of the job's partition
+//!   (the job ID, in the jobs table), same RowKey scheme;
+//! - `tasks_ended` (many unstarted tasks closed at once) goes with each transaction that
+//!   closes them, in their partition, carrying how many that transaction closed.
 //!
-//! Sequence numbers: `millis << 22 | process tag (10 bits) << 12 | counter (12 bits)`, so the
-//! order is the writers' clock order, exact within one process.
+//! A reader merges the job's 17 partitions by sequence number. Sequence numbers:
+//! `millis << 22 | process tag (10 bits) << 12 | counter (12 bits)`, so the order is the
+//! writers' clock order, exact within one process. RowKeys start with `~`, after every task
+//! ID (hex) and the `job` row, so the records' own range reads never meet an event row.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use azure_data_tables::prelude::TableClient;
 use engine::events::{EventKind, JobEvent};
-use engine::ids::JobId;
+use engine::ids::{JobId, TaskId};
 use engine::ports::{EventLog, StoreError};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use crate::AzureBackend;
-use crate::codec::SHARDS;
-use crate::ops::Ops;
-use crate::tables::{self, BATCH, BatchOp, BatchOutcome, Entity, str_prop};
+use crate::codec::{self, SHARDS};
+use crate::tables::{self, BATCH, BatchOp, BatchOutcome, Entity, lit, str_prop};
 
-type Waiter = oneshot::Sender<Result<(), String>>;
+/// RowKey prefix of event rows; `EVENT_END` bounds their range.
+pub(crate) const EVENT_RK: &str = "~ev";
+const EVENT_END: &str = "~ew";
 
-/// How long a task event may wait for others to share its transaction.
-const LINGER: Duration = Duration::from_millis(100);
-
-/// The event writer: group commit, plus a short linger for task events.
-#[derive(Clone)]
-pub(crate) struct EventWriter {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    table: TableClient,
-    ops: Arc<Ops>,
+/// Gives each event of this process its sequence number.
+pub(crate) struct Sequencer {
     tag: u64,
     counter: AtomicU64,
-    flushes: AtomicU64,
-    state: Mutex<State>,
 }
 
-#[derive(Default)]
-struct State {
-    events: Vec<(u64, JobEvent)>,
-    waiters: Vec<Waiter>,
-    flushing: bool,
-    scheduled: bool,
-}
-
-/// If the flushing call is dropped midway, the next `emit` must be able to lead: hand the
-/// leadership back and fail the waiters of what was not written.
-struct Flushing<'a>(&'a Inner, bool);
-
-impl Drop for Flushing<'_> {
-    fn drop(&mut self) {
-        if !self.1 {
-            let mut state = self.0.state.lock().expect("event state lock");
-            state.flushing = false;
-            state.events.clear();
-            for waiter in state.waiters.drain(..) {
-                let _ = waiter.send(Err("event flush interrupted".into()));
-            }
+impl Default for Sequencer {
+    fn default() -> Self {
+        Sequencer {
+            tag: rand::random::<u64>() & 0x3ff,
+            counter: AtomicU64::new(0),
         }
     }
 }
 
-fn partition(job: &JobId, shard: char) -> String {
-    format!("{job}~e{shard}")
-}
-
-fn event_entity(pk: &str, seq: u64, event: &JobEvent) -> Result<Entity, StoreError> {
-    let mut e = Entity::new();
-    e.insert("PartitionKey".into(), pk.into());
-    e.insert("RowKey".into(), format!("{seq:020}").into());
-    let json = serde_json::to_string(event).map_err(|e| StoreError::Corrupt {
-        message: format!("event: {e}"),
-    })?;
-    e.insert("E".into(), Value::String(json));
-    Ok(e)
-}
-
-impl EventWriter {
-    pub fn new(table: TableClient, ops: Arc<Ops>) -> Self {
-        EventWriter {
-            inner: Arc::new(Inner {
-                table,
-                ops,
-                tag: rand::random::<u64>() & 0x3ff,
-                counter: AtomicU64::new(0),
-                flushes: AtomicU64::new(0),
-                state: Mutex::new(State::default()),
-            }),
-        }
-    }
-
-    /// Queue `events`; with `wait`, return once they (and all queued before) are stored,
-    /// else within [`LINGER`] in the background.
-    pub async fn emit(&self, events: &[JobEvent], wait: bool) -> Result<(), StoreError> {
-        let inner = &self.inner;
-        let (tx, rx) = oneshot::channel();
-        let lead = {
-            let mut state = inner.state.lock().expect("event state lock");
-            for event in events {
-                let seq = inner.seq(event.at.max(engine::model::now_millis()));
-                state.events.push((seq, event.clone()));
-            }
-            if wait {
-                state.waiters.push(tx);
-                !std::mem::replace(&mut state.flushing, true)
-            } else {
-                if !state.scheduled && !state.flushing {
-                    state.scheduled = true;
-                    let inner = inner.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(LINGER).await;
-                        let lead = {
-                            let mut state = inner.state.lock().expect("event state lock");
-                            state.scheduled = false;
-                            !std::mem::replace(&mut state.flushing, true)
-                        };
-                        if lead {
-                            inner.flush().await;
-                        }
-                    });
-                }
-                return Ok(());
-            }
-        };
-        if lead {
-            inner.flush().await;
-        }
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(StoreError::Unavailable {
-                message: format!("event write: {message}"),
-                source: None,
-            }),
-            Err(_) => Err(StoreError::Unavailable {
-                message: "event writer stopped".into(),
-                source: None,
-            }),
-        }
-    }
-}
-
-impl Inner {
-    fn seq(&self, at: i64) -> u64 {
+impl Sequencer {
+    fn next(&self, at: i64) -> u64 {
         let n = self.counter.fetch_add(1, Ordering::Relaxed) & 0xfff;
+        let at = at.max(engine::model::now_millis());
         (u64::try_from(at).unwrap_or(0) << 22) | (self.tag << 12) | n
     }
+}
 
-    /// Write what is pending until nothing is; only one flusher at a time.
-    async fn flush(&self) {
-        let mut guard = Flushing(self, false);
-        loop {
-            let (events, waiters) = {
-                let mut state = self.state.lock().expect("event state lock");
-                if state.events.is_empty() {
-                    state.flushing = false;
-                    guard.1 = true;
-                    for waiter in state.waiters.drain(..) {
-                        let _ = waiter.send(Ok(()));
-                    }
-                    return;
-                }
-                (
-                    std::mem::take(&mut state.events),
-                    std::mem::take(&mut state.waiters),
-                )
-            };
-            let shard = SHARDS[(self.flushes.fetch_add(1, Ordering::Relaxed) % 16) as usize];
-            let result = self.write(events, shard).await;
-            for waiter in waiters {
-                let _ = waiter.send(result.clone());
-            }
-        }
+/// Which table an event row lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Home {
+    Tasks,
+    Jobs,
+}
+
+/// The task an event is about, if any.
+fn task_of(event: &JobEvent) -> Option<&TaskId> {
+    match &event.kind {
+        EventKind::TaskStarted { task_id, .. }
+        | EventKind::ProgressUpdate { task_id, .. }
+        | EventKind::TaskCompleted { task_id, .. }
+        | EventKind::TaskFailed { task_id, .. }
+        | EventKind::TaskCancelled { task_id, .. }
+        | EventKind::TaskSkipped { task_id, .. } => Some(task_id),
+        EventKind::JobStarted { .. }
+        | EventKind::TasksEnded { .. }
+        | EventKind::JobCompleted { .. } => None,
     }
+}
 
-    async fn write(&self, events: Vec<(u64, JobEvent)>, shard: char) -> Result<(), String> {
-        let mut by_job: BTreeMap<JobId, Vec<BatchOp>> = BTreeMap::new();
-        for (seq, event) in &events {
-            let pk = partition(&event.job_id, shard);
-            let entity = event_entity(&pk, *seq, event).map_err(|e| e.to_string())?;
-            by_job
-                .entry(event.job_id.clone())
-                .or_default()
-                .push(BatchOp::Upsert(format!("{seq:020}"), entity));
-        }
-        let mut writes = Vec::new();
-        for (job, mut ops) in by_job {
-            let pk = partition(&job, shard);
-            while !ops.is_empty() {
-                let rest = ops.split_off(ops.len().min(BATCH));
-                let chunk = std::mem::replace(&mut ops, rest);
-                let pk = pk.clone();
-                writes.push(async move { tables::batch(&self.ops, &self.table, &pk, chunk).await });
-            }
-        }
-        for result in futures::future::join_all(writes).await {
-            match result {
-                Ok(BatchOutcome::Done) => {}
-                Ok(_) => return Err("event write refused".into()),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        Ok(())
+/// Where an event is stored when it is written on its own: its task's partition, else the
+/// job's.
+fn home_of(event: &JobEvent) -> (Home, String) {
+    match task_of(event) {
+        Some(task) => (Home::Tasks, codec::task_pk(&event.job_id, task)),
+        None => (Home::Jobs, event.job_id.to_string()),
     }
 }
 
 impl AzureBackend {
-    /// Store the events still lingering (before exit).
-    pub async fn flush_events(&self) -> Result<(), StoreError> {
-        self.event_writer.emit(&[], true).await
+    /// The insert of an event row into partition `pk` (to join a transaction there).
+    pub(crate) fn event_op(&self, pk: &str, event: &JobEvent) -> Result<BatchOp, StoreError> {
+        let seq = self.sequencer.next(event.at);
+        let mut e = Entity::new();
+        e.insert("PartitionKey".into(), pk.into());
+        e.insert("RowKey".into(), format!("{EVENT_RK}{seq:020}").into());
+        e.insert("T".into(), "e".into());
+        let json = serde_json::to_string(event).map_err(|e| StoreError::Corrupt {
+            message: format!("event: {e}"),
+        })?;
+        e.insert("E".into(), Value::String(json));
+        Ok(BatchOp::Insert(e))
+    }
+
+    /// Event rows of one job partition after `after`, oldest first, at most `limit`.
+    async fn partition_events(
+        &self,
+        home: Home,
+        pk: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, JobEvent)>, StoreError> {
+        let table = match home {
+            Home::Tasks => &self.tasks,
+            Home::Jobs => &self.jobs,
+        };
+        let filter = format!(
+            "PartitionKey eq {} and RowKey gt {} and RowKey lt {}",
+            lit(pk),
+            lit(&format!("{EVENT_RK}{after:020}")),
+            lit(EVENT_END)
+        );
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page =
+                tables::query_page(&self.ops, table, &filter, None, limit - out.len(), start)
+                    .await?;
+            for entity in &page.entities {
+                out.push(parse_event(entity, pk)?);
+            }
+            match page.next {
+                Some(next) if out.len() < limit => start = Some(next),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+fn parse_event(entity: &Entity, pk: &str) -> Result<(u64, JobEvent), StoreError> {
+    let seq = str_prop(entity, "RowKey")
+        .and_then(|rk| rk.strip_prefix(EVENT_RK))
+        .and_then(|s| s.parse::<u64>().ok());
+    let event = str_prop(entity, "E").and_then(|s| serde_json::from_str(s).ok());
+    match (seq, event) {
+        (Some(seq), Some(event)) => Ok((seq, event)),
+        _ => Err(StoreError::Corrupt {
+            message: format!("event row in partition {pk}"),
+        }),
     }
 }
 
 #[async_trait]
 impl EventLog for AzureBackend {
+    /// Events that go with no status change (the engine stores those with the change): one
+    /// transaction per partition, stored before this returns.
     async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
+        let mut by_home: BTreeMap<(u8, String), Vec<BatchOp>> = BTreeMap::new();
+        for event in events {
+            let (home, pk) = home_of(event);
+            let op = self.event_op(&pk, event)?;
+            by_home
+                .entry((u8::from(home == Home::Jobs), pk))
+                .or_default()
+                .push(op);
         }
-        // Job-level events are stored before `emit` returns; task events may linger briefly
-        // to share a transaction (events are advisory: the state is in the task entities).
-        let wait = events.iter().any(|e| {
-            matches!(
-                e.kind,
-                EventKind::JobStarted { .. } | EventKind::JobCompleted { .. }
-            )
-        });
-        self.event_writer.emit(events, wait).await
+        for ((jobs, pk), mut ops) in by_home {
+            let table = if jobs == 1 { &self.jobs } else { &self.tasks };
+            while !ops.is_empty() {
+                let rest = ops.split_off(ops.len().min(BATCH));
+                let chunk = std::mem::replace(&mut ops, rest);
+                match tables::batch(&self.ops, table, &pk, chunk).await? {
+                    BatchOutcome::Done(_) => {}
+                    _ => {
+                        return Err(StoreError::Unavailable {
+                            message: format!("event write to partition {pk} refused"),
+                            source: None,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn events_after(
@@ -245,60 +186,20 @@ impl EventLog for AzureBackend {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, JobEvent)>, StoreError> {
-        // Read-your-writes: what lingers is stored first.
-        self.flush_events().await?;
-        let reads = SHARDS.iter().map(|&s| {
-            let filter = format!(
-                "PartitionKey eq '{}' and RowKey gt '{after:020}'",
-                partition(job_id, s)
-            );
-            async move {
-                let mut entities = Vec::new();
-                let mut start = None;
-                loop {
-                    let page = tables::query_page(
-                        &self.ops,
-                        &self.events,
-                        &filter,
-                        None,
-                        limit - entities.len(),
-                        start,
-                    )
-                    .await?;
-                    entities.extend(page.entities);
-                    match page.next {
-                        Some(next) if entities.len() < limit => start = Some(next),
-                        _ => return Ok::<_, StoreError>(entities),
-                    }
-                }
-            }
-        });
+        let mut partitions: Vec<(Home, String)> = SHARDS
+            .iter()
+            .map(|s| (Home::Tasks, format!("{job_id}~{s}")))
+            .collect();
+        partitions.push((Home::Jobs, job_id.to_string()));
+        let reads = partitions
+            .iter()
+            .map(|(home, pk)| self.partition_events(*home, pk, after, limit));
         let mut out = Vec::new();
         for page in futures::future::join_all(reads).await {
-            for entity in page? {
-                let seq = str_prop(&entity, "RowKey").and_then(|s| s.parse::<u64>().ok());
-                let event = str_prop(&entity, "E").and_then(|s| serde_json::from_str(s).ok());
-                match (seq, event) {
-                    (Some(seq), Some(event)) => out.push((seq, event)),
-                    _ => {
-                        return Err(StoreError::Corrupt {
-                            message: format!("event entity of job {job_id}"),
-                        });
-                    }
-                }
-            }
+            out.extend(page?);
         }
         out.sort_by_key(|(seq, _)| *seq);
         out.truncate(limit);
         Ok(out)
     }
-}
-
-/// Filter on every event partition of a job.
-pub(crate) fn job_event_partitions(job: &JobId) -> String {
-    format!(
-        "PartitionKey ge '{}' and PartitionKey le '{}'",
-        partition(job, '0'),
-        partition(job, 'f')
-    )
 }

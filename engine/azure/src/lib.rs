@@ -54,14 +54,14 @@ pub enum ConnectError {
 pub struct AzureBackend {
     pub(crate) jobs: TableClient,
     pub(crate) job_index: TableClient,
+    /// Tasks, with their progress, dependents and events in their partitions.
     pub(crate) tasks: TableClient,
-    pub(crate) events: TableClient,
     pub(crate) queue: QueueClient,
     pub(crate) poison: QueueClient,
     pub(crate) blobs: blob::Results,
     pub(crate) blob_service: BlobServiceClient,
     pub(crate) ops: Arc<Ops>,
-    pub(crate) event_writer: events::EventWriter,
+    pub(crate) sequencer: events::Sequencer,
 }
 
 impl AzureBackend {
@@ -92,13 +92,11 @@ impl AzureBackend {
 
         let p = &config.prefix;
         let ops = Arc::new(Ops::default());
-        let events = tables.table_client(format!("{p}events"));
         let backend = AzureBackend {
             jobs: tables.table_client(format!("{p}jobs")),
             job_index: tables.table_client(format!("{p}jobindex")),
             tasks: tables.table_client(format!("{p}tasks")),
-            event_writer: events::EventWriter::new(events.clone(), ops.clone()),
-            events,
+            sequencer: events::Sequencer::default(),
             queue: queues.queue_client(format!("{p}-tasks")),
             poison: queues.queue_client(format!("{p}-tasks-poison")),
             blobs: blob::Results::new(blobs.container_client(format!("{p}-results"))),
@@ -112,12 +110,7 @@ impl AzureBackend {
                 message: describe(&e),
             }
         };
-        for table in [
-            &backend.jobs,
-            &backend.job_index,
-            &backend.tasks,
-            &backend.events,
-        ] {
+        for table in [&backend.jobs, &backend.job_index, &backend.tasks] {
             tables::create_if_missing(table)
                 .await
                 .map_err(service(&endpoints.table))?;
@@ -252,7 +245,7 @@ mod tests {
         let big = serde_json::json!({ "blob": "x".repeat(200_000) });
         t.status = TaskStatus::Running;
         t.result = Some(big.clone());
-        b.tasks.update_task(&t).await.unwrap().unwrap();
+        b.tasks.update_task(&t, &[]).await.unwrap().unwrap();
         let got = b.tasks.get_task(&id, &t.id).await.unwrap().unwrap();
         assert_eq!(got.result.as_ref(), Some(&big), "read back from the blob");
         let page = b

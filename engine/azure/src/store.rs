@@ -3,21 +3,22 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
+use engine::events::JobEvent;
 use engine::ids::{JobId, TaskId};
 use engine::model::{
     ErrorInfo, JobRecord, JobStatus, Millis, Progress, StatusCounts, TaskRecord, TaskStatus,
     now_millis,
 };
 use engine::ports::{
-    Cas, Conflict, Inserted, JobStore, Maintenance, Page, PageRequest, StoreError, TaskQuery,
-    TaskStore,
+    Cas, Conflict, Inserted, JobStore, Maintenance, Page, PageRequest, Removal, StoreError,
+    TaskQuery, TaskStore,
 };
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use crate::AzureBackend;
 use crate::codec::{self, JOB_RK, RESULT_INLINE_MAX};
-use crate::events::job_event_partitions;
+use crate::events::EVENT_RK;
 use crate::tables::{self, BATCH, BatchOp, BatchOutcome, Entity, lit, str_prop};
 
 /// Transactions in flight at once when inserting or changing many tasks.
@@ -48,10 +49,19 @@ fn decode_token(token: &str) -> Result<(String, Option<String>), StoreError> {
 
 /// Group operations by partition and cut them into transactions.
 fn transactions(by_pk: BTreeMap<String, Vec<BatchOp>>) -> Vec<(String, Vec<BatchOp>)> {
+    transactions_leaving(by_pk, 0)
+}
+
+/// Like [`transactions`], leaving room for `room` more operations in each.
+fn transactions_leaving(
+    by_pk: BTreeMap<String, Vec<BatchOp>>,
+    room: usize,
+) -> Vec<(String, Vec<BatchOp>)> {
+    let size = BATCH - room;
     let mut out = Vec::new();
     for (pk, mut ops) in by_pk {
         while !ops.is_empty() {
-            let rest = ops.split_off(ops.len().min(BATCH));
+            let rest = ops.split_off(ops.len().min(size));
             out.push((pk.clone(), std::mem::replace(&mut ops, rest)));
         }
     }
@@ -112,7 +122,7 @@ impl AzureBackend {
         for _ in 0..5 {
             let ops = todo.iter().cloned().map(BatchOp::Insert).collect();
             match tables::batch(&self.ops, &self.tasks, pk, ops).await? {
-                BatchOutcome::Done => return Ok(count(&todo) as u64),
+                BatchOutcome::Done(_) => return Ok(count(&todo) as u64),
                 BatchOutcome::Exists | BatchOutcome::Conflict => {
                     // Some exist (a resumed plan, a re-run orchestrator): insert the others.
                     let mut rks: Vec<&str> =
@@ -142,6 +152,47 @@ impl AzureBackend {
             message: format!("inserting tasks into partition {pk} kept conflicting"),
             source: None,
         })
+    }
+
+    /// Replace a record if its ETag still matches, with `events` in the same entity-group
+    /// transaction (both or neither); a plain replace when there are none.
+    async fn replace_with_events(
+        &self,
+        table: &azure_data_tables::prelude::TableClient,
+        pk: &str,
+        rk: &str,
+        entity: Entity,
+        etag: &str,
+        events: &[JobEvent],
+    ) -> Result<Cas, StoreError> {
+        if events.is_empty() {
+            return Ok(tables::replace(&self.ops, table, pk, rk, &entity, etag)
+                .await?
+                .map(engine::model::Revision)
+                .map_err(|()| Conflict));
+        }
+        let mut ops = vec![BatchOp::Replace(rk.to_owned(), entity, etag.to_owned())];
+        for event in events {
+            ops.push(self.event_op(pk, event)?);
+        }
+        match tables::batch(&self.ops, table, pk, ops).await? {
+            BatchOutcome::Done(etags) => match etags.into_iter().next().flatten() {
+                Some(etag) => Ok(Ok(engine::model::Revision(etag))),
+                // No ETag in the response: read the record's new one.
+                None => tables::get(&self.ops, table, pk, rk)
+                    .await?
+                    .map(|e| Ok(engine::model::Revision(tables::etag(&e))))
+                    .ok_or(StoreError::Unavailable {
+                        message: format!("record {pk}/{rk} vanished after its update"),
+                        source: None,
+                    }),
+            },
+            BatchOutcome::Conflict => Ok(Err(Conflict)),
+            BatchOutcome::Exists => Err(StoreError::Unavailable {
+                message: format!("an event row of {pk} already exists"),
+                source: None,
+            }),
+        }
     }
 
     /// Task entities of a job matching `extra` (OData), every page.
@@ -184,20 +235,17 @@ impl JobStore for AzureBackend {
         }
     }
 
-    async fn update_job(&self, job: &JobRecord) -> Result<Cas, StoreError> {
+    async fn update_job(&self, job: &JobRecord, events: &[JobEvent]) -> Result<Cas, StoreError> {
         let entity = self.job_entity_for_write(job).await?;
-        let etag = &job.revision.0;
-        Ok(tables::replace(
-            &self.ops,
+        self.replace_with_events(
             &self.jobs,
             job.id.as_str(),
             JOB_RK,
-            &entity,
-            etag,
+            entity,
+            &job.revision.0,
+            events,
         )
-        .await?
-        .map(engine::model::Revision)
-        .map_err(|()| Conflict))
+        .await
     }
 
     async fn list_jobs(&self, page: PageRequest) -> Result<Page<JobRecord>, StoreError> {
@@ -335,20 +383,18 @@ impl TaskStore for AzureBackend {
             .collect())
     }
 
-    async fn update_task(&self, task: &TaskRecord) -> Result<Cas, StoreError> {
+    async fn update_task(&self, task: &TaskRecord, events: &[JobEvent]) -> Result<Cas, StoreError> {
         let entity = self.task_entity_for_write(task).await?;
         let pk = codec::task_pk(&task.job_id, &task.id);
-        Ok(tables::replace(
-            &self.ops,
+        self.replace_with_events(
             &self.tasks,
             &pk,
             task.id.as_str(),
-            &entity,
+            entity,
             &task.revision.0,
+            events,
         )
-        .await?
-        .map(engine::model::Revision)
-        .map_err(|()| Conflict))
+        .await
     }
 
     async fn set_progress(
@@ -356,17 +402,46 @@ impl TaskStore for AzureBackend {
         job_id: &JobId,
         id: &TaskId,
         progress: &Progress,
+        event: &JobEvent,
     ) -> Result<(), StoreError> {
         let entity = codec::progress_entity(job_id, id, progress)?;
         let pk = codec::task_pk(job_id, id);
-        tables::upsert(
-            &self.ops,
-            &self.tasks,
-            &pk,
-            &codec::progress_rk(id),
-            &entity,
-        )
-        .await
+        let ops = vec![
+            BatchOp::Upsert(codec::progress_rk(id), entity),
+            self.event_op(&pk, event)?,
+        ];
+        match tables::batch(&self.ops, &self.tasks, &pk, ops).await? {
+            BatchOutcome::Done(_) => Ok(()),
+            _ => Err(StoreError::Unavailable {
+                message: format!("progress of task {id} refused"),
+                source: None,
+            }),
+        }
+    }
+
+    async fn running_progress(&self, job_id: &JobId) -> Result<f64, StoreError> {
+        let running = self
+            .query_tasks(job_id, " and Status eq 'RUNNING'", Some("RowKey"))
+            .await?;
+        if running.is_empty() {
+            return Ok(0.0);
+        }
+        let running: std::collections::HashSet<&str> = running
+            .iter()
+            .filter_map(|e| str_prop(e, "RowKey"))
+            .collect();
+        let filter = format!("{} and T eq 'p'", codec::job_partitions(job_id));
+        let rows = tables::query_all(&self.ops, &self.tasks, &filter, None).await?;
+        Ok(rows
+            .iter()
+            .filter(|e| {
+                str_prop(e, "RowKey")
+                    .and_then(|rk| rk.strip_suffix("~a"))
+                    .is_some_and(|id| running.contains(id))
+            })
+            .filter_map(codec::progress_from)
+            .map(|p| p.fraction)
+            .sum())
     }
 
     async fn list_tasks(
@@ -445,6 +520,7 @@ impl TaskStore for AzureBackend {
     async fn finish_unstarted(
         &self,
         job_id: &JobId,
+        job_attempt: u32,
         to: TaskStatus,
         error: &ErrorInfo,
     ) -> Result<u64, StoreError> {
@@ -484,18 +560,30 @@ impl TaskStore for AzureBackend {
                     .or_default()
                     .push(BatchOp::Replace(rk, entity, etag));
             }
-            let outcomes: Vec<(usize, bool)> = futures::stream::iter(transactions(by_pk))
-                .map(|(pk, ops)| async move {
-                    let n = ops.len();
-                    let done = matches!(
-                        tables::batch(&self.ops, &self.tasks, &pk, ops).await?,
-                        BatchOutcome::Done
-                    );
-                    Ok::<_, StoreError>((n, done))
-                })
-                .buffer_unordered(PARALLEL)
-                .try_collect()
-                .await?;
+            // Each transaction carries the `tasks_ended` event of the tasks it closes.
+            let outcomes: Vec<(usize, bool)> =
+                futures::stream::iter(transactions_leaving(by_pk, 1))
+                    .map(|(pk, mut ops)| async move {
+                        let n = ops.len();
+                        let ended = JobEvent::now(
+                            job_id,
+                            job_attempt,
+                            engine::events::EventKind::TasksEnded {
+                                status: to,
+                                count: n as u64,
+                                error: error.clone(),
+                            },
+                        );
+                        ops.push(self.event_op(&pk, &ended)?);
+                        let done = matches!(
+                            tables::batch(&self.ops, &self.tasks, &pk, ops).await?,
+                            BatchOutcome::Done(_)
+                        );
+                        Ok::<_, StoreError>((n, done))
+                    })
+                    .buffer_unordered(PARALLEL)
+                    .try_collect()
+                    .await?;
             moved += outcomes
                 .iter()
                 .filter(|(_, done)| *done)
@@ -557,10 +645,7 @@ impl Maintenance for AzureBackend {
             job_status_lit(JobStatus::Pending)
         );
         let mut out = Vec::new();
-        for entity in tables::query_all(&self.ops, &self.jobs, &filter, None).await? {
-            if out.len() == limit {
-                break;
-            }
+        for entity in query_at_most(self, &self.jobs, &filter, None, limit).await? {
             out.push(self.job_from_entity(&entity).await?);
         }
         Ok(out)
@@ -576,19 +661,25 @@ impl Maintenance for AzureBackend {
             job_status_lit(JobStatus::Pending),
             job_status_lit(JobStatus::Running)
         );
-        let found = tables::query_all(&self.ops, &self.jobs, &filter, Some("PartitionKey")).await?;
+        let found = query_at_most(self, &self.jobs, &filter, Some("PartitionKey"), limit).await?;
         Ok(found
             .iter()
             .filter_map(|e| codec::id_prop(e, "PartitionKey"))
-            .take(limit)
             .collect())
     }
 
-    async fn delete_job(&self, id: &JobId) -> Result<(), StoreError> {
+    async fn delete_job(&self, id: &JobId, removal: Removal) -> Result<(), StoreError> {
         let job = self.get_job(id).await?;
+        // Messages still queued for the job cannot be picked out of a Storage Queue; a worker
+        // that receives one finds no task and deletes it (the conformance suite checks that
+        // nothing of the job runs and the queue drains).
+        let job_rows = format!(
+            "PartitionKey eq {} and RowKey ne '{JOB_RK}'",
+            lit(id.as_str())
+        );
         for (table, filter) in [
             (&self.tasks, codec::job_partitions(id)),
-            (&self.events, job_event_partitions(id)),
+            (&self.jobs, job_rows),
         ] {
             let rows =
                 tables::query_all(&self.ops, table, &filter, Some("PartitionKey,RowKey")).await?;
@@ -597,6 +688,9 @@ impl Maintenance for AzureBackend {
                 if let (Some(pk), Some(rk)) =
                     (str_prop(row, "PartitionKey"), str_prop(row, "RowKey"))
                 {
+                    if removal == Removal::KeepEvents && rk.starts_with(EVENT_RK) {
+                        continue;
+                    }
                     by_pk
                         .entry(pk.to_owned())
                         .or_default()
@@ -620,4 +714,35 @@ impl Maintenance for AzureBackend {
         }
         tables::delete(&self.ops, &self.jobs, id.as_str(), JOB_RK).await
     }
+}
+
+/// The first `limit` entities matching `filter`: pages are asked for no more than are still
+/// wanted, and reading stops there (never every match, then a truncation).
+async fn query_at_most(
+    backend: &AzureBackend,
+    table: &azure_data_tables::prelude::TableClient,
+    filter: &str,
+    select: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Entity>, StoreError> {
+    let mut out = Vec::new();
+    let mut start = None;
+    while out.len() < limit {
+        let page = tables::query_page(
+            &backend.ops,
+            table,
+            filter,
+            select,
+            limit - out.len(),
+            start,
+        )
+        .await?;
+        out.extend(page.entities);
+        match page.next {
+            Some(next) => start = Some(next),
+            None => break,
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
 }

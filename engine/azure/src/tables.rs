@@ -252,7 +252,8 @@ pub(crate) enum BatchOp {
 
 /// How a transaction ended.
 pub(crate) enum BatchOutcome {
-    Done,
+    /// Every operation applied; the new ETag of each, in order (when the service sent one).
+    Done(Vec<Option<String>>),
     /// An insert met an existing entity (409).
     Exists,
     /// A conditional operation lost (412 / 404).
@@ -268,7 +269,7 @@ pub(crate) async fn batch(
 ) -> Result<BatchOutcome, StoreError> {
     debug_assert!(operations.len() <= BATCH);
     if operations.is_empty() {
-        return Ok(BatchOutcome::Done);
+        return Ok(BatchOutcome::Done(Vec::new()));
     }
     let failed = |e| unavailable("table transaction", e);
     let mut tx = table.partition_key_client(pk.to_owned()).transaction();
@@ -285,9 +286,10 @@ pub(crate) async fn batch(
     }
     ops.count(Op::TableBatch);
     let response = tx.await.map_err(failed)?;
+    let mut etags = Vec::with_capacity(response.operation_responses.len());
     for r in &response.operation_responses {
         match u16::from(r.status_code) {
-            s if s < 300 => {}
+            s if s < 300 => etags.push(r.etag.as_ref().map(|e| e.to_string())),
             409 => return Ok(BatchOutcome::Exists),
             412 | 404 => return Ok(BatchOutcome::Conflict),
             s => {
@@ -298,5 +300,5 @@ pub(crate) async fn batch(
             }
         }
     }
-    Ok(BatchOutcome::Done)
+    Ok(BatchOutcome::Done(etags))
 }

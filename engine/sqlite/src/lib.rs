@@ -53,7 +53,7 @@ impl Default for SqliteConfig {
 }
 
 /// Version of `schema.sql`, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// The database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +112,9 @@ impl SqliteBackend {
         let found: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(err)?;
-        if found != 0 && found != SCHEMA_VERSION {
+        if found == 2 {
+            migrate_from_2(&conn).map_err(err)?;
+        } else if found != 0 && found != SCHEMA_VERSION {
             return Err(OpenError::SchemaVersion {
                 path,
                 found,
@@ -164,6 +166,17 @@ impl SqliteBackend {
     }
 }
 
+/// Version 2 -> 3: queue messages name their job (a column, not a `LIKE` on the body).
+fn migrate_from_2(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         ALTER TABLE queue ADD COLUMN job_id TEXT;
+         UPDATE queue SET job_id = json_extract(body, '$.job_id') WHERE json_valid(body);
+         PRAGMA user_version = 3;
+         COMMIT;",
+    )
+}
+
 fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
     StoreError::Corrupt {
         message: format!("{what}: {e}"),
@@ -178,6 +191,44 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 
 /// First revision of a new row: the current time in microseconds, so that a row deleted and
 /// re-created (a forced re-run) never repeats a revision a stale writer may still hold.
+/// Events as stored rows: (job ID, JSON).
+fn event_rows(events: &[JobEvent]) -> Result<Vec<(String, String)>, StoreError> {
+    events
+        .iter()
+        .map(|e| Ok((e.job_id.to_string(), to_json(e)?)))
+        .collect()
+}
+
+fn insert_events(c: &Connection, rows: &[(String, String)]) -> Result<(), StoreError> {
+    let mut stmt = c
+        .prepare_cached("INSERT INTO events (job_id, doc) VALUES (?1, ?2)")
+        .map_err(sql)?;
+    for (job_id, doc) in rows {
+        stmt.execute([job_id, doc]).map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// A status change with its events: one savepoint, so both or neither are written.
+/// Without events a single statement needs none.
+async fn cas_with_events<F>(db: &Db, events: &[JobEvent], update: F) -> Result<Cas, StoreError>
+where
+    F: FnOnce(&Connection) -> Result<Cas, StoreError> + Send + 'static,
+{
+    if events.is_empty() {
+        return db.call(update).await;
+    }
+    let rows = event_rows(events)?;
+    db.call_atomic(move |c| {
+        let cas = update(c)?;
+        if cas.is_ok() {
+            insert_events(c, &rows)?;
+        }
+        Ok(cas)
+    })
+    .await
+}
+
 fn initial_revision() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -256,7 +307,7 @@ impl JobStore for SqliteBackend {
             .transpose()
     }
 
-    async fn update_job(&self, job: &JobRecord) -> Result<Cas, StoreError> {
+    async fn update_job(&self, job: &JobRecord, events: &[JobEvent]) -> Result<Cas, StoreError> {
         let doc = to_json(job)?;
         let (id, status, finished_at, expected) = (
             job.id.clone(),
@@ -264,8 +315,7 @@ impl JobStore for SqliteBackend {
             job.finished_at,
             revision_of(&job.revision),
         );
-        self.db
-            .call(move |c| {
+        cas_with_events(&self.db, events, move |c| {
                 let n = c
                     .prepare_cached(
                         "UPDATE jobs SET status = ?1, finished_at = ?2, doc = ?3, revision = revision + 1 WHERE id = ?4 AND revision = ?5",
@@ -411,7 +461,7 @@ impl TaskStore for SqliteBackend {
             .await
     }
 
-    async fn update_task(&self, task: &TaskRecord) -> Result<Cas, StoreError> {
+    async fn update_task(&self, task: &TaskRecord, events: &[JobEvent]) -> Result<Cas, StoreError> {
         let mut stored = task.clone();
         stored.progress = None;
         let doc = to_json(&stored)?;
@@ -422,8 +472,7 @@ impl TaskStore for SqliteBackend {
             task.updated_at,
             revision_of(&task.revision),
         );
-        self.db
-            .call(move |c| {
+        cas_with_events(&self.db, events, move |c| {
                 let n = c
                     .prepare_cached(
                         "UPDATE tasks SET status = ?1, updated_at = ?2, doc = ?3, revision = revision + 1
@@ -442,15 +491,35 @@ impl TaskStore for SqliteBackend {
         job_id: &JobId,
         id: &TaskId,
         progress: &Progress,
+        event: &JobEvent,
     ) -> Result<(), StoreError> {
         let (job_id, id, progress) = (job_id.clone(), id.clone(), to_json(progress)?);
+        let rows = event_rows(std::slice::from_ref(event))?;
         self.db
-            .call(move |c| {
-                c.prepare_cached("UPDATE tasks SET progress = ?1 WHERE job = (SELECT key FROM jobs WHERE id = ?2) AND id = ?3")
+            .call_atomic(move |c| {
+                let n = c.prepare_cached("UPDATE tasks SET progress = ?1 WHERE job = (SELECT key FROM jobs WHERE id = ?2) AND id = ?3")
                     .map_err(sql)?
                     .execute(params![progress, job_id.as_str(), id.as_str()])
                     .map_err(sql)?;
+                if n == 1 {
+                    insert_events(c, &rows)?;
+                }
                 Ok(())
+            })
+            .await
+    }
+
+    async fn running_progress(&self, job_id: &JobId) -> Result<f64, StoreError> {
+        let job_id = job_id.clone();
+        self.db
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT coalesce(sum(json_extract(progress, '$.fraction')), 0.0) FROM tasks
+                     WHERE job = (SELECT key FROM jobs WHERE id = ?1) AND status = 'RUNNING' AND progress IS NOT NULL",
+                )
+                .map_err(sql)?
+                .query_row([job_id.as_str()], |r| r.get::<_, f64>(0))
+                .map_err(sql)
             })
             .await
     }
@@ -576,13 +645,27 @@ impl TaskStore for SqliteBackend {
     async fn finish_unstarted(
         &self,
         job_id: &JobId,
+        job_attempt: u32,
         to: TaskStatus,
         error: &ErrorInfo,
     ) -> Result<u64, StoreError> {
+        let ended = |count| {
+            JobEvent::now(
+                job_id,
+                job_attempt,
+                engine::events::EventKind::TasksEnded {
+                    status: to,
+                    count,
+                    error: error.clone(),
+                },
+            )
+        };
+        // The event's JSON with a placeholder count, filled in by the same transaction.
+        let template = to_json(&ended(0))?;
         let (job_id, error) = (job_id.clone(), to_json(error)?);
         let now = now_millis();
         self.db
-            .call(move |c| {
+            .call_atomic(move |c| {
                 let n = c
                     .execute(
                         &format!(
@@ -593,6 +676,12 @@ impl TaskStore for SqliteBackend {
                         params![to.as_str(), now, error, job_id.as_str()],
                     )
                     .map_err(sql)?;
+                if n > 0 {
+                    c.prepare_cached("INSERT INTO events (job_id, doc) VALUES (?1, json_set(?2, '$.count', ?3))")
+                        .map_err(sql)?
+                        .execute(params![job_id.as_str(), template, n as i64])
+                        .map_err(sql)?;
+                }
                 Ok(n as u64)
             })
             .await
@@ -608,10 +697,14 @@ impl TaskQueue for SqliteBackend {
         self.db
             .call(move |c| {
                 let mut stmt = c
-                    .prepare_cached("INSERT INTO queue (queue, body, visible_at, inserted_at) VALUES (?1, ?2, ?3, ?4)")
+                    .prepare_cached("INSERT INTO queue (queue, body, visible_at, inserted_at, job_id) VALUES (?1, ?2, ?3, ?4, ?5)")
                     .map_err(sql)?;
                 for body in bodies {
-                    stmt.execute(params![TASKS_QUEUE, body, visible_at, now]).map_err(sql)?;
+                    // The job a message belongs to, so that deleting the job finds it.
+                    let job_id = serde_json::from_str::<engine::model::QueueMessage>(&body)
+                        .ok()
+                        .map(|m| m.job_id().to_string());
+                    stmt.execute(params![TASKS_QUEUE, body, visible_at, now, job_id]).map_err(sql)?;
                 }
                 Ok(())
             })
@@ -744,21 +837,8 @@ fn queue_error(e: StoreError) -> QueueError {
 #[async_trait]
 impl EventLog for SqliteBackend {
     async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError> {
-        let rows: Vec<(String, String)> = events
-            .iter()
-            .map(|e| Ok((e.job_id.to_string(), to_json(e)?)))
-            .collect::<Result<_, StoreError>>()?;
-        self.db
-            .call(move |c| {
-                let mut stmt = c
-                    .prepare_cached("INSERT INTO events (job_id, doc) VALUES (?1, ?2)")
-                    .map_err(sql)?;
-                for (job_id, doc) in rows {
-                    stmt.execute([job_id, doc]).map_err(sql)?;
-                }
-                Ok(())
-            })
-            .await
+        let rows = event_rows(events)?;
+        self.db.call_atomic(move |c| insert_events(c, &rows)).await
     }
 
     async fn events_after(
@@ -861,7 +941,7 @@ impl Maintenance for SqliteBackend {
             .await
     }
 
-    async fn delete_job(&self, id: &JobId) -> Result<(), StoreError> {
+    async fn delete_job(&self, id: &JobId, removal: Removal) -> Result<(), StoreError> {
         let id = id.clone();
         self.db
             .call_atomic(move |c| {
@@ -874,13 +954,12 @@ impl Maintenance for SqliteBackend {
                     )
                     .map_err(sql)?;
                 }
-                c.execute("DELETE FROM events WHERE job_id = ?1", [id.as_str()])
+                if removal == Removal::Everything {
+                    c.execute("DELETE FROM events WHERE job_id = ?1", [id.as_str()])
+                        .map_err(sql)?;
+                }
+                c.execute("DELETE FROM queue WHERE job_id = ?1", [id.as_str()])
                     .map_err(sql)?;
-                c.execute(
-                    "DELETE FROM queue WHERE body LIKE ?1",
-                    [format!("{{\"job_id\":\"{id}\"%")],
-                )
-                .map_err(sql)?;
                 c.execute("DELETE FROM jobs WHERE id = ?1", [id.as_str()])
                     .map_err(sql)?;
                 Ok(())

@@ -1,4 +1,4 @@
--- Tessera embedded backend schema (version 2). Statuses are stored as their string spelling.
+-- Tessera embedded backend schema (version 3). Statuses are stored as their string spelling.
 -- Tasks and edges refer to their job by the job's integer `key`, not by its 64-character ID:
 -- the task indexes stay small, which is most of the write cost of a task.
 CREATE TABLE IF NOT EXISTS jobs (
@@ -45,9 +45,12 @@ CREATE TABLE IF NOT EXISTS queue (
     visible_at    INTEGER NOT NULL,
     dequeue_count INTEGER NOT NULL DEFAULT 0,
     receipt       INTEGER NOT NULL DEFAULT 0,
-    inserted_at   INTEGER NOT NULL
+    inserted_at   INTEGER NOT NULL,
+    -- The job whose task(s) the message carries (NULL for a malformed body).
+    job_id        TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_visible ON queue (queue, visible_at, id);
+CREATE INDEX IF NOT EXISTS queue_by_job ON queue (job_id) WHERE job_id IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS events (
     seq    INTEGER PRIMARY KEY AUTOINCREMENT,

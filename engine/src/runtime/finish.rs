@@ -6,8 +6,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use super::{Engine, Metrics, RuntimeError, message_body};
-use crate::events::EventKind;
-use crate::handler::JobResults;
+use crate::handler::{Controller, HandlerError, JobResults};
 use crate::ids::{JobId, TaskId};
 use crate::model::{
     ErrorInfo, JobRecord, JobStatus, OutcomePolicy, StatusCounts, TaskKind, TaskRecord, TaskStatus,
@@ -42,7 +41,7 @@ impl Engine {
                     self.inner
                         .backend
                         .tasks
-                        .finish_unstarted(&job.id, TaskStatus::Cancelled, &error)
+                        .finish_unstarted(&job.id, job.attempt, TaskStatus::Cancelled, &error)
                         .await?;
                     return Ok(());
                 }
@@ -179,18 +178,11 @@ impl Engine {
             if self.cas_job(&job, next).await?.is_some() {
                 Metrics::inc(&self.inner.metrics.jobs_closed);
                 info!(job_id = %job_id, task_id = %failed.id, "job failed (fail_fast)");
-                self.emit(
-                    job_id,
-                    EventKind::JobCompleted {
-                        status: JobStatus::Failed,
-                    },
-                )
-                .await;
                 let cancel = ErrorInfo::new(codes::JOB_CANCELLED, "job failed");
                 self.inner
                     .backend
                     .tasks
-                    .finish_unstarted(job_id, TaskStatus::Cancelled, &cancel)
+                    .finish_unstarted(job_id, job.attempt, TaskStatus::Cancelled, &cancel)
                     .await?;
                 return Ok(());
             }
@@ -223,7 +215,7 @@ impl Engine {
                         job_id: job_id.clone(),
                         backend: backend.clone(),
                     };
-                    match controller.aggregate(&job, &results).await {
+                    match self.aggregate(controller.as_ref(), &job, &results).await? {
                         Ok(result) => next.result = Some(result),
                         Err(e) => {
                             next.status = JobStatus::Failed;
@@ -248,9 +240,39 @@ impl Engine {
             if self.cas_job(&job, next).await?.is_some() {
                 Metrics::inc(&self.inner.metrics.jobs_closed);
                 info!(job_id = %job_id, status = %status, "job closed");
-                self.emit(job_id, EventKind::JobCompleted { status }).await;
                 return Ok(());
             }
         }
     }
+
+    /// The controller's aggregate. A transient failure (the store not answering) is tried
+    /// again a few times, then returned as a storage error: the job stays RUNNING and the
+    /// delivery that got here comes back, so the job closes once the store answers. Only a
+    /// permanent failure is the aggregate's verdict (`Ok(Err(_))`).
+    async fn aggregate(
+        &self,
+        controller: &dyn Controller,
+        job: &JobRecord,
+        results: &JobResults,
+    ) -> Result<Result<serde_json::Value, HandlerError>, RuntimeError> {
+        let mut delay = Duration::from_millis(100);
+        for _ in 0..AGGREGATE_TRIES {
+            match controller.aggregate(job, results).await {
+                Err(e) if e.class.is_retryable() => {
+                    warn!(job_id = %job.id, error = %e, "aggregate failed; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                }
+                verdict => return Ok(verdict),
+            }
+        }
+        Err(crate::ports::StoreError::Unavailable {
+            message: format!("aggregating job {}: the store did not answer", job.id),
+            source: None,
+        }
+        .into())
+    }
 }
+
+/// Attempts of a transient aggregate failure within one completion check.
+const AGGREGATE_TRIES: u32 = 3;

@@ -14,15 +14,15 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{Instrument, info, warn};
 
-use crate::events::{EventKind, JobEvent};
+use crate::events::{job_transition, task_transition};
 use crate::graph::{self, PlanError, PlanScope};
-use crate::handler::{Registry, ValidationError};
+use crate::handler::{CheckError, Registry, ValidationError};
 use crate::ids::{CanonicalJsonError, JobId, job_id};
 use crate::model::{
     ErrorInfo, JobRecord, JobStatus, OutcomePolicy, QueueMessage, StatusCounts, TaskMessage,
     TaskRecord, TaskStatus, codes, now_millis,
 };
-use crate::ports::{Backend, Inserted, QueueError, StoreError};
+use crate::ports::{Backend, Inserted, QueueError, Removal, StoreError};
 use crate::status::InvalidTransition;
 
 use coalesce::Coalescer;
@@ -111,6 +111,9 @@ pub enum SubmitError {
     },
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// What the params refer to could not be checked now (an outage, not the input).
+    #[error("{0}")]
+    CheckUnavailable(String),
     #[error("invalid plan")]
     Plan(#[from] PlanError),
     #[error("params cannot be canonicalized")]
@@ -275,7 +278,11 @@ impl Engine {
                             "re-running the job (--force)"
                         );
                         attempt = existing.attempt + 1;
-                        self.inner.backend.maintenance.delete_job(&id).await?;
+                        self.inner
+                            .backend
+                            .maintenance
+                            .delete_job(&id, Removal::KeepEvents)
+                            .await?;
                     }
                     status if options.force => {
                         return Err(SubmitError::NotRerunnable { id, status });
@@ -293,7 +300,10 @@ impl Engine {
                 .registry
                 .controller(job_type)
                 .expect("normalize checked the job type");
-            controller.check(&params).await?;
+            controller.check(&params).await.map_err(|e| match e {
+                CheckError::Invalid(e) => SubmitError::Invalid(e),
+                e @ CheckError::Unavailable { .. } => SubmitError::CheckUnavailable(e.to_string()),
+            })?;
             // Plan before storing anything: an invalid plan leaves no trace.
             let specs = controller.plan(&id, &params)?;
             let plan = graph::plan(
@@ -367,7 +377,10 @@ impl Engine {
         let mut batch = Vec::with_capacity(chunk);
         while tasks.peek().is_some() {
             batch.clear();
-            batch.extend(tasks.by_ref().take(chunk));
+            batch.extend(tasks.by_ref().take(chunk).map(|mut t| {
+                t.job_attempt = job.attempt;
+                t
+            }));
             self.inner
                 .backend
                 .tasks
@@ -396,12 +409,6 @@ impl Engine {
         running.started_at = Some(now_millis());
         match self.cas_job(&job, running).await? {
             Some(running) => {
-                let event = EventKind::JobStarted {
-                    job_type: running.job_type.clone(),
-                    attempt: running.attempt,
-                    planned_tasks: running.planned_tasks,
-                };
-                self.emit(&running.id, event).await;
                 self.check_completion(&running.id).await?;
                 Ok(self
                     .inner
@@ -426,7 +433,12 @@ impl Engine {
                     self.inner
                         .backend
                         .tasks
-                        .finish_unstarted(&current.id, TaskStatus::Cancelled, &error)
+                        .finish_unstarted(
+                            &current.id,
+                            current.attempt,
+                            TaskStatus::Cancelled,
+                            &error,
+                        )
                         .await?;
                 }
                 Ok(current)
@@ -447,7 +459,8 @@ impl Engine {
         let progress = if job.status.is_terminal() {
             1.0
         } else {
-            crate::schedule::job_progress(&tasks, 0.0)
+            let running = self.inner.backend.tasks.running_progress(id).await?;
+            crate::schedule::job_progress(&tasks, running)
         };
         Ok(JobView {
             job,
@@ -476,19 +489,13 @@ impl Engine {
             cancelled.error = Some(ErrorInfo::new(codes::JOB_CANCELLED, "cancelled on request"));
             if let Some(cancelled) = self.cas_job(&job, cancelled).await? {
                 Metrics::inc(&self.inner.metrics.jobs_closed);
-                self.emit(
-                    id,
-                    EventKind::JobCompleted {
-                        status: JobStatus::Cancelled,
-                    },
-                )
-                .await;
                 let n = self
                     .inner
                     .backend
                     .tasks
                     .finish_unstarted(
                         id,
+                        cancelled.attempt,
                         TaskStatus::Cancelled,
                         &ErrorInfo::new(codes::JOB_CANCELLED, "job cancelled"),
                     )
@@ -500,7 +507,8 @@ impl Engine {
         }
     }
 
-    /// Compare-and-set a job to `next` (checked against the status machine).
+    /// Compare-and-set a job to `next` (checked against the status machine), with the event
+    /// of the change in the same write.
     pub(crate) async fn cas_job(
         &self,
         current: &JobRecord,
@@ -515,7 +523,8 @@ impl Engine {
         }
         next.revision = current.revision.clone();
         next.updated_at = now_millis();
-        match self.inner.backend.jobs.update_job(&next).await? {
+        let events: Vec<_> = job_transition(current, &next).into_iter().collect();
+        match self.inner.backend.jobs.update_job(&next, &events).await? {
             Ok(revision) => Ok(Some(JobRecord { revision, ..next })),
             Err(_conflict) => {
                 Metrics::inc(&self.inner.metrics.lost_races);
@@ -524,7 +533,8 @@ impl Engine {
         }
     }
 
-    /// Compare-and-set a task to `to`, applying `change` (checked against the status machine).
+    /// Compare-and-set a task to `to`, applying `change` (checked against the status machine),
+    /// with the event of the change in the same write.
     pub(crate) async fn cas_task(
         &self,
         current: &TaskRecord,
@@ -544,7 +554,8 @@ impl Engine {
             next.lease_until = None;
         }
         change(&mut next);
-        match self.inner.backend.tasks.update_task(&next).await? {
+        let events: Vec<_> = task_transition(current, &next).into_iter().collect();
+        match self.inner.backend.tasks.update_task(&next, &events).await? {
             Ok(revision) => Ok(Some(TaskRecord { revision, ..next })),
             Err(_conflict) => {
                 Metrics::inc(&self.inner.metrics.lost_races);
@@ -572,20 +583,6 @@ impl Engine {
             .unfinished
             .fresh(&key, || tasks.any_unfinished(job_id, group))
             .await
-    }
-
-    /// Publish an event; a failure to store it is logged, never fatal to the task.
-    pub(crate) async fn emit(&self, job_id: &JobId, kind: EventKind) {
-        let event = JobEvent::now(job_id, kind);
-        if let Err(e) = self
-            .inner
-            .backend
-            .events
-            .emit(std::slice::from_ref(&event))
-            .await
-        {
-            warn!(job_id = %job_id, error = %e, event = event.kind.name(), "event not stored");
-        }
     }
 }
 

@@ -66,7 +66,7 @@ impl Engine {
                 // Touch the record (no status change) so the next sweep does not re-send at once.
                 let mut touched = task.clone();
                 touched.updated_at = now;
-                let touched = backend.tasks.update_task(&touched).await?;
+                let touched = backend.tasks.update_task(&touched, &[]).await?;
                 if touched.is_ok() {
                     backend
                         .queue
@@ -96,7 +96,10 @@ impl Engine {
             .jobs_finished_before(cutoff, SWEEP_BATCH)
             .await?
         {
-            backend.maintenance.delete_job(&id).await?;
+            backend
+                .maintenance
+                .delete_job(&id, crate::ports::Removal::Everything)
+                .await?;
             report.jobs_removed += 1;
         }
         Ok(report)

@@ -11,7 +11,6 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::lease::{self, PartLease};
 use super::{Engine, Metrics, RuntimeError, encode_message, message_body};
-use crate::events::EventKind;
 use crate::graph::{self, PlanScope};
 use crate::handler::{HandlerError, TaskContext, TaskOutput};
 use crate::model::{
@@ -279,7 +278,6 @@ impl Engine {
             {
                 Metrics::inc(&self.inner.metrics.tasks_poisoned);
                 Metrics::inc(&self.inner.metrics.tasks_failed);
-                self.emit_failed(&failed, error, false).await;
                 if let Some(job) = backend.jobs.get_job(&message.job_id).await? {
                     self.after_terminal(&job, failed).await?;
                 }
@@ -327,12 +325,16 @@ impl Engine {
 
         let lease_until = now + millis(self.inner.config.lease);
         let took_over = task.status == TaskStatus::Running;
+        let dequeue_count = lease.dequeue_count();
+        // The `task_started` event is stored with this change (its starts count goes up).
         let Some(running) = self
             .cas_task(&task, TaskStatus::Running, |t| {
                 t.lease_until = Some(lease_until);
                 t.worker = Some(config.worker_id.clone());
                 t.started_at = Some(now);
                 t.error = None;
+                t.starts += 1;
+                t.dequeue_count = dequeue_count;
             })
             .await?
         else {
@@ -361,19 +363,7 @@ impl Engine {
             return Ok(());
         }
 
-        // The start event is stored while the handler runs (it is stored before the outcome,
-        // so the stream stays in order), not before it: one storage round trip fewer per task.
-        let started = self.emit(
-            &job.id,
-            EventKind::TaskStarted {
-                task_id: running.id.clone(),
-                task: running.task.clone(),
-                key: running.key.clone(),
-                attempt: running.attempt,
-            },
-        );
-        let ((), handled) = tokio::join!(started, self.run_handler(&job, running));
-        let (end, running) = handled?;
+        let (end, running) = self.run_handler(&job, running).await?;
         let Some(finished) = self.record_outcome(&job, &running, end).await? else {
             // Lost the task while it ran (taken over, or cancelled): the winner follows up.
             let current = backend.tasks.get_task(&job.id, &running.id).await?;
@@ -415,6 +405,7 @@ impl Engine {
             attempt: task.attempt,
             params: task.params.clone(),
             job_params: job.params.clone(),
+            job_attempt: task.job_attempt,
             group: task.group.clone(),
             waits_for: task.waits_for.clone(),
             cancel: cancel.clone(),
@@ -523,7 +514,6 @@ impl Engine {
         task: &TaskRecord,
         end: RunEnd,
     ) -> Result<Option<TaskRecord>, RuntimeError> {
-        let duration_ms = now_millis() - task.started_at.unwrap_or_else(now_millis);
         let error = match end {
             RunEnd::Output(output) => {
                 if !output.children.is_empty() {
@@ -536,19 +526,8 @@ impl Engine {
                         t.result = Some(output.result)
                     })
                     .await?;
-                if let Some(done) = &succeeded {
+                if succeeded.is_some() {
                     Metrics::inc(&self.inner.metrics.tasks_succeeded);
-                    self.emit(
-                        &job.id,
-                        EventKind::TaskCompleted {
-                            task_id: done.id.clone(),
-                            task: done.task.clone(),
-                            key: done.key.clone(),
-                            attempt: done.attempt,
-                            duration_ms,
-                        },
-                    )
-                    .await;
                 }
                 return Ok(succeeded);
             }
@@ -593,7 +572,6 @@ impl Engine {
                         .queue
                         .send(&[message_body(waiting, waiting.attempt)], delay)
                         .await?;
-                    self.emit_failed(task, error.info(), true).await;
                 }
                 Ok(waiting)
             }
@@ -604,7 +582,6 @@ impl Engine {
                 if failed.is_some() {
                     Metrics::inc(&self.inner.metrics.tasks_failed);
                     warn!(error = %error, "task failed");
-                    self.emit_failed(task, error.info(), false).await;
                 }
                 Ok(failed)
             }
@@ -647,18 +624,6 @@ impl Engine {
         info!(children = plan.len(), "orchestrator created children");
         self.store_tasks(job, plan.into_records()).await?;
         Ok(Ok(()))
-    }
-
-    async fn emit_failed(&self, task: &TaskRecord, error: ErrorInfo, will_retry: bool) {
-        let kind = EventKind::TaskFailed {
-            task_id: task.id.clone(),
-            task: task.task.clone(),
-            key: task.key.clone(),
-            attempt: task.attempt,
-            error,
-            will_retry,
-        };
-        self.emit(&task.job_id, kind).await;
     }
 }
 

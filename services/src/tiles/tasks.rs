@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use engine::model::codes;
 use engine::{HandlerError, TaskContext, TaskHandler, TaskOutput, TaskSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -91,9 +92,30 @@ pub struct Pyramid {
 }
 
 impl Pyramid {
-    fn range(&self, z: u32) -> Option<&TileRange> {
-        self.ranges.iter().find(|r| r.z == z)
+    /// The tile range of zoom `z`; a stored pyramid without it is corrupt.
+    fn range(&self, z: u32) -> Result<TileRange, HandlerError> {
+        self.ranges
+            .iter()
+            .find(|r| r.z == z)
+            .copied()
+            .ok_or_else(|| {
+                HandlerError::permanent(
+                    codes::CORRUPT_RESULT,
+                    format!("the stored pyramid has no tile range for zoom {z}"),
+                )
+            })
     }
+
+    /// The range of the highest zoom (where the blocks are cut).
+    fn base(&self) -> Result<TileRange, HandlerError> {
+        base_range(&self.ranges)
+    }
+}
+
+fn base_range(ranges: &[TileRange]) -> Result<TileRange, HandlerError> {
+    ranges.last().copied().ok_or_else(|| {
+        HandlerError::permanent(codes::CORRUPT_RESULT, "the pyramid has no zoom level")
+    })
 }
 
 /// Params of one `render_tiles` task.
@@ -221,7 +243,7 @@ impl TaskHandler for PlanPyramid {
             let ranges: Vec<TileRange> = (params.min_zoom..=params.max_zoom)
                 .map(|z| tile_range(bounds, z, params.tile_size))
                 .collect();
-            let base = *ranges.last().expect("min_zoom <= max_zoom");
+            let base = base_range(&ranges)?;
             let size = block_size(&base);
             let levels = size.trailing_zeros();
             let stretch = stretch_of(&warped, &info, &path)?;
@@ -237,7 +259,7 @@ impl TaskHandler for PlanPyramid {
             })
         })
         .await?;
-        let base = *pyramid.ranges.last().expect("at least one zoom");
+        let base = pyramid.base()?;
         let children: Vec<TaskSpec> = blocks_of(&base, pyramid.block_size)
             .enumerate()
             .map(|(i, block)| {
@@ -255,7 +277,7 @@ impl TaskHandler for PlanPyramid {
             format!("{} tiles in {} blocks", pyramid.tiles, pyramid.blocks),
         )
         .await;
-        Ok(TaskOutput::with_children(pyramid, children))
+        TaskOutput::with_children(pyramid, children)
     }
 }
 
@@ -317,7 +339,7 @@ impl TaskHandler for RenderTiles {
                 .await;
             }
         }
-        Ok(TaskOutput::value(json!({ "tiles": n })))
+        TaskOutput::value(json!({ "tiles": n }))
     }
 }
 
@@ -364,8 +386,8 @@ fn render_block(
             break;
         }
         let Some(parents) = pyramid
-            .range(z - 1)
-            .and_then(|r| r.intersect(&block.parent_range(block.z - z + 1)))
+            .range(z - 1)?
+            .intersect(&block.parent_range(block.z - z + 1))
         else {
             break;
         };
@@ -403,9 +425,7 @@ impl TaskHandler for BuildOverviews {
         // blocks' lowest zoom is about the number of blocks.
         let mut above: HashMap<(u32, u32), Vec<u8>> = HashMap::new();
         if pyramid.block_low_zoom > p.min_zoom {
-            let top = *pyramid
-                .range(pyramid.block_low_zoom)
-                .expect("range of every zoom");
+            let top = pyramid.range(pyramid.block_low_zoom)?;
             for (x, y) in top.tiles() {
                 let blob = p.tile_blob(top.z, x, y);
                 let bytes = self
@@ -420,7 +440,7 @@ impl TaskHandler for BuildOverviews {
             }
         }
         for z in (p.min_zoom..pyramid.block_low_zoom).rev() {
-            let range = *pyramid.range(z).expect("range of every zoom");
+            let range = pyramid.range(z)?;
             let ts = p.tile_size;
             let (level, encoded) = {
                 let above = std::mem::take(&mut above);
@@ -453,7 +473,7 @@ impl TaskHandler for BuildOverviews {
             }
             above = level;
         }
-        Ok(TaskOutput::value(json!({ "tiles": written })))
+        TaskOutput::value(json!({ "tiles": written }))
     }
 }
 
@@ -501,9 +521,7 @@ impl TaskHandler for SourceCog {
             .put_file(&p.output_container, &p.cog_blob(), &dst)
             .await
             .map_err(crate::failure::blob_failure)?;
-        Ok(TaskOutput::value(
-            json!({ "blob": p.cog_blob(), "cog": converted }),
-        ))
+        TaskOutput::value(json!({ "blob": p.cog_blob(), "cog": converted }))
     }
 }
 
@@ -636,7 +654,7 @@ impl TaskHandler for PublishTiles {
         )
         .await?;
         put(p.out("index.html"), html.into_bytes()).await?;
-        Ok(TaskOutput::value(json!({
+        TaskOutput::value(json!({
             "tiles": expected.len(),
             "zooms": [p.min_zoom, p.max_zoom],
             "removed_stale_tiles": extra.len(),
@@ -645,7 +663,7 @@ impl TaskHandler for PublishTiles {
             "stac_item": p.out(&format!("{}.stac.json", p.stem())),
             "cog": p.cog_blob(),
             "map": p.out("index.html"),
-        })))
+        }))
     }
 }
 
