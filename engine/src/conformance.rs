@@ -939,10 +939,10 @@ pub async fn runtime_bundles_a_fan_out_and_splits_it_when_redelivered(b: Backend
     assert_eq!(started, 206);
 }
 
-/// The event log of `job`'s attempt `attempt` tells every task's story: one end event per
-/// terminal task (`tasks_ended` counting for many), one `task_started` per start, one
-/// `job_completed`.
-async fn assert_story_complete(b: &Backend, job: &JobId, attempt: u32) {
+/// The event log of `job`'s attempt `attempt` tells every task's story: every task is
+/// terminal and has exactly one end event (`tasks_ended` counting for many), one
+/// `task_started` per start, one `job_completed`. Also used by the chaos tests.
+pub async fn assert_story_complete(b: &Backend, job: &JobId, attempt: u32) {
     let events: Vec<JobEvent> = b
         .events
         .events_after(job, 0, 1_000_000)

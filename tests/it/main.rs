@@ -4,11 +4,13 @@
 //! - `scheduling`: property test of the runtime over random DAGs (in-memory backend)
 //! - `cli`: the `tessera` binary on a real SQLite file
 //! - `crash`: SIGKILL of a worker process mid-job loses nothing (SQLite and Azure)
+//! - `chaos`: three workers SIGKILLed again and again; the event log stays complete
 //! - `azure`: the Azure backend on Azurite: CLI, bad configuration, storage restart
 //! - `geo`: `list_container`, `cog_conversion` (checked by GDAL's COG validator), `sync_container`
 //! - `tiles`: `tiled_raster` against `gdal2tiles.py`, bad input
 
 mod azure;
+mod chaos;
 mod cli;
 mod crash;
 mod geo;
