@@ -205,3 +205,85 @@ pub fn job_transition(prev: &JobRecord, next: &JobRecord) -> Option<JobEvent> {
         kind,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TaskSpec;
+
+    fn task(status: TaskStatus) -> TaskRecord {
+        let job = crate::ids::job_id("t", 1, &serde_json::json!({})).unwrap();
+        let defaults = |_: &str| {
+            Some(crate::graph::HandlerDefaults {
+                task_version: 1,
+                retry: crate::retry::RetryPolicy::NO_RETRY,
+                timeout: std::time::Duration::from_secs(1),
+            })
+        };
+        let plan = crate::graph::plan(
+            &job,
+            vec![TaskSpec::parallel("t", 0)],
+            crate::graph::PlanScope::Job,
+            &defaults,
+            0,
+        )
+        .unwrap();
+        let mut t = plan.into_records().next().unwrap();
+        t.status = status;
+        t.job_attempt = 3;
+        t
+    }
+
+    /// (from, to, starts added, attempt added, expected event name)
+    #[test]
+    fn every_start_and_end_has_its_event_and_nothing_else_does() {
+        use TaskStatus::*;
+        for (from, to, started, retried, expected) in [
+            (Queued, Running, 1, 0, Some("task_started")),
+            (Running, Running, 1, 0, Some("task_started")), // a lease takeover
+            (Running, Running, 0, 0, None),                 // a heartbeat
+            (Pending, Queued, 0, 0, None),                  // a release
+            (RetryWait, Queued, 0, 0, None),
+            (Running, Succeeded, 0, 0, Some("task_completed")),
+            (Running, Failed, 0, 0, Some("task_failed")),
+            (Running, RetryWait, 0, 1, Some("task_failed")),
+            (Running, Cancelled, 0, 0, Some("task_cancelled")),
+            (Queued, Cancelled, 0, 0, Some("task_cancelled")),
+            (Pending, Skipped, 0, 0, Some("task_skipped")),
+        ] {
+            let prev = task(from);
+            let mut next = prev.clone();
+            next.status = to;
+            next.starts += started;
+            next.attempt += retried;
+            let event = task_transition(&prev, &next);
+            assert_eq!(
+                event.as_ref().map(|e| e.kind.name()),
+                expected,
+                "{from} -> {to}"
+            );
+            if let Some(e) = event {
+                assert_eq!(e.job_attempt, 3, "stamped with the task's job attempt");
+                let ends = u64::from(to.is_terminal());
+                assert_eq!(e.ends_tasks(), ends, "{from} -> {to} ends the task");
+            }
+        }
+    }
+
+    #[test]
+    fn a_retry_reports_the_failed_attempt() {
+        let prev = task(TaskStatus::Running);
+        let mut next = prev.clone();
+        next.status = TaskStatus::RetryWait;
+        next.attempt = 2;
+        let e = task_transition(&prev, &next).unwrap();
+        assert!(matches!(
+            e.kind,
+            EventKind::TaskFailed {
+                attempt: 1,
+                will_retry: true,
+                ..
+            }
+        ));
+    }
+}

@@ -401,3 +401,23 @@ impl Registry {
         })
     }
 }
+
+#[cfg(test)]
+mod output_tests {
+    use super::*;
+
+    #[test]
+    fn a_result_that_is_not_json_is_an_error_not_null() {
+        let mut not_json = std::collections::HashMap::new();
+        not_json.insert((1, 2), "a map with tuple keys has no JSON form");
+        let e = TaskOutput::value(not_json).unwrap_err();
+        assert_eq!(e.code, crate::model::codes::RESULT_NOT_SERIALIZABLE);
+        assert_eq!(e.class, ErrorClass::Permanent);
+        assert_eq!(
+            TaskOutput::value(serde_json::json!({"a": 1}))
+                .unwrap()
+                .result,
+            serde_json::json!({"a": 1})
+        );
+    }
+}

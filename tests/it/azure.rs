@@ -198,3 +198,40 @@ async fn azure_geo_jobs_read_and_write_blob_containers() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_blob_store_outage_at_submission_is_exit_3_not_invalid_input() {
+    // The jobs live in SQLite; the rasters on an Azure Blob account that does not answer.
+    let dir = tempfile::tempdir().unwrap();
+    let closed = engine_azure::azurite_connection_string("127.0.0.1", 9, 9, 9);
+    for (job_type, params) in [
+        ("list_container", r#"{"container": "rasters"}"#),
+        (
+            "tiled_raster",
+            r#"{"container": "rasters", "blob": "a.tif", "output_container": "tiles", "min_zoom": 1, "max_zoom": 2}"#,
+        ),
+        (
+            "cog_conversion",
+            r#"{"container": "rasters", "blob": "a.tif", "output_container": "cogs"}"#,
+        ),
+    ] {
+        let out = support::tessera(
+            &dir.path().join("tessera.db"),
+            &[
+                "submit",
+                job_type,
+                "--params",
+                params,
+                "--data-store",
+                "azure",
+            ],
+        )
+        .env("AZURE_STORAGE_CONNECTION_STRING", &closed)
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{job_type}: {stderr}");
+        assert!(stderr.contains("cannot check"), "{job_type}: {stderr}");
+        assert!(!stderr.contains("invalid params"), "{job_type}: {stderr}");
+    }
+}

@@ -725,24 +725,71 @@ async fn query_at_most(
     select: Option<&str>,
     limit: usize,
 ) -> Result<Vec<Entity>, StoreError> {
+    take_pages(limit, |top, start| async move {
+        let page = tables::query_page(&backend.ops, table, filter, select, top, start).await?;
+        Ok((page.entities, page.next))
+    })
+    .await
+}
+
+/// Up to `limit` items from a paged source: `fetch(top, start)` gives a page of at most `top`
+/// and the continuation; each page asks only for what is still wanted.
+async fn take_pages<T, C, F, Fut>(limit: usize, mut fetch: F) -> Result<Vec<T>, StoreError>
+where
+    F: FnMut(usize, Option<C>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<C>), StoreError>>,
+{
     let mut out = Vec::new();
     let mut start = None;
     while out.len() < limit {
-        let page = tables::query_page(
-            &backend.ops,
-            table,
-            filter,
-            select,
-            limit - out.len(),
-            start,
-        )
-        .await?;
-        out.extend(page.entities);
-        match page.next {
+        let (items, next) = fetch(limit - out.len(), start).await?;
+        out.extend(items);
+        match next {
             Some(next) => start = Some(next),
             None => break,
         }
     }
     out.truncate(limit);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::take_pages;
+
+    /// A source of `total` items served at most 1 000 per page, recording each page asked.
+    async fn take(total: usize, limit: usize) -> (Vec<usize>, Vec<usize>) {
+        let asked = RefCell::new(Vec::new());
+        let items = take_pages(limit, |top, start: Option<usize>| {
+            asked.borrow_mut().push(top);
+            let from = start.unwrap_or(0);
+            let to = (from + top.min(1_000)).min(total);
+            async move { Ok(((from..to).collect(), (to < total).then_some(to))) }
+        })
+        .await
+        .unwrap();
+        (items, asked.into_inner())
+    }
+
+    #[tokio::test]
+    async fn paging_stops_at_the_limit() {
+        for (total, limit, pages) in [
+            (10_000, 2, vec![2]),
+            (10_000, 500, vec![500]),
+            (10_000, 2_500, vec![2_500, 1_500, 500]),
+            (3, 500, vec![500]),
+            (0, 10, vec![10]),
+            (10, 0, vec![]),
+        ] {
+            let (items, asked) = take(total, limit).await;
+            assert_eq!(
+                items,
+                (0..total.min(limit)).collect::<Vec<_>>(),
+                "{total} {limit}"
+            );
+            assert_eq!(asked, pages, "pages asked for {total} items, limit {limit}");
+        }
+    }
 }

@@ -276,3 +276,121 @@ impl Engine {
 
 /// Attempts of a transient aggregate failure within one completion check.
 const AGGREGATE_TRIES: u32 = 3;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use serde_json::{Value, json};
+
+    use crate::graph::PlanError;
+    use crate::handler::{
+        Controller, HandlerError, JobResults, Registry, TaskContext, TaskHandler, TaskOutput,
+        ValidationError,
+    };
+    use crate::ids::JobId;
+    use crate::memory::MemoryBackend;
+    use crate::model::{JobRecord, JobStatus, TaskSpec};
+    use crate::ports::Backend;
+    use crate::runtime::{Engine, EngineConfig, SubmitOptions, WorkerConfig, run_worker};
+
+    /// A job whose aggregate meets a storage outage `outage` times before the store answers.
+    struct Flaky {
+        outage: u32,
+        calls: Arc<AtomicU32>,
+    }
+
+    #[async_trait]
+    impl Controller for Flaky {
+        fn job_type(&self) -> &'static str {
+            "flaky"
+        }
+        fn description(&self) -> &'static str {
+            "aggregate fails transiently at first"
+        }
+        fn validate(&self, params: Value) -> Result<Value, ValidationError> {
+            Ok(params)
+        }
+        fn plan(&self, _: &JobId, _: &Value) -> Result<Vec<TaskSpec>, PlanError> {
+            Ok(vec![TaskSpec::parallel("one", 0)])
+        }
+        async fn aggregate(&self, _: &JobRecord, _: &JobResults) -> Result<Value, HandlerError> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) < self.outage {
+                return Err(crate::ports::StoreError::Unavailable {
+                    message: "table service unreachable".into(),
+                    source: None,
+                }
+                .into());
+            }
+            Ok(json!("aggregated"))
+        }
+    }
+
+    struct One;
+
+    #[async_trait]
+    impl TaskHandler for One {
+        fn name(&self) -> &'static str {
+            "one"
+        }
+        async fn run(&self, _: &TaskContext) -> Result<TaskOutput, HandlerError> {
+            TaskOutput::value(1)
+        }
+    }
+
+    async fn close_after_outage(outage: u32) -> (JobRecord, u32) {
+        let calls = Arc::new(AtomicU32::new(0));
+        let registry = Registry::default()
+            .with_controller(Flaky {
+                outage,
+                calls: calls.clone(),
+            })
+            .with_handler(One);
+        let backend = Backend::from_all(Arc::new(MemoryBackend::new()));
+        let config = EngineConfig {
+            lease: Duration::from_millis(300),
+            ..EngineConfig::default()
+        };
+        let engine = Engine::new(backend, registry, config);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let worker = tokio::spawn(run_worker(
+            engine.clone(),
+            WorkerConfig::default(),
+            shutdown.clone(),
+        ));
+        let sub = engine
+            .submit("flaky", json!({}), SubmitOptions::default())
+            .await
+            .unwrap();
+        let job = loop {
+            let job = engine.status(&sub.job.id).await.unwrap().job;
+            if job.status.is_terminal() {
+                break job;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        shutdown.cancel();
+        worker.await.unwrap();
+        (job, calls.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn a_transient_aggregate_failure_is_retried_in_place() {
+        let (job, calls) = close_after_outage(2).await;
+        assert_eq!(job.status, JobStatus::Succeeded, "{:?}", job.error);
+        assert_eq!(job.result, Some(json!("aggregated")));
+        assert_eq!(calls, 3);
+    }
+
+    #[tokio::test]
+    async fn a_longer_outage_leaves_the_job_running_until_the_store_answers() {
+        // More failures than one completion check tries: the delivery comes back after its
+        // lease and the next check closes the job.
+        let (job, calls) = close_after_outage(super::AGGREGATE_TRIES + 2).await;
+        assert_eq!(job.status, JobStatus::Succeeded, "{:?}", job.error);
+        assert_eq!(calls, super::AGGREGATE_TRIES + 3);
+    }
+}
