@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench::run(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo | test [cargo test args] | bench engine [--quick]>"
+                "usage: cargo xtask <demo | test [cargo test args] | bench <engine [--quick] [--with-celery] | tiles [--quick] | cog [--quick] | azure [--quick]>>"
             );
             bail!("unknown or missing command")
         }
@@ -179,8 +179,9 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     println!();
     println!("Outputs in {}:", out.display());
     println!(
-        "  tiles       {}/{{z}}/{{x}}/{{y}}.png (3 731 tiles)",
-        out.display()
+        "  tiles       {}/{{z}}/{{x}}/{{y}}.png ({} tiles)",
+        out.display(),
+        count_files(&out, "png")?
     );
     println!("  TileJSON    {}", out.join("tilejson.json").display());
     println!("  COG         {}", out.join("RGB.byte.cog.tif").display());
@@ -201,6 +202,20 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     );
     println!("  {} --help", tessera.display());
     Ok(())
+}
+
+/// Files under `dir` (recursively) whose extension is `ext`.
+fn count_files(dir: &Path, ext: &str) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            n += count_files(&path, ext)?;
+        } else if path.extension().is_some_and(|e| e == ext) {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
