@@ -222,8 +222,15 @@ fn read_params(args: &ParamsArgs) -> anyhow::Result<Value> {
         (None, Some(path)) => (read_file(path)?, format!("params file {}", path.display())),
         (None, None) => return Ok(Value::Null),
     };
-    serde_json::from_str(&text)
-        .map_err(|e| InputError(format!("{source} is not valid JSON: {e}")).into())
+    engine::json::parse_strict(&text, "params").map_err(|e| {
+        let message = match e {
+            engine::json::StrictJsonError::DuplicateKey { .. } => {
+                format!("{source}: {e}: a key may appear once (the job ID hashes the params)")
+            }
+            _ => format!("{source} is not valid JSON: {e}"),
+        };
+        InputError(message).into()
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<String> {

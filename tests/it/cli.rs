@@ -145,6 +145,19 @@ fn bad_input_exits_2_naming_the_field() {
             "params: must be a JSON object",
         ),
         (&["status", "1234"], "invalid job id \"1234\""),
+        (
+            &["run", "hello_world", "--params", r#"{"n": 1, "n": 2}"#],
+            "--params: duplicate key params.n at line 1 column 12",
+        ),
+        (
+            &[
+                "submit",
+                "hello_world",
+                "--params",
+                r#"{"n": 2, "message": "a", "message": "a"}"#,
+            ],
+            "duplicate key params.message",
+        ),
         (&["status", &"a".repeat(64)], "no job with id"),
         (
             &["run", "hello_world", "--params", r#"{"n": 2}"#, "--force"],
