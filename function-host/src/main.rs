@@ -16,7 +16,7 @@ use engine::ports::{Backend, PageRequest};
 use engine::runtime::{JobQueryError, SubmitError, WorkerConfig, run_sweeper, run_worker};
 use engine::{Engine, EngineConfig, JobId, OutcomePolicy, SubmitOptions};
 use engine_azure::{AzureBackend, AzureConfig, ConnectError, Credentials, DataAuth};
-use engine_sqlite::{OpenError, SqliteBackend, SqliteConfig};
+use engine_sqlite::{BackupError, OpenError, SqliteBackend, SqliteConfig};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -126,6 +126,15 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
                 EXIT_INVALID_INPUT
             } else {
                 EXIT_INTERNAL
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<BackupError>() {
+            return match e {
+                BackupError::TargetExists { .. } | BackupError::TargetDirectory { .. } => {
+                    EXIT_INVALID_INPUT
+                }
+                BackupError::Open(e) if e.is_bad_path() => EXIT_INVALID_INPUT,
+                _ => EXIT_INTERNAL,
             };
         }
     }
@@ -372,6 +381,24 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             } else {
                 output::print_job_table(&page.items);
             }
+            Ok(EXIT_OK)
+        }
+        Command::Backup { db, to } => {
+            if db.backend != BackendKind::Sqlite {
+                return Err(InputError(
+                    "backup copies the SQLite database (--backend sqlite); Azure Storage has its own \
+                     replication and point-in-time restore"
+                        .into(),
+                )
+                .into());
+            }
+            let (from, to_path) = (db.db.clone(), to.clone());
+            tokio::task::spawn_blocking(move || {
+                engine_sqlite::backup(&from, &to_path, &SqliteConfig::default())
+            })
+            .await
+            .context("backup task")??;
+            println!("backed up {} to {}", db.db.display(), to.display());
             Ok(EXIT_OK)
         }
         Command::Events { id, db, follow } => {

@@ -276,6 +276,64 @@ fn a_clean_exit_leaves_every_commit_in_the_database_file() {
 }
 
 #[test]
+fn backup_copies_a_database_while_a_worker_uses_it() {
+    let (dir, db) = db();
+    let (code, job) = run_json(
+        &db,
+        &[
+            "submit",
+            "synthetic",
+            "--params",
+            r#"{"n": 200, "sleep_ms": 20, "label": "backup"}"#,
+        ],
+    );
+    assert_eq!(code, 0, "{job}");
+    let mut worker = tessera(&db, &["worker", "--concurrency", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_for(
+        "a task to finish",
+        std::time::Duration::from_secs(60),
+        || {
+            let (_, status) = run_json(&db, &["status", &id]);
+            (status["tasks"]["SUCCEEDED"].as_u64().unwrap_or(0) > 0).then_some(())
+        },
+    );
+    let backup = dir.path().join("backup.db");
+    let (code, stdout, stderr) = run(&db, &["backup", "--to", backup.to_str().unwrap()]);
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    assert_eq!(code, 0, "stdout {stdout} stderr {stderr}");
+    let (code, jobs) = run_json(&backup, &["jobs"]);
+    assert_eq!(code, 0, "{jobs}");
+    assert_eq!(jobs[0]["id"], id.as_str());
+    assert_eq!(
+        jobs[0]["tasks"]
+            .as_object()
+            .map(|t| t.values().filter_map(Value::as_u64).sum::<u64>()),
+        Some(201)
+    );
+
+    // An existing target is refused, naming it; so is a missing directory.
+    let (code, _, stderr) = run(&db, &["backup", "--to", backup.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "backup target {} already exists",
+            backup.display()
+        )),
+        "{stderr}"
+    );
+    let nowhere = dir.path().join("no/such/dir/b.db");
+    let (code, _, stderr) = run(&db, &["backup", "--to", nowhere.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+}
+
+#[test]
 fn a_db_path_that_cannot_be_a_database_file_exits_2_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let missing_dir = dir.path().join("missing");
