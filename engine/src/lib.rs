@@ -8,6 +8,7 @@ pub mod events;
 pub mod graph;
 pub mod handler;
 pub mod ids;
+pub mod json;
 pub mod memory;
 pub mod model;
 pub mod ports;

@@ -177,6 +177,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the SQLite database, while workers keep using it, to a new file: a consistent
+    /// snapshot of the last commit (`VACUUM INTO`).
+    Backup {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The copy to create (must not exist).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
     /// Print a job's events as JSON lines (job_started, task_started, progress_update, ...).
     Events {
         id: String,

@@ -16,7 +16,7 @@ use engine::ports::{Backend, PageRequest};
 use engine::runtime::{JobQueryError, SubmitError, WorkerConfig, run_sweeper, run_worker};
 use engine::{Engine, EngineConfig, JobId, OutcomePolicy, SubmitOptions};
 use engine_azure::{AzureBackend, AzureConfig, ConnectError, Credentials, DataAuth};
-use engine_sqlite::{SqliteBackend, SqliteConfig};
+use engine_sqlite::{BackupError, OpenError, SqliteBackend, SqliteConfig};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +32,10 @@ pub const EXIT_INTERNAL: u8 = 3;
 /// The Azure backend of this process, when `--backend azure`: its operation counts are
 /// logged at exit.
 static AZURE: std::sync::OnceLock<std::sync::Arc<AzureBackend>> = std::sync::OnceLock::new();
+
+/// The SQLite backend of this process: closed at exit, which checkpoints its WAL into the
+/// database file.
+static SQLITE: std::sync::OnceLock<Arc<SqliteBackend>> = std::sync::OnceLock::new();
 
 /// Bad input from the command line (params text, file, ID).
 #[derive(Debug)]
@@ -70,6 +74,9 @@ fn main() -> ExitCode {
             total = ops.total(),
             "storage operations of this process"
         );
+    }
+    if let Some(sqlite) = SQLITE.get() {
+        sqlite.close();
     }
     match result {
         Ok(code) => ExitCode::from(code),
@@ -111,13 +118,38 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
         if let Some(JobQueryError::NotFound(_)) = cause.downcast_ref::<JobQueryError>() {
             return EXIT_INVALID_INPUT;
         }
+        if let Some(e) = cause.downcast_ref::<OpenError>() {
+            return if e.is_bad_path() {
+                EXIT_INVALID_INPUT
+            } else {
+                EXIT_INTERNAL
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<BackupError>() {
+            return match e {
+                BackupError::TargetExists { .. } | BackupError::TargetDirectory { .. } => {
+                    EXIT_INVALID_INPUT
+                }
+                BackupError::Open(e) if e.is_bad_path() => EXIT_INVALID_INPUT,
+                _ => EXIT_INTERNAL,
+            };
+        }
     }
     EXIT_INTERNAL
 }
 
-async fn open_engine(db: &DbArgs) -> anyhow::Result<Engine> {
+/// Whether a command writes to the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    ReadWrite,
+    /// `status`, `jobs`, `events`: the SQLite file is opened read-only (it must exist), so they
+    /// work on a read-only file or a full disk.
+    ReadOnly,
+}
+
+async fn open_engine(db: &DbArgs, access: Access) -> anyhow::Result<Engine> {
     let (backend, azure) = match db.backend {
-        BackendKind::Sqlite => (open_sqlite(db)?, None),
+        BackendKind::Sqlite => (open_sqlite(db, access)?, None),
         BackendKind::Azure => {
             let azure = open_azure(db).await?;
             (azure.backend(), Some(azure))
@@ -170,18 +202,13 @@ impl CreateContainer for AzureContainers {
     }
 }
 
-fn open_sqlite(db: &DbArgs) -> anyhow::Result<Backend> {
-    if let Some(parent) = db.db.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            return Err(InputError(format!(
-                "--db {}: directory {} does not exist",
-                db.db.display(),
-                parent.display()
-            ))
-            .into());
-        }
-    }
-    let backend = SqliteBackend::open(&db.db, &SqliteConfig::default())?;
+fn open_sqlite(db: &DbArgs, access: Access) -> anyhow::Result<Backend> {
+    let config = SqliteConfig::default();
+    let backend = match access {
+        Access::ReadWrite => SqliteBackend::open(&db.db, &config)?,
+        Access::ReadOnly => SqliteBackend::open_read_only(&db.db, &config)?,
+    };
+    let _ = SQLITE.set(backend.clone());
     Ok(Backend::from_all(backend))
 }
 
@@ -219,8 +246,15 @@ fn read_params(args: &ParamsArgs) -> anyhow::Result<Value> {
         (None, Some(path)) => (read_file(path)?, format!("params file {}", path.display())),
         (None, None) => return Ok(Value::Null),
     };
-    serde_json::from_str(&text)
-        .map_err(|e| InputError(format!("{source} is not valid JSON: {e}")).into())
+    engine::json::parse_strict(&text, "params").map_err(|e| {
+        let message = match e {
+            engine::json::StrictJsonError::DuplicateKey { .. } => {
+                format!("{source}: {e}: a key may appear once (the job ID hashes the params)")
+            }
+            _ => format!("{source} is not valid JSON: {e}"),
+        };
+        InputError(message).into()
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<String> {
@@ -257,13 +291,13 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             force,
             json,
         } => {
-            let engine = open_engine(&db).await?;
+            let engine = open_engine(&db, Access::ReadWrite).await?;
             let options = submit_options(&params, force);
             let params = read_params(&params)?;
             run::run(&engine, &job_type, params, options, workers as usize, json).await
         }
         Command::Worker { db, concurrency } => {
-            let engine = open_engine(&db).await?;
+            let engine = open_engine(&db, Access::ReadWrite).await?;
             let shutdown = CancellationToken::new();
             let config = WorkerConfig {
                 concurrency: concurrency as usize,
@@ -286,7 +320,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             force,
             json,
         } => {
-            let engine = open_engine(&db).await?;
+            let engine = open_engine(&db, Access::ReadWrite).await?;
             let options = submit_options(&params, force);
             let params = read_params(&params)?;
             let submission = engine.submit(&job_type, params, options).await?;
@@ -307,7 +341,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Status { id, db, json } => {
-            let engine = open_engine(&db).await?;
+            let engine = open_engine(&db, Access::ReadOnly).await?;
             let view = engine.status(&parse_id(&id)?).await?;
             if json {
                 output::print_json(&view)?;
@@ -317,7 +351,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(output::exit_code(view.job.status))
         }
         Command::Cancel { id, db, json } => {
-            let engine = open_engine(&db).await?;
+            let engine = open_engine(&db, Access::ReadWrite).await?;
             let id = parse_id(&id)?;
             engine.cancel(&id).await?;
             let view = engine.status(&id).await?;
@@ -329,7 +363,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Jobs { db, limit, json } => {
-            let engine = open_engine(&db).await?;
+            let engine = open_engine(&db, Access::ReadOnly).await?;
             let page = engine
                 .backend()
                 .jobs
@@ -346,8 +380,26 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             }
             Ok(EXIT_OK)
         }
+        Command::Backup { db, to } => {
+            if db.backend != BackendKind::Sqlite {
+                return Err(InputError(
+                    "backup copies the SQLite database (--backend sqlite); Azure Storage has its own \
+                     replication and point-in-time restore"
+                        .into(),
+                )
+                .into());
+            }
+            let (from, to_path) = (db.db.clone(), to.clone());
+            tokio::task::spawn_blocking(move || {
+                engine_sqlite::backup(&from, &to_path, &SqliteConfig::default())
+            })
+            .await
+            .context("backup task")??;
+            println!("backed up {} to {}", db.db.display(), to.display());
+            Ok(EXIT_OK)
+        }
         Command::Events { id, db, follow } => {
-            let engine = open_engine(&db).await?;
+            let engine = open_engine(&db, Access::ReadOnly).await?;
             let id = parse_id(&id)?;
             engine.status(&id).await?;
             output::print_events(&engine, &id, follow).await?;

@@ -2,7 +2,10 @@
 
 use serde_json::Value;
 
-use crate::support::{run, run_json};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::support::{run, run_json, tessera, wait_for};
 
 fn db() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -145,6 +148,19 @@ fn bad_input_exits_2_naming_the_field() {
             "params: must be a JSON object",
         ),
         (&["status", "1234"], "invalid job id \"1234\""),
+        (
+            &["run", "hello_world", "--params", r#"{"n": 1, "n": 2}"#],
+            "--params: duplicate key params.n at line 1 column 12",
+        ),
+        (
+            &[
+                "submit",
+                "hello_world",
+                "--params",
+                r#"{"n": 2, "message": "a", "message": "a"}"#,
+            ],
+            "duplicate key params.message",
+        ),
         (&["status", &"a".repeat(64)], "no job with id"),
         (
             &["run", "hello_world", "--params", r#"{"n": 2}"#, "--force"],
@@ -205,4 +221,208 @@ fn submit_then_cancel_cancels_every_unstarted_task() {
     assert_eq!(cancelled["tasks"]["CANCELLED"], 51);
     let (code, status) = run_json(&db, &["status", id]);
     assert_eq!((code, status["status"].as_str()), (1, Some("CANCELLED")));
+}
+
+#[test]
+fn many_processes_creating_one_database_at_once_all_succeed() {
+    let (_dir, db) = db();
+    let children: Vec<_> = (0..40)
+        .map(|_| {
+            tessera(
+                &db,
+                &["run", "hello_world", "--params", r#"{"n": 2}"#, "--json"],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting tessera")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (code, jobs) = run_json(&db, &["jobs"]);
+    assert_eq!((code, jobs.as_array().map(Vec::len)), (0, Some(1)));
+}
+
+fn wal_of(db: &Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
+#[test]
+fn a_clean_exit_leaves_every_commit_in_the_database_file() {
+    let (_dir, db) = db();
+    let (code, job) = run_json(&db, &["run", "hello_world", "--params", r#"{"n": 50}"#]);
+    assert_eq!(code, 0, "{job}");
+    let wal_len = std::fs::metadata(wal_of(&db)).map_or(0, |m| m.len());
+    assert_eq!(wal_len, 0, "the -wal still holds commits");
+    // The .db file alone, without its -wal and -shm, is the whole database.
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = copy_dir.path().join("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+    let (code, jobs) = run_json(&copy, &["jobs"]);
+    assert_eq!(code, 0, "{jobs}");
+    assert_eq!(jobs[0]["id"], job["id"]);
+    assert_eq!(jobs[0]["status"], "SUCCEEDED");
+    assert_eq!(jobs[0]["tasks"]["SUCCEEDED"], 51);
+}
+
+#[test]
+fn backup_copies_a_database_while_a_worker_uses_it() {
+    let (dir, db) = db();
+    let (code, job) = run_json(
+        &db,
+        &[
+            "submit",
+            "synthetic",
+            "--params",
+            r#"{"n": 200, "sleep_ms": 20, "label": "backup"}"#,
+        ],
+    );
+    assert_eq!(code, 0, "{job}");
+    let mut worker = tessera(&db, &["worker", "--concurrency", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_for(
+        "a task to finish",
+        std::time::Duration::from_secs(60),
+        || {
+            let (_, status) = run_json(&db, &["status", &id]);
+            (status["tasks"]["SUCCEEDED"].as_u64().unwrap_or(0) > 0).then_some(())
+        },
+    );
+    let backup = dir.path().join("backup.db");
+    let (code, stdout, stderr) = run(&db, &["backup", "--to", backup.to_str().unwrap()]);
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    assert_eq!(code, 0, "stdout {stdout} stderr {stderr}");
+    let (code, jobs) = run_json(&backup, &["jobs"]);
+    assert_eq!(code, 0, "{jobs}");
+    assert_eq!(jobs[0]["id"], id.as_str());
+    assert_eq!(
+        jobs[0]["tasks"]
+            .as_object()
+            .map(|t| t.values().filter_map(Value::as_u64).sum::<u64>()),
+        Some(201)
+    );
+
+    // An existing target is refused, naming it; so is a missing directory.
+    let (code, _, stderr) = run(&db, &["backup", "--to", backup.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "backup target {} already exists",
+            backup.display()
+        )),
+        "{stderr}"
+    );
+    let nowhere = dir.path().join("no/such/dir/b.db");
+    let (code, _, stderr) = run(&db, &["backup", "--to", nowhere.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+}
+
+#[test]
+fn a_db_path_that_cannot_be_a_database_file_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing_dir = dir.path().join("missing");
+    let in_missing_dir = missing_dir.join("tessera.db");
+    let cases = [
+        (
+            dir.path().to_path_buf(),
+            format!("database path {} is a directory", dir.path().display()),
+        ),
+        (
+            in_missing_dir.clone(),
+            format!(
+                "database path {}: directory {} does not exist",
+                in_missing_dir.display(),
+                missing_dir.display()
+            ),
+        ),
+    ];
+    for (db, message) in &cases {
+        for args in [
+            &["run", "hello_world", "--params", r#"{"n": 1}"#][..],
+            &["jobs"],
+            &["status", &"a".repeat(64)],
+        ] {
+            let (code, stdout, stderr) = run(db, args);
+            assert_eq!(
+                code, 2,
+                "{args:?} on {db:?}: stdout {stdout} stderr {stderr}"
+            );
+            assert!(
+                stderr.contains(message.as_str()),
+                "{args:?}: {stderr:?} lacks {message:?}"
+            );
+        }
+    }
+    // The read-only commands do not create a database that is not there.
+    let absent = dir.path().join("absent.db");
+    let (code, _, stderr) = run(&absent, &["jobs"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("database {} does not exist", absent.display())),
+        "{stderr}"
+    );
+    assert!(!absent.exists());
+}
+
+/// `status`, `jobs` and `events` on a database file and directory nobody may write. Tests
+/// usually run as root, whom file modes do not stop: then these commands run as `nobody`
+/// (uid 65534), for whom they do. `submit` failing there shows the setting is really
+/// read-only.
+#[test]
+fn read_only_commands_work_on_a_read_only_database() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+
+    let (dir, db) = db();
+    let (code, job) = run_json(&db, &["run", "hello_world", "--params", r#"{"n": 5}"#]);
+    assert_eq!(code, 0, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let as_root = std::fs::metadata(&db).unwrap().uid() == 0;
+    let read_only = |args: &[&str]| {
+        let mut cmd = tessera(&db, args);
+        if as_root {
+            cmd.uid(65534).gid(65534);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, stdout, stderr) = read_only(&["status", &id, "--json"]);
+    assert_eq!(code, 0, "status: {stderr}");
+    let status: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["status"], "SUCCEEDED");
+    let (code, stdout, stderr) = read_only(&["jobs", "--json"]);
+    assert_eq!(code, 0, "jobs: {stderr}");
+    let jobs: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(jobs[0]["id"], id.as_str());
+    let (code, stdout, stderr) = read_only(&["events", &id]);
+    assert_eq!(code, 0, "events: {stderr}");
+    assert!(stdout.contains("job_completed"), "{stdout}");
+
+    let (code, _, stderr) = read_only(&["submit", "hello_world", "--params", r#"{"n": 6}"#]);
+    assert_eq!(code, 3, "a write should fail here: {stderr}");
+
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
 }

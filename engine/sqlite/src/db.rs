@@ -7,9 +7,14 @@
 //! they read the last committed state without blocking the writer, so the writer thread spends
 //! its time on writes. A read issued after a write's reply sees that write (the reply comes
 //! after the COMMIT).
+//!
+//! `Db::close` (or dropping the `Db`) stops the threads and closes their connections, the
+//! writer's last after a `wal_checkpoint(TRUNCATE)`: a process that exits cleanly leaves its
+//! commits in the database file, not in the `-wal`.
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
+use std::time::Duration;
 
 use engine::ports::StoreError;
 use rusqlite::Connection;
@@ -22,27 +27,59 @@ type ReadOp = Box<dyn FnOnce(&Connection) + Send>;
 /// Most operations one transaction takes.
 const MAX_GROUP: usize = 512;
 
+/// How long the closing checkpoint waits for other processes' locks. A process that shares
+/// the file with busy workers does not hold up its exit: it checkpoints what it can, and the
+/// last process to close checkpoints the rest (SQLite does that when its last connection
+/// closes).
+const CLOSE_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the writer thread receives.
+enum Write {
+    Op(Op),
+    /// Checkpoint, close the connection, then answer.
+    Close(mpsc::Sender<()>),
+}
+
+/// What a reader thread receives.
+enum Read {
+    Op(ReadOp),
+    /// Close the connection, then answer.
+    Stop(mpsc::Sender<()>),
+}
+
+/// Whether the writer thread may write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    ReadWrite,
+    /// Operations run outside any transaction (a write fails with SQLITE_READONLY) and
+    /// nothing is checkpointed at close.
+    ReadOnly,
+}
+
 pub(crate) struct Db {
-    sender: mpsc::Sender<Op>,
+    sender: mpsc::Sender<Write>,
     /// `None` without reader connections: reads then run on the writer.
-    reads: Option<mpsc::Sender<ReadOp>>,
+    reads: Option<mpsc::Sender<Read>>,
+    n_readers: usize,
 }
 
 impl Db {
     /// Start the writer thread on `conn` and one reader thread per connection in `readers`.
-    pub fn start(conn: Connection, readers: Vec<Connection>) -> Self {
-        let (sender, receiver) = mpsc::channel::<Op>();
+    pub fn start(conn: Connection, readers: Vec<Connection>, access: Access) -> Self {
+        let (sender, receiver) = mpsc::channel::<Write>();
         thread::Builder::new()
             .name("tessera-sqlite".into())
-            .spawn(move || writer_loop(conn, receiver))
+            .spawn(move || writer_loop(conn, receiver, access))
             .expect("spawning the sqlite writer thread");
         if readers.is_empty() {
             return Db {
                 sender,
                 reads: None,
+                n_readers: 0,
             };
         }
-        let (reads, read_receiver) = mpsc::channel::<ReadOp>();
+        let n_readers = readers.len();
+        let (reads, read_receiver) = mpsc::channel::<Read>();
         let read_receiver = Arc::new(Mutex::new(read_receiver));
         for reader in readers {
             let receiver = read_receiver.clone();
@@ -54,6 +91,26 @@ impl Db {
         Db {
             sender,
             reads: Some(reads),
+            n_readers,
+        }
+    }
+
+    /// Close the reader connections, then the writer's after a checkpoint (read-write only),
+    /// blocking the calling thread until done. Operations already sent run first; later ones
+    /// fail with `StoreError::Unavailable`.
+    pub fn close(&self) {
+        if let Some(reads) = &self.reads {
+            let (ack, done) = mpsc::channel();
+            for _ in 0..self.n_readers {
+                let _ = reads.send(Read::Stop(ack.clone()));
+            }
+            drop(ack);
+            // Err once every reader has answered or is gone.
+            while done.recv().is_ok() {}
+        }
+        let (ack, done) = mpsc::channel();
+        if self.sender.send(Write::Close(ack)).is_ok() {
+            let _ = done.recv();
         }
     }
 
@@ -70,10 +127,12 @@ impl Db {
         let op: ReadOp = Box::new(move |conn: &Connection| {
             let _ = tx.send(f(conn));
         });
-        reads.send(op).map_err(|_| StoreError::Unavailable {
-            message: "sqlite reader threads stopped".into(),
-            source: None,
-        })?;
+        reads
+            .send(Read::Op(op))
+            .map_err(|_| StoreError::Unavailable {
+                message: "sqlite reader threads stopped".into(),
+                source: None,
+            })?;
         rx.await.map_err(|_| StoreError::Unavailable {
             message: "sqlite reader thread dropped a request".into(),
             source: None,
@@ -122,10 +181,12 @@ impl Db {
                 let _ = tx.send(result);
             })
         });
-        self.sender.send(op).map_err(|_| StoreError::Unavailable {
-            message: "sqlite writer thread stopped".into(),
-            source: None,
-        })?;
+        self.sender
+            .send(Write::Op(op))
+            .map_err(|_| StoreError::Unavailable {
+                message: "sqlite writer thread stopped".into(),
+                source: None,
+            })?;
         rx.await.map_err(|_| StoreError::Unavailable {
             message: "sqlite writer thread dropped a request".into(),
             source: None,
@@ -154,7 +215,7 @@ fn in_savepoint<T>(
     }
 }
 
-fn reader_loop(conn: Connection, receiver: &Mutex<mpsc::Receiver<ReadOp>>) {
+fn reader_loop(conn: Connection, receiver: &Mutex<mpsc::Receiver<Read>>) {
     loop {
         // The lock is held only while waiting for the next request, never while running one.
         let next = match receiver.lock() {
@@ -162,40 +223,92 @@ fn reader_loop(conn: Connection, receiver: &Mutex<mpsc::Receiver<ReadOp>>) {
             Err(_) => return,
         };
         match next {
-            Ok(op) => op(&conn),
+            Ok(Read::Op(op)) => op(&conn),
+            Ok(Read::Stop(ack)) => {
+                drop(conn);
+                let _ = ack.send(());
+                return;
+            }
             Err(_) => return,
         }
     }
 }
 
-fn writer_loop(conn: Connection, receiver: mpsc::Receiver<Op>) {
-    while let Ok(first) = receiver.recv() {
-        let mut ops = vec![first];
+fn writer_loop(conn: Connection, receiver: mpsc::Receiver<Write>, access: Access) {
+    let mut closing = None;
+    while closing.is_none() {
+        let mut ops = match receiver.recv() {
+            Ok(Write::Op(op)) => vec![op],
+            Ok(Write::Close(ack)) => {
+                closing = Some(ack);
+                break;
+            }
+            Err(_) => break,
+        };
         while ops.len() < MAX_GROUP {
             match receiver.try_recv() {
-                Ok(op) => ops.push(op),
+                Ok(Write::Op(op)) => ops.push(op),
+                Ok(Write::Close(ack)) => {
+                    closing = Some(ack);
+                    break;
+                }
                 Err(_) => break,
             }
         }
-        let in_transaction = match conn.execute_batch("BEGIN IMMEDIATE") {
+        run_group(&conn, ops, access);
+    }
+    if access == Access::ReadWrite {
+        checkpoint(&conn);
+    }
+    drop(conn);
+    if let Some(ack) = closing {
+        let _ = ack.send(());
+    }
+}
+
+/// Run `ops` in one transaction (read-write) and answer their callers after the COMMIT.
+fn run_group(conn: &Connection, ops: Vec<Op>, access: Access) {
+    let in_transaction = access == Access::ReadWrite
+        && match conn.execute_batch("BEGIN IMMEDIATE") {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "could not begin a transaction; running operations one by one");
                 false
             }
         };
-        let deliveries: Vec<Deliver> = ops.into_iter().map(|op| op(&conn)).collect();
-        let commit_error = if in_transaction {
-            conn.execute_batch("COMMIT").err().map(|e| {
-                let _ = conn.execute_batch("ROLLBACK");
-                e.to_string()
-            })
-        } else {
-            None
-        };
-        for deliver in deliveries {
-            deliver(commit_error.as_deref());
-        }
+    let deliveries: Vec<Deliver> = ops.into_iter().map(|op| op(conn)).collect();
+    let commit_error = if in_transaction {
+        conn.execute_batch("COMMIT").err().map(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            e.to_string()
+        })
+    } else {
+        None
+    };
+    for deliver in deliveries {
+        deliver(commit_error.as_deref());
+    }
+}
+
+/// Copy the WAL into the database file and truncate it, waiting at most `CLOSE_BUSY_TIMEOUT`
+/// for other processes.
+fn checkpoint(conn: &Connection) {
+    let _ = conn.busy_timeout(CLOSE_BUSY_TIMEOUT);
+    let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    });
+    match result {
+        Ok((0, _, _)) => tracing::debug!("wal checkpointed and truncated"),
+        Ok((_, wal_pages, checkpointed)) => tracing::debug!(
+            wal_pages,
+            checkpointed,
+            "wal not fully checkpointed: other processes use the database"
+        ),
+        Err(e) => tracing::debug!(error = %e, "wal checkpoint at close failed"),
     }
 }
 

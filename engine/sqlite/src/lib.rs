@@ -10,7 +10,7 @@ mod db;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use engine::events::JobEvent;
@@ -21,10 +21,10 @@ use engine::model::{
 };
 use engine::ports::*;
 use rand::Rng;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::Notify;
 
-use db::{Db, sql};
+use db::{Access, Db, sql};
 
 const TASKS_QUEUE: &str = "tasks";
 /// The poison queue (also spelled out in `dead_letter`'s statement).
@@ -55,8 +55,28 @@ impl Default for SqliteConfig {
 /// Version of `schema.sql`, kept in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 3;
 
+/// Versions a read (`open_read_only`, `backup`) understands: 2 differs only in a queue column
+/// reads do not use; a writable open migrates it.
+fn readable(version: i64) -> bool {
+    version == SCHEMA_VERSION || version == 2
+}
+
+/// Page cache per connection, in KiB (negative `cache_size`): 16 MiB.
+const CACHE_KIB: i64 = 16_384;
+
+/// WAL bounds while running. SQLite checkpoints (PASSIVE) when a commit leaves the WAL at
+/// `WAL_AUTOCHECKPOINT_PAGES` pages: 4 096 pages of 4 KiB, 16 MiB, four times SQLite's
+/// default, so the hot pages of a large fan-out (queue, task indexes) are copied back a few
+/// times per 10 000 tasks rather than every 4 MiB. A checkpoint cannot reset the WAL while
+/// readers still use its start, so it may grow past that under load; after each reset it is
+/// truncated back to `JOURNAL_SIZE_LIMIT` (64 MiB) instead of keeping its largest size on
+/// disk. On a clean close the WAL is checkpointed and truncated to 0 bytes (`db.rs`).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 4_096;
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// The database could not be opened.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpenError {
     #[error("cannot open database {path}")]
     Sqlite {
@@ -73,6 +93,47 @@ pub enum OpenError {
         found: i64,
         expected: i64,
     },
+    /// The path names a directory, not a database file.
+    #[error("database path {path} is a directory: name a file in it, e.g. {example}")]
+    IsDirectory { path: PathBuf, example: PathBuf },
+    /// The directory that would hold the database does not exist.
+    #[error("database path {path}: directory {directory} does not exist")]
+    NoDirectory { path: PathBuf, directory: PathBuf },
+    /// A read-only open of a file that does not exist.
+    #[error("database {path} does not exist")]
+    NotFound { path: PathBuf },
+}
+
+impl OpenError {
+    /// Whether the path given is the mistake (a directory, a missing directory or file), as
+    /// opposed to a storage failure.
+    pub fn is_bad_path(&self) -> bool {
+        matches!(
+            self,
+            OpenError::IsDirectory { .. }
+                | OpenError::NoDirectory { .. }
+                | OpenError::NotFound { .. }
+        )
+    }
+}
+
+/// `backup` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackupError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("backup target {path} already exists: choose a new file")]
+    TargetExists { path: PathBuf },
+    #[error("backup target {path}: directory {directory} does not exist")]
+    TargetDirectory { path: PathBuf, directory: PathBuf },
+    #[error("cannot back up database {path} to {to}")]
+    Sqlite {
+        path: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
 }
 
 /// Every engine port on one SQLite file.
@@ -83,17 +144,25 @@ pub struct SqliteBackend {
 }
 
 impl SqliteBackend {
-    /// Open (creating if needed) the database at `path` and its schema.
+    /// Open (creating if needed) the database at `path` and its schema. Waits up to
+    /// `config.busy_timeout` for other processes opening or writing the same file.
     pub fn open(path: impl AsRef<Path>, config: &SqliteConfig) -> Result<Arc<Self>, OpenError> {
         let path = path.as_ref().to_path_buf();
+        check_path(&path)?;
         let err = |source| OpenError::Sqlite {
             path: path.clone(),
             source,
         };
+        let deadline = Instant::now() + config.busy_timeout;
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(config.busy_timeout).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+        // Switching a new file to WAL upgrades a read lock to an exclusive one, and SQLite does
+        // not call the busy handler for that upgrade: SQLITE_BUSY comes back at once while
+        // another process holds the file. Wait for it here instead.
+        retry_busy(deadline, || {
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
+        })
+        .map_err(err)?;
         conn.pragma_update(
             None,
             "synchronous",
@@ -104,46 +173,81 @@ impl SqliteBackend {
             },
         )
         .map_err(err)?;
-        // 16 MiB page cache; checkpoint every ~80 MiB of WAL (fewer rewrites of hot pages).
-        conn.pragma_update(None, "cache_size", -16_384)
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)
             .map_err(err)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 20_000)
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
             .map_err(err)?;
-        let found: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(err)?;
-        if found == 2 {
-            migrate_from_2(&conn).map_err(err)?;
-        } else if found != 0 && found != SCHEMA_VERSION {
+        conn.pragma_update_and_check(None, "journal_size_limit", JOURNAL_SIZE_LIMIT, |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(err)?;
+        let found = retry_busy(deadline, || create_schema(&conn)).map_err(err)?;
+        if found != 0 && found != SCHEMA_VERSION {
             return Err(OpenError::SchemaVersion {
                 path,
                 found,
                 expected: SCHEMA_VERSION,
             });
         }
-        conn.execute_batch(include_str!("schema.sql"))
-            .map_err(err)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(err)?;
-        let n_readers = std::env::var("TESSERA_SQLITE_READERS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(READERS);
-        let readers = (0..n_readers)
+        let readers = (0..reader_count())
             .map(|_| {
                 let reader = Connection::open(&path)?;
                 reader.busy_timeout(config.busy_timeout)?;
                 reader.pragma_update(None, "query_only", true)?;
-                reader.pragma_update(None, "cache_size", -16_384)?;
+                reader.pragma_update(None, "cache_size", -CACHE_KIB)?;
                 Ok(reader)
             })
             .collect::<Result<Vec<_>, rusqlite::Error>>()
             .map_err(err)?;
         Ok(Arc::new(SqliteBackend {
-            db: Db::start(conn, readers),
+            db: Db::start(conn, readers, Access::ReadWrite),
             notify: Notify::new(),
             path,
         }))
+    }
+
+    /// Open an existing database read-only: no schema creation, no journal mode switch, every
+    /// write refused (SQLITE_READONLY). The file must have this tessera's schema version.
+    ///
+    /// Works on a read-only file in a read-only directory: SQLite reads a WAL database there
+    /// when its `-shm` exists; when neither `-shm` nor a non-empty `-wal` exists (the state a
+    /// clean close leaves), the file is opened `immutable=1`, which is exact because no
+    /// process can be writing it (a writer would have a `-wal`).
+    pub fn open_read_only(
+        path: impl AsRef<Path>,
+        config: &SqliteConfig,
+    ) -> Result<Arc<Self>, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let (conn, uri) = connect_read_only(&path, config)?;
+        let err = |source| OpenError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let found = user_version(&conn).map_err(err)?;
+        if !readable(found) {
+            return Err(OpenError::SchemaVersion {
+                path,
+                found,
+                expected: SCHEMA_VERSION,
+            });
+        }
+        let readers = (0..reader_count())
+            .map(|_| open_uri_and_read(&uri, config))
+            .collect::<Result<Vec<_>, rusqlite::Error>>()
+            .map_err(err)?;
+        Ok(Arc::new(SqliteBackend {
+            db: Db::start(conn, readers, Access::ReadOnly),
+            notify: Notify::new(),
+            path,
+        }))
+    }
+
+    /// Stop the backend's threads and close its connections, checkpointing the WAL into the
+    /// database file first (read-write backends). Blocks the calling thread until done; call
+    /// it once nothing uses the backend any more (later calls fail with
+    /// `StoreError::Unavailable`). Dropping the backend does the same in the background.
+    pub fn close(&self) {
+        self.db.close();
     }
 
     pub fn path(&self) -> &Path {
@@ -166,14 +270,221 @@ impl SqliteBackend {
     }
 }
 
+/// Copy the database at `path` to the new file `to` while other processes keep using it: one
+/// read transaction (`VACUUM INTO`), so the copy is a consistent snapshot of the last commit,
+/// compacted, in rollback-journal mode (tessera switches it to WAL when it opens it).
+pub fn backup(path: &Path, to: &Path, config: &SqliteConfig) -> Result<(), BackupError> {
+    if to.exists() {
+        return Err(BackupError::TargetExists {
+            path: to.to_path_buf(),
+        });
+    }
+    if let Some(directory) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !directory.is_dir() {
+            return Err(BackupError::TargetDirectory {
+                path: to.to_path_buf(),
+                directory: directory.to_path_buf(),
+            });
+        }
+    }
+    let (conn, _) = connect_read_only(path, config)?;
+    let found = user_version(&conn).map_err(|source| OpenError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !readable(found) {
+        return Err(OpenError::SchemaVersion {
+            path: path.to_path_buf(),
+            found,
+            expected: SCHEMA_VERSION,
+        }
+        .into());
+    }
+    let target = to.to_string_lossy().into_owned();
+    conn.execute("VACUUM INTO ?1", [target])
+        .map(drop)
+        .map_err(|source| BackupError::Sqlite {
+            path: path.to_path_buf(),
+            to: to.to_path_buf(),
+            source,
+        })
+}
+
+fn reader_count() -> usize {
+    std::env::var("TESSERA_SQLITE_READERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(READERS)
+}
+
+/// The path is a file in an existing directory (or could be one).
+fn check_path(path: &Path) -> Result<(), OpenError> {
+    if path.is_dir() {
+        return Err(OpenError::IsDirectory {
+            path: path.to_path_buf(),
+            example: path.join("tessera.db"),
+        });
+    }
+    if let Some(directory) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !directory.is_dir() {
+            return Err(OpenError::NoDirectory {
+                path: path.to_path_buf(),
+                directory: directory.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Run `f` again while it fails with SQLITE_BUSY, pausing 1 ms doubling up to 100 ms, until
+/// `deadline`; for the steps where SQLite returns SQLITE_BUSY without calling the busy handler.
+fn retry_busy<T>(
+    deadline: Instant,
+    mut f: impl FnMut() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match f() {
+            Err(e) if is_busy(&e) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Check the schema version and create the schema in one write transaction: `BEGIN IMMEDIATE`
+/// waits for other writers (busy handler), and no process sees a schema half created or a
+/// version set before its tables. Returns the version found (0: a new file).
+fn create_schema(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let mut found = user_version(conn)?;
+        if found == 2 {
+            migrate_from_2(conn)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            found = SCHEMA_VERSION;
+        }
+        if found == 0 || found == SCHEMA_VERSION {
+            conn.execute_batch(include_str!("schema.sql"))?;
+        }
+        if found == 0 {
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        Ok(found)
+    })();
+    let end = match result {
+        Ok(found) if found == 0 || found == SCHEMA_VERSION => "COMMIT",
+        _ => "ROLLBACK",
+    };
+    match (result, conn.execute_batch(end)) {
+        (Ok(found), Ok(())) => Ok(found),
+        (Err(e), _) | (Ok(_), Err(e)) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+/// `file:` URI of `path` with `query`, percent-encoding what a URI path cannot hold.
+fn file_uri(path: &Path, query: &str) -> String {
+    let mut uri = String::from("file:");
+    for byte in path.as_os_str().as_encoded_bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                uri.push(*byte as char)
+            }
+            _ => uri.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    uri.push('?');
+    uri.push_str(query);
+    uri
+}
+
+fn open_uri(uri: &str, config: &SqliteConfig) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(config.busy_timeout)?;
+    Ok(conn)
+}
+
+/// A read-only connection to `uri` that has read the database once (SQLite opens the file,
+/// and finds out whether it can use the WAL, on the first read).
+fn open_uri_and_read(uri: &str, config: &SqliteConfig) -> rusqlite::Result<Connection> {
+    let conn = open_uri(uri, config)?;
+    user_version(&conn)?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    Ok(conn)
+}
+
+/// A read-only connection to the existing file at `path`, and the URI it was opened with.
+fn connect_read_only(
+    path: &Path,
+    config: &SqliteConfig,
+) -> Result<(Connection, String), OpenError> {
+    check_path(path)?;
+    if !path.exists() {
+        return Err(OpenError::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    let err = |source| OpenError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let uri = file_uri(path, "mode=ro");
+    match open_uri_and_read(&uri, config) {
+        Ok(conn) => Ok((conn, uri)),
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen)
+            ) && wal_is_empty(path) =>
+        {
+            // No -shm and it cannot be created (read-only directory), nothing in a -wal: no
+            // process is writing, the file alone is the database.
+            let uri = file_uri(path, "immutable=1");
+            let conn = open_uri_and_read(&uri, config).map_err(err)?;
+            Ok((conn, uri))
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// The database's `-wal` is absent or empty.
+fn wal_is_empty(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(&wal).map_or(true, |m| m.len() == 0)
+}
+
 /// Version 2 -> 3: queue messages name their job (a column, not a `LIKE` on the body).
+/// Runs inside `create_schema`'s transaction.
 fn migrate_from_2(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
-        "BEGIN IMMEDIATE;
-         ALTER TABLE queue ADD COLUMN job_id TEXT;
-         UPDATE queue SET job_id = json_extract(body, '$.job_id') WHERE json_valid(body);
-         PRAGMA user_version = 3;
-         COMMIT;",
+        "ALTER TABLE queue ADD COLUMN job_id TEXT;
+         UPDATE queue SET job_id = json_extract(body, '$.job_id') WHERE json_valid(body);",
     )
 }
 
@@ -987,5 +1298,202 @@ mod conformance {
     #[allow(dead_code)]
     fn _assert_send_sync(b: Arc<super::SqliteBackend>) -> Backend {
         Backend::from_all(b)
+    }
+}
+
+#[cfg(test)]
+mod open_tests {
+    use std::time::Duration;
+
+    use engine::ports::TaskQueue;
+
+    use super::{OpenError, SqliteBackend, SqliteConfig};
+
+    fn wal_len(db: &std::path::Path) -> u64 {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(&wal).map_or(0, |m| m.len())
+    }
+
+    /// A backend with one message in its queue, closed.
+    fn closed_db_with_a_message(db: &std::path::Path) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let backend = SqliteBackend::open(db, &SqliteConfig::default()).unwrap();
+        rt.block_on(backend.send(&["m".into()], Duration::ZERO))
+            .unwrap();
+        assert!(
+            wal_len(db) > 0,
+            "the commit is in the -wal before the close"
+        );
+        backend.close();
+    }
+
+    /// A version-2 file (queue without `job_id`) is migrated when opened: its queued messages
+    /// get their job, so deleting the job removes them.
+    #[test]
+    fn a_version_2_database_is_migrated_and_its_messages_name_their_job() {
+        use engine::ports::{Maintenance, Removal};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let job: engine::JobId = "ab".repeat(32).parse().unwrap();
+        let body = format!(
+            r#"{{"job_id":"{job}","task_id":"{}","attempt":1}}"#,
+            "cd".repeat(32)
+        );
+        SqliteBackend::open(&db, &SqliteConfig::default())
+            .unwrap()
+            .close();
+        {
+            let c = rusqlite::Connection::open(&db).unwrap();
+            c.execute_batch(
+                "DROP INDEX queue_by_job; ALTER TABLE queue DROP COLUMN job_id; PRAGMA user_version = 2;",
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO queue (queue, body, visible_at, inserted_at) VALUES ('tasks', ?1, 0, 0)",
+                [&body],
+            )
+            .unwrap();
+        }
+        let backend = SqliteBackend::open(&db, &SqliteConfig::default()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(backend.delete_job(&job, Removal::Everything))
+            .unwrap();
+        let got = rt
+            .block_on(backend.receive(10, Duration::from_secs(1)))
+            .unwrap();
+        assert!(got.is_empty(), "the migrated message went with its job");
+        backend.close();
+        let version: i64 = rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 3);
+    }
+
+    #[test]
+    fn close_checkpoints_the_wal_into_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        closed_db_with_a_message(&db);
+        assert_eq!(wal_len(&db), 0);
+        // The file alone holds the message.
+        let other = tempfile::tempdir().unwrap();
+        let copy = other.path().join("copy.db");
+        std::fs::copy(&db, &copy).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let backend = SqliteBackend::open_read_only(&copy, &SqliteConfig::default()).unwrap();
+        let got = rt
+            .block_on(backend.receive(10, Duration::from_secs(1)))
+            .map(|d| d.len());
+        // `receive` writes (it hides what it hands out): refused, read-only.
+        assert!(got.is_err(), "{got:?}");
+        let n: i64 = rusqlite::Connection::open(&copy)
+            .unwrap()
+            .query_row("SELECT count(*) FROM queue", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn a_read_only_backend_reads_and_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        closed_db_with_a_message(&db);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let backend = SqliteBackend::open_read_only(&db, &SqliteConfig::default()).unwrap();
+        assert_eq!(rt.block_on(backend.poison_count()).unwrap(), 0);
+        let sent = rt.block_on(backend.send(&["x".into()], Duration::ZERO));
+        let message = format!("{:?}", sent.unwrap_err());
+        assert!(message.contains("readonly"), "{message}");
+        backend.close();
+        drop(backend);
+        let n: i64 = rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT count(*) FROM queue", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1, "nothing written");
+    }
+
+    #[test]
+    fn open_refuses_bad_paths_and_other_schema_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SqliteConfig::default();
+        let is = |r: Result<_, OpenError>, what: fn(&OpenError) -> bool| match r {
+            Err(e) => assert!(what(&e), "{e:?}"),
+            Ok(_) => panic!("opened"),
+        };
+        is(SqliteBackend::open(dir.path(), &config), |e| {
+            matches!(e, OpenError::IsDirectory { .. }) && e.is_bad_path()
+        });
+        is(
+            SqliteBackend::open(dir.path().join("no/t.db"), &config),
+            |e| matches!(e, OpenError::NoDirectory { .. }) && e.is_bad_path(),
+        );
+        let absent = dir.path().join("absent.db");
+        is(SqliteBackend::open_read_only(&absent, &config), |e| {
+            matches!(e, OpenError::NotFound { .. }) && e.is_bad_path()
+        });
+        assert!(!absent.exists());
+        let other = dir.path().join("other.db");
+        rusqlite::Connection::open(&other)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 7")
+            .unwrap();
+        let version = |e: &OpenError| {
+            matches!(
+                e,
+                OpenError::SchemaVersion {
+                    found: 7,
+                    expected: 3,
+                    ..
+                }
+            ) && !e.is_bad_path()
+        };
+        is(SqliteBackend::open(&other, &config), version);
+        is(SqliteBackend::open_read_only(&other, &config), version);
+        // A file that is not (yet) a tessera database is refused read-only too.
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, b"").unwrap();
+        is(SqliteBackend::open_read_only(&empty, &config), |e| {
+            matches!(e, OpenError::SchemaVersion { found: 0, .. })
+        });
+    }
+
+    /// Many connections opening one new file at the same instant all wait for each other's
+    /// locks (the WAL switch and the schema creation) instead of failing with SQLITE_BUSY.
+    #[test]
+    fn concurrent_opens_of_a_new_database_all_succeed() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.db");
+            let n = 24;
+            let barrier = std::sync::Barrier::new(n);
+            let errors: Vec<String> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..n)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            SqliteBackend::open(&path, &SqliteConfig::default())
+                                .map(drop)
+                                .map_err(|e| format!("{e}: {:?}", std::error::Error::source(&e)))
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .filter_map(|h| h.join().unwrap().err())
+                    .collect()
+            });
+            assert!(errors.is_empty(), "round {round}: {errors:?}");
+        }
     }
 }
