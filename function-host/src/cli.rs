@@ -6,20 +6,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Tessera: a job/task orchestration engine for batch geospatial pipelines.
 ///
-/// A job (e.g. `hello_world`) is validated, expanded into tasks and run by workers on the
-/// embedded SQLite backend (`--db`, default ./tessera.db). The same request is the same job:
-/// running it again returns the existing job.
+/// A job (e.g. `tiled_raster`) is validated, expanded into tasks and run by workers, on the
+/// embedded SQLite backend (`--db`, default ./tessera.db) or on Azure Storage (`--backend
+/// azure`: Table Storage, Storage Queues, Blob). The same request is the same job: running it
+/// again returns the existing job.
 #[derive(Debug, Parser)]
 #[command(
     name = "tessera",
     version,
     propagate_version = true,
     max_term_width = 100
-)]
-#[command(
-    after_help = "Exit codes: 0 job SUCCEEDED (or command done), 1 job FAILED / COMPLETED_WITH_ERRORS / CANCELLED, \
-2 invalid input (message on stderr names the field), 3 storage or internal error.\n\n\
-Job types: hello_world {n, message, fail_every}, synthetic {shape, n, sleep_ms, label}."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -28,6 +24,11 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TESSERA_LOG_FORMAT")]
     pub log_format: LogFormat,
 }
+
+/// The end of `tessera --help`; the registered job types follow it (`main::parse_cli`).
+pub const EXIT_CODES_HELP: &str = "Exit codes: 0 job SUCCEEDED (or command done), 1 job FAILED / \
+COMPLETED_WITH_ERRORS / CANCELLED, 2 invalid input (message on stderr names the field), 3 storage \
+or internal error.";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use engine::ports::{Backend, PageRequest};
 use engine::runtime::{JobQueryError, SubmitError, WorkerConfig, run_sweeper, run_worker};
 use engine::{Engine, EngineConfig, JobId, OutcomePolicy, SubmitOptions};
@@ -48,8 +47,34 @@ impl std::fmt::Display for InputError {
 }
 impl std::error::Error for InputError {}
 
+/// The command line, with `--help` listing the job types this binary registers (from the
+/// registry: each controller's type, version and description).
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let registry = controllers::registry(&services::Services::local("."));
+    let mut types: Vec<_> = registry
+        .job_types()
+        .map(|c| {
+            format!(
+                "  {} v{}\n      {}",
+                c.job_type(),
+                c.job_version(),
+                c.description()
+            )
+        })
+        .collect();
+    types.sort();
+    let help = format!(
+        "{}\n\nJob types (tessera run TYPE --params JSON; docs/geospatial.md):\n{}",
+        cli::EXIT_CODES_HELP,
+        types.join("\n")
+    );
+    let matches = Cli::command().after_help(help).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let default_level = match cli.command {
         Command::Worker { .. } => "info",
         _ => "warn",

@@ -426,3 +426,27 @@ fn read_only_commands_work_on_a_read_only_database() {
 
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+#[test]
+fn help_lists_every_registered_job_type_and_both_backends() {
+    let (_dir, db) = db();
+    let (code, stdout, _) = run(&db, &["--help"]);
+    assert_eq!(code, 0);
+    let registry = controllers::registry(&services::Services::local("."));
+    let mut n = 0;
+    for c in registry.job_types() {
+        n += 1;
+        let head: String = c.description().chars().take(30).collect();
+        assert!(
+            stdout.contains(&format!("{} v{}", c.job_type(), c.job_version()))
+                && stdout.contains(&head),
+            "{} missing from --help:\n{stdout}",
+            c.job_type()
+        );
+    }
+    assert_eq!(n, 6, "every job type is registered");
+    assert!(
+        stdout.contains("SQLite") && stdout.contains("--backend azure"),
+        "{stdout}"
+    );
+}
