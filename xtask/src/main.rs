@@ -51,8 +51,12 @@ pub fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// Build the release binary and return its path.
+/// Build the release binary and return its path; `TESSERA_BENCH_BIN` names another binary
+/// to use instead (an A/B against an earlier build in the same run).
 pub fn build_tessera(root: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("TESSERA_BENCH_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     run(cargo().current_dir(root).args([
         "build",
         "--release",

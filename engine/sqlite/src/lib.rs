@@ -175,7 +175,7 @@ impl SqliteBackend {
         .map_err(err)?;
         conn.pragma_update(None, "cache_size", -CACHE_KIB)
             .map_err(err)?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+        conn.pragma_update(None, "wal_autocheckpoint", wal_autocheckpoint_pages())
             .map_err(err)?;
         conn.pragma_update_and_check(None, "journal_size_limit", JOURNAL_SIZE_LIMIT, |r| {
             r.get::<_, i64>(0)
@@ -308,6 +308,16 @@ pub fn backup(path: &Path, to: &Path, config: &SqliteConfig) -> Result<(), Backu
             to: to.to_path_buf(),
             source,
         })
+}
+
+/// `WAL_AUTOCHECKPOINT_PAGES`, or `TESSERA_SQLITE_WAL_AUTOCHECKPOINT` (pages) for A/B
+/// measurements.
+fn wal_autocheckpoint_pages() -> i64 {
+    std::env::var("TESSERA_SQLITE_WAL_AUTOCHECKPOINT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &i64| n > 0)
+        .unwrap_or(WAL_AUTOCHECKPOINT_PAGES)
 }
 
 fn reader_count() -> usize {
