@@ -7,45 +7,23 @@ mod run;
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use engine::ports::{Backend, PageRequest};
-use engine::runtime::{JobQueryError, SubmitError, WorkerConfig, run_sweeper, run_worker};
-use engine::{Engine, EngineConfig, JobId, OutcomePolicy, SubmitOptions};
-use engine_azure::{AzureBackend, AzureConfig, ConnectError, Credentials, DataAuth};
-use engine_sqlite::{BackupError, OpenError, SqliteBackend, SqliteConfig};
+use engine::ports::PageRequest;
+use engine::runtime::{WorkerConfig, run_sweeper, run_worker};
+use engine::{OutcomePolicy, SubmitOptions};
+use engine_azure::Credentials;
+use engine_sqlite::SqliteConfig;
+use function_host::app::error::{EXIT_INTERNAL, EXIT_OK, codes};
+use function_host::app::{
+    Access, App, AppConfig, AppError, DataConfig, JobsQuery, StoreConfig, parse_job_id,
+    parse_params,
+};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use cli::{BackendKind, Cli, Command, DataStoreKind, DbArgs, LogFormat, ParamsArgs};
-use services::blob::{AzureBlobAccount, AzureBlobAuth, Blobs, CreateContainer};
-
-/// Exit codes (docs/errors.md).
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_JOB_UNSUCCESSFUL: u8 = 1;
-pub const EXIT_INVALID_INPUT: u8 = 2;
-pub const EXIT_INTERNAL: u8 = 3;
-
-/// The Azure backend of this process, when `--backend azure`: its operation counts are
-/// logged at exit.
-static AZURE: std::sync::OnceLock<std::sync::Arc<AzureBackend>> = std::sync::OnceLock::new();
-
-/// The SQLite backend of this process: closed at exit, which checkpoints its WAL into the
-/// database file.
-static SQLITE: std::sync::OnceLock<Arc<SqliteBackend>> = std::sync::OnceLock::new();
-
-/// Bad input from the command line (params text, file, ID).
-#[derive(Debug)]
-struct InputError(String);
-
-impl std::fmt::Display for InputError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for InputError {}
 
 /// The command line, with `--help` listing the job types this binary registers (from the
 /// registry: each controller's type, version and description).
@@ -90,20 +68,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_INTERNAL);
         }
     };
-    let result = runtime.block_on(dispatch(cli.command));
-    if let Some(azure) = AZURE.get() {
-        // Azure bills per request: what this process cost (benchmarks read this line).
-        let ops = azure.ops();
-        tracing::info!(
-            storage_ops = %serde_json::to_string(&ops).unwrap_or_default(),
-            total = ops.total(),
-            "storage operations of this process"
-        );
-    }
-    if let Some(sqlite) = SQLITE.get() {
-        sqlite.close();
-    }
-    match result {
+    match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -128,163 +93,89 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
-/// Invalid input -> 2, anything else -> 3.
+/// The exit code of the application error in the chain (its kind decides); 3 otherwise.
 fn exit_code_of(e: &anyhow::Error) -> u8 {
-    for cause in e.chain() {
-        if cause.is::<InputError>() || cause.is::<engine::ids::InvalidId>() {
-            return EXIT_INVALID_INPUT;
-        }
-        if let Some(e) = cause.downcast_ref::<SubmitError>() {
-            return match e {
-                SubmitError::Runtime(_) | SubmitError::CheckUnavailable(_) => EXIT_INTERNAL,
-                _ => EXIT_INVALID_INPUT,
-            };
-        }
-        if let Some(JobQueryError::NotFound(_)) = cause.downcast_ref::<JobQueryError>() {
-            return EXIT_INVALID_INPUT;
-        }
-        if let Some(e) = cause.downcast_ref::<OpenError>() {
-            return if e.is_bad_path() {
-                EXIT_INVALID_INPUT
-            } else {
-                EXIT_INTERNAL
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<BackupError>() {
-            return match e {
-                BackupError::TargetExists { .. } | BackupError::TargetDirectory { .. } => {
-                    EXIT_INVALID_INPUT
-                }
-                BackupError::Open(e) if e.is_bad_path() => EXIT_INVALID_INPUT,
-                _ => EXIT_INTERNAL,
-            };
-        }
-    }
-    EXIT_INTERNAL
+    e.chain()
+        .find_map(|cause| cause.downcast_ref::<AppError>())
+        .map_or(EXIT_INTERNAL, AppError::exit_code)
 }
 
-/// Whether a command writes to the store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Access {
-    ReadWrite,
-    /// `status`, `jobs`, `events`: the SQLite file is opened read-only (it must exist), so they
-    /// work on a read-only file or a full disk.
-    ReadOnly,
-}
-
-async fn open_engine(db: &DbArgs, access: Access) -> anyhow::Result<Engine> {
-    let (backend, azure) = match db.backend {
-        BackendKind::Sqlite => (open_sqlite(db, access)?, None),
-        BackendKind::Azure => {
-            let azure = open_azure(db).await?;
-            (azure.backend(), Some(azure))
-        }
-    };
-    let config = EngineConfig {
-        lease: Duration::from_secs(db.lease_secs),
-        ..EngineConfig::default()
+/// The application configuration of the command line's storage arguments.
+fn app_config(db: &DbArgs, access: Access) -> Result<AppConfig, AppError> {
+    let store = match db.backend {
+        BackendKind::Sqlite => StoreConfig::Sqlite {
+            path: db.db.clone(),
+            access,
+        },
+        BackendKind::Azure => StoreConfig::Azure {
+            credentials: azure_credentials(db)?,
+            prefix: db.azure_prefix.clone(),
+        },
     };
     let data_store = db.data_store.unwrap_or(match db.backend {
         BackendKind::Azure => DataStoreKind::Azure,
         BackendKind::Sqlite => DataStoreKind::Local,
     });
-    let blobs = match data_store {
-        DataStoreKind::Local => Blobs::local(&db.data_dir),
-        DataStoreKind::Azure => azure_blobs(db, azure)?,
+    let data = match data_store {
+        DataStoreKind::Local => DataConfig::Local {
+            dir: db.data_dir.clone(),
+        },
+        DataStoreKind::Azure => DataConfig::Azure {
+            credentials: azure_credentials(db)?,
+            cache_dir: db.data_dir.clone(),
+        },
     };
-    Ok(Engine::new(
-        backend,
-        controllers::registry(&services::Services::new(blobs)),
-        config,
-    ))
+    Ok(AppConfig {
+        store,
+        data,
+        lease: Duration::from_secs(db.lease_secs),
+    })
 }
 
-/// The data store on the Azure account: blobs read and written with `object_store`, containers
-/// created through the backend's client (when the backend is Azure too).
-fn azure_blobs(db: &DbArgs, backend: Option<Arc<AzureBackend>>) -> anyhow::Result<Blobs> {
-    let account = engine_azure::data_account(&azure_credentials(db)?)
-        .map_err(|e| InputError(format!("--data-store azure: {e}")))?;
-    let auth = match account.auth {
-        DataAuth::AccessKey(key) => AzureBlobAuth::AccessKey(key),
-        DataAuth::Sas(sas) => AzureBlobAuth::Sas(sas),
-        DataAuth::EntraId => AzureBlobAuth::EntraId,
-    };
-    let account = AzureBlobAccount {
-        account: account.account,
-        endpoint: account.blob_endpoint,
-        auth,
-    };
-    let creator = backend.map(|b| Arc::new(AzureContainers(b)) as Arc<dyn CreateContainer>);
-    Ok(Blobs::azure(account, &db.data_dir, creator))
-}
-
-struct AzureContainers(Arc<AzureBackend>);
-
-#[async_trait::async_trait]
-impl CreateContainer for AzureContainers {
-    async fn create_container(&self, name: &str) -> Result<(), String> {
-        self.0.create_container(name).await
-    }
-}
-
-fn open_sqlite(db: &DbArgs, access: Access) -> anyhow::Result<Backend> {
-    let config = SqliteConfig::default();
-    let backend = match access {
-        Access::ReadWrite => SqliteBackend::open(&db.db, &config)?,
-        Access::ReadOnly => SqliteBackend::open_read_only(&db.db, &config)?,
-    };
-    let _ = SQLITE.set(backend.clone());
-    Ok(Backend::from_all(backend))
-}
-
-fn azure_credentials(db: &DbArgs) -> anyhow::Result<Credentials> {
+fn azure_credentials(db: &DbArgs) -> Result<Credentials, AppError> {
     match (&db.connection_string, &db.storage_account) {
         (Some(s), _) => Ok(Credentials::ConnectionString(s.clone())),
         (None, Some(account)) => Ok(Credentials::EntraId {
             account: account.clone(),
         }),
-        (None, None) => Err(InputError(
+        (None, None) => Err(AppError::invalid(
+            codes::BAD_CONFIG,
             "Azure storage (--backend azure or --data-store azure) needs --connection-string \
-             (AZURE_STORAGE_CONNECTION_STRING) or --storage-account (AZURE_STORAGE_ACCOUNT)"
-                .into(),
-        )
-        .into()),
+             (AZURE_STORAGE_CONNECTION_STRING) or --storage-account (AZURE_STORAGE_ACCOUNT)",
+        )),
     }
 }
 
-async fn open_azure(db: &DbArgs) -> anyhow::Result<Arc<AzureBackend>> {
-    let config = AzureConfig::new(azure_credentials(db)?).with_prefix(db.azure_prefix.clone());
-    match AzureBackend::connect(&config).await {
-        Ok(backend) => {
-            let _ = AZURE.set(backend.clone());
-            Ok(backend)
+/// Open the application, run `f` on it, then shut it down (whatever `f` returned).
+async fn with_app<T>(
+    db: &DbArgs,
+    access: Access,
+    f: impl AsyncFnOnce(&App) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let app = App::open(&app_config(db, access)?).await?;
+    let result = f(&app).await;
+    app.shutdown().await;
+    result
+}
+
+fn read_params(args: &ParamsArgs) -> Result<Value, AppError> {
+    match (&args.params, &args.params_file) {
+        (Some(text), _) => parse_params(text, "--params"),
+        (None, Some(path)) => {
+            let text = read_file(path)?;
+            parse_params(&text, &format!("params file {}", path.display()))
         }
-        Err(ConnectError::Config(e)) => Err(InputError(format!("azure backend: {e}")).into()),
-        Err(e) => Err(anyhow::Error::new(e)
-            .context("azure backend: connecting to the storage account failed")),
+        (None, None) => Ok(Value::Null),
     }
 }
 
-fn read_params(args: &ParamsArgs) -> anyhow::Result<Value> {
-    let (text, source) = match (&args.params, &args.params_file) {
-        (Some(text), _) => (text.clone(), "--params".to_owned()),
-        (None, Some(path)) => (read_file(path)?, format!("params file {}", path.display())),
-        (None, None) => return Ok(Value::Null),
-    };
-    engine::json::parse_strict(&text, "params").map_err(|e| {
-        let message = match e {
-            engine::json::StrictJsonError::DuplicateKey { .. } => {
-                format!("{source}: {e}: a key may appear once (the job ID hashes the params)")
-            }
-            _ => format!("{source} is not valid JSON: {e}"),
-        };
-        InputError(message).into()
+fn read_file(path: &Path) -> Result<String, AppError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        AppError::invalid(
+            codes::BAD_PATH,
+            format!("cannot read params file {}: {e}", path.display()),
+        )
     })
-}
-
-fn read_file(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| InputError(format!("cannot read params file {}: {e}", path.display())).into())
 }
 
 fn submit_options(args: &ParamsArgs, force: bool) -> SubmitOptions {
@@ -295,10 +186,6 @@ fn submit_options(args: &ParamsArgs, force: bool) -> SubmitOptions {
             .as_deref()
             .and_then(|o| o.parse::<OutcomePolicy>().ok()),
     }
-}
-
-fn parse_id(id: &str) -> anyhow::Result<JobId> {
-    Ok(id.parse::<JobId>()?)
 }
 
 pub fn worker_id() -> String {
@@ -316,27 +203,32 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             force,
             json,
         } => {
-            let engine = open_engine(&db, Access::ReadWrite).await?;
-            let options = submit_options(&params, force);
-            let params = read_params(&params)?;
-            run::run(&engine, &job_type, params, options, workers as usize, json).await
+            with_app(&db, Access::ReadWrite, async move |app| {
+                let options = submit_options(&params, force);
+                let params = read_params(&params)?;
+                run::run(app, &job_type, params, options, workers as usize, json).await
+            })
+            .await
         }
         Command::Worker { db, concurrency } => {
-            let engine = open_engine(&db, Access::ReadWrite).await?;
-            let shutdown = CancellationToken::new();
-            let config = WorkerConfig {
-                concurrency: concurrency as usize,
-                worker_id: worker_id(),
-                ..WorkerConfig::default()
-            };
-            let worker = tokio::spawn(run_worker(engine.clone(), config, shutdown.clone()));
-            let sweeper = tokio::spawn(run_sweeper(engine.clone(), shutdown.clone()));
-            wait_for_signal().await;
-            tracing::info!("shutting down: finishing running tasks");
-            shutdown.cancel();
-            worker.await.context("worker task")?;
-            sweeper.await.context("sweeper task")?;
-            Ok(EXIT_OK)
+            with_app(&db, Access::ReadWrite, async move |app| {
+                let engine = app.engine();
+                let shutdown = CancellationToken::new();
+                let config = WorkerConfig {
+                    concurrency: concurrency as usize,
+                    worker_id: worker_id(),
+                    ..WorkerConfig::default()
+                };
+                let worker = tokio::spawn(run_worker(engine.clone(), config, shutdown.clone()));
+                let sweeper = tokio::spawn(run_sweeper(engine.clone(), shutdown.clone()));
+                wait_for_signal().await;
+                tracing::info!("shutting down: finishing running tasks");
+                shutdown.cancel();
+                worker.await.context("worker task")?;
+                sweeper.await.context("sweeper task")?;
+                Ok(EXIT_OK)
+            })
+            .await
         }
         Command::Submit {
             job_type,
@@ -345,78 +237,86 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             force,
             json,
         } => {
-            let engine = open_engine(&db, Access::ReadWrite).await?;
-            let options = submit_options(&params, force);
-            let params = read_params(&params)?;
-            let submission = engine.submit(&job_type, params, options).await?;
-            let view = engine.status(&submission.job.id).await?;
-            if json {
-                output::print_json(&view)?;
-            } else {
-                let verb = if submission.created {
-                    "submitted"
+            with_app(&db, Access::ReadWrite, async move |app| {
+                let options = submit_options(&params, force);
+                let params = read_params(&params)?;
+                let (submission, view) = app.submit(&job_type, params, options).await?;
+                if json {
+                    output::print_json(&view)?;
                 } else {
-                    "exists:"
-                };
-                println!(
-                    "{verb} job {} ({}) {}",
-                    view.job.id, view.job.job_type, view.job.status
-                );
-            }
-            Ok(EXIT_OK)
+                    let verb = if submission.created {
+                        "submitted"
+                    } else {
+                        "exists:"
+                    };
+                    println!(
+                        "{verb} job {} ({}) {}",
+                        view.job.id, view.job.job_type, view.job.status
+                    );
+                }
+                Ok(EXIT_OK)
+            })
+            .await
         }
         Command::Status { id, db, json } => {
-            let engine = open_engine(&db, Access::ReadOnly).await?;
-            let view = engine.status(&parse_id(&id)?).await?;
-            if json {
-                output::print_json(&view)?;
-            } else {
-                output::print_summary(&view);
-            }
-            Ok(output::exit_code(view.job.status))
+            let id = parse_job_id(&id)?;
+            with_app(&db, Access::ReadOnly, async move |app| {
+                let view = app.status(&id).await?;
+                if json {
+                    output::print_json(&view)?;
+                } else {
+                    output::print_summary(&view);
+                }
+                Ok(output::exit_code(view.job.status))
+            })
+            .await
         }
         Command::Cancel { id, db, json } => {
-            let engine = open_engine(&db, Access::ReadWrite).await?;
-            let id = parse_id(&id)?;
-            engine.cancel(&id).await?;
-            let view = engine.status(&id).await?;
-            if json {
-                output::print_json(&view)?;
-            } else {
-                println!("job {} is {}", view.job.id, view.job.status);
-            }
-            Ok(EXIT_OK)
+            let id = parse_job_id(&id)?;
+            with_app(&db, Access::ReadWrite, async move |app| {
+                let (view, _) = app.cancel(&id).await?;
+                if json {
+                    output::print_json(&view)?;
+                } else {
+                    println!("job {} is {}", view.job.id, view.job.status);
+                }
+                Ok(EXIT_OK)
+            })
+            .await
         }
         Command::Jobs { db, limit, json } => {
-            let engine = open_engine(&db, Access::ReadOnly).await?;
-            let page = engine
-                .backend()
-                .jobs
-                .list_jobs(PageRequest::first(limit.max(1)))
-                .await?;
-            if json {
-                let mut views = Vec::with_capacity(page.items.len());
-                for job in &page.items {
-                    views.push(engine.status(&job.id).await?);
+            with_app(&db, Access::ReadOnly, async move |app| {
+                let query = JobsQuery {
+                    page: PageRequest::first(limit.max(1)),
+                    ..JobsQuery::default()
+                };
+                let page = app.list_jobs(&query).await?;
+                if json {
+                    let mut views = Vec::with_capacity(page.items.len());
+                    for job in &page.items {
+                        views.push(app.status(&job.id).await?);
+                    }
+                    output::print_json(&views)?;
+                } else {
+                    output::print_job_table(&page.items);
                 }
-                output::print_json(&views)?;
-            } else {
-                output::print_job_table(&page.items);
-            }
-            Ok(EXIT_OK)
+                Ok(EXIT_OK)
+            })
+            .await
         }
         Command::Backup { db, to } => {
             if db.backend != BackendKind::Sqlite {
-                return Err(InputError(
+                return Err(AppError::invalid(
+                    codes::BAD_CONFIG,
                     "backup copies the SQLite database (--backend sqlite); Azure Storage has its own \
-                     replication and point-in-time restore"
-                        .into(),
+                     replication and point-in-time restore",
                 )
                 .into());
             }
             let (from, to_path) = (db.db.clone(), to.clone());
             tokio::task::spawn_blocking(move || {
                 engine_sqlite::backup(&from, &to_path, &SqliteConfig::default())
+                    .map_err(AppError::from)
             })
             .await
             .context("backup task")??;
@@ -424,11 +324,13 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Events { id, db, follow } => {
-            let engine = open_engine(&db, Access::ReadOnly).await?;
-            let id = parse_id(&id)?;
-            engine.status(&id).await?;
-            output::print_events(&engine, &id, follow).await?;
-            Ok(EXIT_OK)
+            let id = parse_job_id(&id)?;
+            with_app(&db, Access::ReadOnly, async move |app| {
+                app.status(&id).await?;
+                output::print_events(app, &id, follow).await?;
+                Ok(EXIT_OK)
+            })
+            .await
         }
     }
 }

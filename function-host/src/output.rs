@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use engine::runtime::JobView;
-use engine::{Engine, JobId, JobRecord, JobStatus};
+use engine::{JobId, JobRecord, JobStatus};
+use function_host::app::App;
 use serde::Serialize;
 
-use crate::{EXIT_JOB_UNSUCCESSFUL, EXIT_OK};
+use function_host::app::error::{EXIT_JOB_UNSUCCESSFUL, EXIT_OK};
 
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(value)?);
@@ -79,20 +80,16 @@ pub fn print_job_table(jobs: &[JobRecord]) {
     }
 }
 
-pub async fn print_events(engine: &Engine, id: &JobId, follow: bool) -> anyhow::Result<()> {
+pub async fn print_events(app: &App, id: &JobId, follow: bool) -> anyhow::Result<()> {
     let mut after = 0;
     loop {
-        let events = engine
-            .backend()
-            .events
-            .events_after(id, after, 1_000)
-            .await?;
+        let events = app.events_after(id, after, 1_000).await?;
         for (seq, event) in &events {
             after = *seq;
             println!("{}", serde_json::to_string(event)?);
         }
         if events.is_empty() {
-            let job = engine.status(id).await?.job;
+            let job = app.status(id).await?.job;
             if !follow || job.status.is_terminal() {
                 return Ok(());
             }

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use engine::runtime::{WorkerConfig, run_sweeper, run_worker};
-use engine::{Engine, SubmitOptions, TaskStatus};
+use engine::{SubmitOptions, TaskStatus};
+use function_host::app::App;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -14,21 +15,22 @@ use crate::output;
 const EXIT_INTERRUPTED: u8 = 130;
 
 pub async fn run(
-    engine: &Engine,
+    app: &App,
     job_type: &str,
     params: Value,
     options: SubmitOptions,
     concurrency: usize,
     json: bool,
 ) -> anyhow::Result<u8> {
-    let submission = engine.submit(job_type, params, options).await?;
+    let engine = app.engine();
+    let (submission, _) = app.submit(job_type, params, options).await?;
     let id = submission.job.id.clone();
     if !submission.created && submission.job.status.is_terminal() {
         eprintln!(
             "job {} is already {} (same request: not run again; --force re-runs a FAILED or CANCELLED job)",
             id, submission.job.status
         );
-        return finish(engine, &id, json).await;
+        return finish(app, &id, json).await;
     }
     if !submission.created {
         eprintln!(
@@ -57,7 +59,7 @@ pub async fn run(
     bar.set_prefix(format!("{job_type} {}", id.short()));
     let mut interrupted = false;
     loop {
-        let view = engine.status(&id).await?;
+        let view = app.status(&id).await?;
         bar.set_length(view.tasks.total());
         bar.set_position(view.tasks.terminal());
         bar.set_message(format!(
@@ -85,11 +87,11 @@ pub async fn run(
         );
         return Ok(EXIT_INTERRUPTED);
     }
-    finish(engine, &id, json).await
+    finish(app, &id, json).await
 }
 
-async fn finish(engine: &Engine, id: &engine::JobId, json: bool) -> anyhow::Result<u8> {
-    let view = engine.status(id).await?;
+async fn finish(app: &App, id: &engine::JobId, json: bool) -> anyhow::Result<u8> {
+    let view = app.status(id).await?;
     if json {
         output::print_json(&view)?;
     } else {

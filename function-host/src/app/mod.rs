@@ -1,0 +1,410 @@
+//! The application layer every front door calls (the CLI today; `tessera serve` and the
+//! Functions handler next): configuration independent of any argument parser, the one
+//! composition root that wires the engine to its backend, data store and job types, typed
+//! operations, and an explicit shutdown.
+//!
+//! Invariant: nothing here knows HTTP or the command line; errors are [`AppError`]s, whose
+//! kind gives both the exit code and the HTTP status.
+
+pub mod error;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::events::JobEvent;
+use engine::ports::{Page, PageRequest, Removal, TaskQuery};
+use engine::runtime::{JobView, Submission};
+use engine::{
+    Engine, EngineConfig, JobId, JobRecord, JobStatus, SubmitOptions, TaskId, TaskRecord,
+};
+use engine_azure::{AzureBackend, AzureConfig, Credentials, DataAuth};
+use engine_sqlite::{SqliteBackend, SqliteConfig};
+use serde::Serialize;
+use serde_json::Value;
+use services::blob::{AzureBlobAccount, AzureBlobAuth, Blobs, CreateContainer};
+
+use error::codes;
+pub use error::{AppError, ErrorKind, FieldError};
+
+/// Where job and task state, the queue and events live.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// The embedded SQLite file.
+    Sqlite { path: PathBuf, access: Access },
+    /// Azure Storage: Table Storage, Storage Queues, Blob.
+    Azure {
+        credentials: Credentials,
+        prefix: String,
+    },
+}
+
+/// Whether the process writes to the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    /// Inspection only (`status`, `jobs`, `events`): the SQLite file is opened read-only (it
+    /// must exist), so a job can be inspected on a read-only file or a full disk.
+    ReadOnly,
+}
+
+/// Where the geospatial job types' containers are.
+#[derive(Debug, Clone)]
+pub enum DataConfig {
+    /// Sub-folders of a directory.
+    Local { dir: PathBuf },
+    /// Blob containers of an Azure account; GDAL reads downloads cached under `cache_dir`.
+    Azure {
+        credentials: Credentials,
+        cache_dir: PathBuf,
+    },
+}
+
+/// Everything a front door needs to build an [`App`].
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub store: StoreConfig,
+    pub data: DataConfig,
+    /// Queue lease of a received message (heartbeats renew it).
+    pub lease: Duration,
+}
+
+/// A wired engine and the backend handles its shutdown needs.
+pub struct App {
+    engine: Engine,
+    azure: Option<Arc<AzureBackend>>,
+    sqlite: Option<Arc<SqliteBackend>>,
+}
+
+/// A job type as clients see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobTypeInfo {
+    pub job_type: &'static str,
+    pub version: u32,
+    pub description: &'static str,
+}
+
+/// A job listing's filter.
+#[derive(Debug, Clone, Default)]
+pub struct JobsQuery {
+    pub status: Option<JobStatus>,
+    pub job_type: Option<String>,
+    pub page: PageRequest,
+}
+
+impl App {
+    /// Connect to the store and wire the engine with every registered job type.
+    pub async fn open(config: &AppConfig) -> Result<App, AppError> {
+        let (backend, azure, sqlite) = match &config.store {
+            StoreConfig::Sqlite { path, access } => {
+                let sqlite = match access {
+                    Access::ReadWrite => SqliteBackend::open(path, &SqliteConfig::default())?,
+                    Access::ReadOnly => {
+                        SqliteBackend::open_read_only(path, &SqliteConfig::default())?
+                    }
+                };
+                (
+                    engine::ports::Backend::from_all(sqlite.clone()),
+                    None,
+                    Some(sqlite),
+                )
+            }
+            StoreConfig::Azure {
+                credentials,
+                prefix,
+            } => {
+                let config = AzureConfig::new(credentials.clone()).with_prefix(prefix.clone());
+                let azure = AzureBackend::connect(&config).await?;
+                (azure.backend(), Some(azure), None)
+            }
+        };
+        let blobs = match &config.data {
+            DataConfig::Local { dir } => Blobs::local(dir),
+            DataConfig::Azure {
+                credentials,
+                cache_dir,
+            } => azure_blobs(credentials, cache_dir, azure.clone())?,
+        };
+        let engine_config = EngineConfig {
+            lease: config.lease,
+            ..EngineConfig::default()
+        };
+        let engine = Engine::new(
+            backend,
+            controllers::registry(&services::Services::new(blobs)),
+            engine_config,
+        );
+        Ok(App {
+            engine,
+            azure,
+            sqlite,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Release the store: log the Azure request count (benchmarks read it) and close the
+    /// SQLite file, which checkpoints its WAL into the database file.
+    pub async fn shutdown(self) {
+        if let Some(azure) = &self.azure {
+            let ops = azure.ops();
+            tracing::info!(
+                storage_ops = %serde_json::to_string(&ops).unwrap_or_default(),
+                total = ops.total(),
+                "storage operations of this process"
+            );
+        }
+        if let Some(sqlite) = self.sqlite {
+            let closed = tokio::task::spawn_blocking(move || sqlite.close()).await;
+            if let Err(e) = closed {
+                tracing::warn!(error = %e, "closing the database failed");
+            }
+        }
+    }
+
+    /// Submit a job; the same request returns the existing job (`created` false).
+    pub async fn submit(
+        &self,
+        job_type: &str,
+        params: Value,
+        options: SubmitOptions,
+    ) -> Result<(Submission, JobView), AppError> {
+        let submission = self.engine.submit(job_type, params, options).await?;
+        let view = self.engine.status(&submission.job.id).await?;
+        Ok((submission, view))
+    }
+
+    /// A job with its task counts and progress.
+    pub async fn status(&self, id: &JobId) -> Result<JobView, AppError> {
+        Ok(self.engine.status(id).await?)
+    }
+
+    /// Jobs, newest first, filtered by status and job type.
+    pub async fn list_jobs(&self, query: &JobsQuery) -> Result<Page<JobRecord>, AppError> {
+        let jobs = &self.engine.backend().jobs;
+        let limit = query.page.limit.clamp(1, 1_000);
+        let wanted = |j: &JobRecord| {
+            query.status.is_none_or(|s| j.status == s)
+                && query.job_type.as_deref().is_none_or(|t| j.job_type == t)
+        };
+        if query.status.is_none() && query.job_type.is_none() {
+            return Ok(jobs
+                .list_jobs(PageRequest {
+                    after: query.page.after.clone(),
+                    limit,
+                })
+                .await?);
+        }
+        // Filtered: read pages of the listing and keep the matches; a page ends at a page
+        // boundary of the listing (its cursor stays valid), with at least one match unless
+        // the listing ended.
+        let mut items = Vec::new();
+        let mut after = query.page.after.clone();
+        loop {
+            let page = jobs
+                .list_jobs(PageRequest {
+                    after: after.clone(),
+                    limit,
+                })
+                .await?;
+            items.extend(page.items.into_iter().filter(|j| wanted(j)));
+            if !items.is_empty() || page.next.is_none() {
+                return Ok(Page {
+                    items,
+                    next: page.next,
+                });
+            }
+            after = page.next;
+        }
+    }
+
+    /// Tasks of a job in a stable order, filtered by status, group and name.
+    pub async fn list_tasks(
+        &self,
+        id: &JobId,
+        query: &TaskQuery,
+        name: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<TaskRecord>, AppError> {
+        self.status(id).await?;
+        let tasks = &self.engine.backend().tasks;
+        let limit = page.limit.clamp(1, 1_000);
+        let Some(name) = name else {
+            return Ok(tasks
+                .list_tasks(
+                    id,
+                    query,
+                    PageRequest {
+                        after: page.after,
+                        limit,
+                    },
+                )
+                .await?);
+        };
+        let mut items = Vec::new();
+        let mut after = page.after;
+        loop {
+            let got = tasks
+                .list_tasks(id, query, PageRequest { after, limit })
+                .await?;
+            items.extend(got.items.into_iter().filter(|t| t.task == name));
+            // A page boundary of the underlying listing is a valid cursor: stop there.
+            if !items.is_empty() || got.next.is_none() {
+                return Ok(Page {
+                    items,
+                    next: got.next,
+                });
+            }
+            after = got.next;
+        }
+    }
+
+    /// One task of a job.
+    pub async fn task(&self, id: &JobId, task_id: &TaskId) -> Result<TaskRecord, AppError> {
+        self.status(id).await?;
+        self.engine
+            .backend()
+            .tasks
+            .get_task(id, task_id)
+            .await?
+            .ok_or_else(|| {
+                AppError::new(
+                    ErrorKind::NotFound,
+                    codes::TASK_NOT_FOUND,
+                    format!("job {id} has no task {task_id}"),
+                )
+            })
+    }
+
+    /// The job's result (its aggregate): a conflict while the job runs.
+    pub async fn result(&self, id: &JobId) -> Result<JobView, AppError> {
+        let view = self.status(id).await?;
+        if !view.job.status.is_terminal() {
+            return Err(AppError::new(
+                ErrorKind::Conflict,
+                codes::JOB_NOT_FINISHED,
+                format!("job {id} is {}: no result yet", view.job.status),
+            ));
+        }
+        Ok(view)
+    }
+
+    /// Cancel a job. `Ok((view, false))` when it had already finished (left unchanged).
+    pub async fn cancel(&self, id: &JobId) -> Result<(JobView, bool), AppError> {
+        let before = self.status(id).await?;
+        if before.job.status.is_terminal() {
+            return Ok((before, false));
+        }
+        self.engine.cancel(id).await?;
+        Ok((self.status(id).await?, true))
+    }
+
+    /// Delete a finished job with its tasks, queued messages and events.
+    pub async fn delete(&self, id: &JobId) -> Result<(), AppError> {
+        let view = self.status(id).await?;
+        if !view.job.status.is_terminal() {
+            return Err(AppError::new(
+                ErrorKind::Conflict,
+                codes::JOB_NOT_FINISHED,
+                format!(
+                    "job {id} is {}: only a finished job can be deleted (cancel it first)",
+                    view.job.status
+                ),
+            ));
+        }
+        self.engine
+            .backend()
+            .maintenance
+            .delete_job(id, Removal::Everything)
+            .await?;
+        Ok(())
+    }
+
+    /// The job's events after cursor `after`, oldest first.
+    pub async fn events_after(
+        &self,
+        id: &JobId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, JobEvent)>, AppError> {
+        Ok(self
+            .engine
+            .backend()
+            .events
+            .events_after(id, after, limit.clamp(1, 10_000))
+            .await?)
+    }
+
+    /// The registered job types, sorted by name.
+    pub fn job_types(&self) -> Vec<JobTypeInfo> {
+        let mut types: Vec<JobTypeInfo> = self
+            .engine
+            .registry()
+            .job_types()
+            .map(|c| JobTypeInfo {
+                job_type: c.job_type(),
+                version: c.job_version(),
+                description: c.description(),
+            })
+            .collect();
+        types.sort_by_key(|t| t.job_type);
+        types
+    }
+}
+
+/// A job or task ID from a caller: 64 lowercase hex characters.
+pub fn parse_job_id(id: &str) -> Result<JobId, AppError> {
+    Ok(id.parse::<JobId>()?)
+}
+
+pub fn parse_task_id(id: &str) -> Result<TaskId, AppError> {
+    Ok(id.parse::<TaskId>()?)
+}
+
+/// Params JSON from a caller: strict (a repeated key is refused, naming it).
+pub fn parse_params(text: &str, source: &str) -> Result<Value, AppError> {
+    engine::json::parse_strict(text, "params").map_err(|e| match e {
+        engine::json::StrictJsonError::DuplicateKey { .. } => AppError::invalid(
+            codes::INVALID_JSON,
+            format!("{source}: {e}: a key may appear once (the job ID hashes the params)"),
+        ),
+        _ => AppError::invalid(
+            codes::INVALID_JSON,
+            format!("{source} is not valid JSON: {e}"),
+        ),
+    })
+}
+
+/// The data store on an Azure account: blobs read and written with `object_store`,
+/// containers created through the backend's client (when the backend is Azure too).
+fn azure_blobs(
+    credentials: &Credentials,
+    cache_dir: &std::path::Path,
+    backend: Option<Arc<AzureBackend>>,
+) -> Result<Blobs, AppError> {
+    let account = engine_azure::data_account(credentials)
+        .map_err(|e| AppError::invalid(codes::BAD_CONFIG, format!("--data-store azure: {e}")))?;
+    let auth = match account.auth {
+        DataAuth::AccessKey(key) => AzureBlobAuth::AccessKey(key),
+        DataAuth::Sas(sas) => AzureBlobAuth::Sas(sas),
+        DataAuth::EntraId => AzureBlobAuth::EntraId,
+    };
+    let account = AzureBlobAccount {
+        account: account.account,
+        endpoint: account.blob_endpoint,
+        auth,
+    };
+    let creator = backend.map(|b| Arc::new(AzureContainers(b)) as Arc<dyn CreateContainer>);
+    Ok(Blobs::azure(account, cache_dir, creator))
+}
+
+struct AzureContainers(Arc<AzureBackend>);
+
+#[async_trait::async_trait]
+impl CreateContainer for AzureContainers {
+    async fn create_container(&self, name: &str) -> Result<(), String> {
+        self.0.create_container(name).await
+    }
+}
