@@ -139,6 +139,37 @@ pub enum Command {
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
         concurrency: u64,
     },
+    /// Serve the HTTP API (docs/http-api.md), with in-process workers and the sweeper.
+    ///
+    /// Without API keys it binds loopback only. SIGTERM / Ctrl-C stops accepting, ends event
+    /// streams, drains in-flight requests and running tasks, and exits.
+    Serve {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "TESSERA_BIND")]
+        bind: std::net::SocketAddr,
+        /// Task handlers running at once in this process.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024), conflicts_with = "no_workers")]
+        workers: u64,
+        /// Serve the API only (workers run elsewhere: `tessera worker`).
+        #[arg(long)]
+        no_workers: bool,
+        /// File of API keys, one per line: `KEY` (full access) or `ro:KEY` (GET only).
+        #[arg(long, value_name = "PATH")]
+        api_key_file: Option<PathBuf>,
+        /// API keys, comma-separated, same format (instead of a file).
+        #[arg(
+            long,
+            env = "TESSERA_API_KEYS",
+            hide_env_values = true,
+            value_name = "KEYS"
+        )]
+        api_keys: Option<String>,
+        /// Largest request body in bytes (413 above).
+        #[arg(long, default_value_t = 1024 * 1024)]
+        max_body: usize,
+    },
     /// Submit a job without running it (a worker picks it up).
     Submit {
         job_type: String,

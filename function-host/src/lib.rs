@@ -1,4 +1,5 @@
-//! The `tessera` host: the application layer its front doors share (`app`), behind the
-//! command line (the `tessera` binary, `main.rs`).
+//! The `tessera` host: the application layer its front doors share (`app`) and the HTTP
+//! front door (`http`), behind the command line (the `tessera` binary, `main.rs`).
 
 pub mod app;
+pub mod http;

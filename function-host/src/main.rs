@@ -4,6 +4,7 @@
 mod cli;
 mod output;
 mod run;
+mod serve;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ use function_host::app::{
     Access, App, AppConfig, AppError, DataConfig, JobsQuery, StoreConfig, parse_job_id,
     parse_params,
 };
+use function_host::http::{ApiKeys, HttpConfig};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -230,6 +232,39 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             })
             .await
         }
+        Command::Serve {
+            db,
+            bind,
+            workers,
+            no_workers,
+            api_key_file,
+            api_keys,
+            max_body,
+        } => {
+            let keys = match (&api_key_file, &api_keys) {
+                (Some(path), _) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        AppError::invalid(
+                            codes::BAD_PATH,
+                            format!("cannot read --api-key-file {}: {e}", path.display()),
+                        )
+                    })?;
+                    ApiKeys::parse(&text)
+                }
+                (None, Some(text)) => ApiKeys::parse(text),
+                (None, None) => Ok(ApiKeys::none()),
+            }
+            .map_err(|e| AppError::invalid(codes::BAD_CONFIG, e.to_string()))?;
+            function_host::http::check_bind(bind, &keys)?;
+            let config = HttpConfig {
+                keys,
+                max_body,
+                ..HttpConfig::default()
+            };
+            let workers = (!no_workers).then_some(workers as usize);
+            let app = App::open(&app_config(&db, Access::ReadWrite)?).await?;
+            serve::serve(app, bind, config, workers).await
+        }
         Command::Submit {
             job_type,
             params,
@@ -335,7 +370,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
     }
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -22,6 +22,12 @@ pub enum ErrorKind {
     Conflict,
     /// The request body is over the limit.
     TooLarge,
+    /// The request body is not JSON.
+    UnsupportedMediaType,
+    /// No or an unknown API key.
+    Unauthorized,
+    /// The API key may not do this (a read-only key and a write).
+    Forbidden,
     /// Storage (or something the request refers to) cannot be reached now: try again.
     Unavailable,
     /// A defect or a stored record that cannot be read.
@@ -42,7 +48,10 @@ impl ErrorKind {
             | ErrorKind::Unprocessable
             | ErrorKind::NotFound
             | ErrorKind::Conflict
-            | ErrorKind::TooLarge => EXIT_INVALID_INPUT,
+            | ErrorKind::TooLarge
+            | ErrorKind::UnsupportedMediaType
+            | ErrorKind::Unauthorized
+            | ErrorKind::Forbidden => EXIT_INVALID_INPUT,
             ErrorKind::Unavailable | ErrorKind::Internal => EXIT_INTERNAL,
         }
     }
@@ -54,6 +63,9 @@ impl ErrorKind {
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
             ErrorKind::TooLarge => 413,
+            ErrorKind::UnsupportedMediaType => 415,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::Forbidden => 403,
             ErrorKind::Unprocessable => 422,
             ErrorKind::Unavailable => 503,
             ErrorKind::Internal => 500,
@@ -72,6 +84,15 @@ pub struct FieldError {
 pub mod codes {
     pub const INVALID_PARAMS: &str = "INVALID_PARAMS";
     pub const INVALID_JSON: &str = "INVALID_JSON";
+    pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
+    pub const INVALID_QUERY: &str = "INVALID_QUERY";
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
+    pub const BODY_TOO_LARGE: &str = "BODY_TOO_LARGE";
+    pub const UNAUTHORIZED: &str = "UNAUTHORIZED";
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const OVERLOADED: &str = "OVERLOADED";
+    pub const TIMEOUT: &str = "TIMEOUT";
     pub const INVALID_ID: &str = "INVALID_ID";
     pub const UNKNOWN_JOB_TYPE: &str = "UNKNOWN_JOB_TYPE";
     pub const INVALID_PLAN: &str = "INVALID_PLAN";
@@ -113,13 +134,23 @@ impl AppError {
         Self::new(ErrorKind::InvalidInput, code, message)
     }
 
-    /// Invalid input naming one field.
+    /// Invalid job params naming one field.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::invalid_field(codes::INVALID_PARAMS, "params", field, message)
+    }
+
+    /// Invalid input of one `part` of a request (`params`, `query`, `body`) naming one field.
+    pub fn invalid_field(
+        code: &'static str,
+        part: &str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         let (field, message) = (field.into(), message.into());
         AppError {
             kind: ErrorKind::InvalidInput,
-            code: codes::INVALID_PARAMS,
-            message: format!("invalid params: {field}: {message}"),
+            code,
+            message: format!("invalid {part}: {field}: {message}"),
             fields: vec![FieldError { field, message }],
         }
     }
@@ -283,6 +314,9 @@ mod tests {
             (ErrorKind::NotFound, 2, 404),
             (ErrorKind::Conflict, 2, 409),
             (ErrorKind::TooLarge, 2, 413),
+            (ErrorKind::UnsupportedMediaType, 2, 415),
+            (ErrorKind::Unauthorized, 2, 401),
+            (ErrorKind::Forbidden, 2, 403),
             (ErrorKind::Unavailable, 3, 503),
             (ErrorKind::Internal, 3, 500),
         ] {

@@ -1,0 +1,155 @@
+//! RFC 9457 problem details for every error the API returns, and the request-body reader
+//! that turns a client's mistakes into them (never a 500).
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::app::error::{AppError, ErrorKind, codes};
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An application error as an HTTP response.
+#[derive(Debug)]
+pub struct ApiError(pub AppError);
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        ApiError(e)
+    }
+}
+
+fn title(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidInput => "Invalid request",
+        ErrorKind::Unprocessable => "Unprocessable request",
+        ErrorKind::NotFound => "Not found",
+        ErrorKind::Conflict => "Conflict with the job's state",
+        ErrorKind::TooLarge => "Request body too large",
+        ErrorKind::UnsupportedMediaType => "Unsupported media type",
+        ErrorKind::Unauthorized => "Unauthorized",
+        ErrorKind::Forbidden => "Forbidden",
+        ErrorKind::Unavailable => "Service unavailable",
+        ErrorKind::Internal => "Internal error",
+    }
+}
+
+/// The problem document of an error: `type`, `title`, `status`, `detail`, plus `code` and,
+/// for invalid input, `errors: [{field, message}]`.
+pub fn problem_body(e: &AppError) -> serde_json::Value {
+    let mut body = json!({
+        "type": format!("urn:tessera:error:{}", e.code),
+        "title": title(e.kind),
+        "status": e.http_status(),
+        "detail": e.message,
+        "code": e.code,
+    });
+    if !e.fields.is_empty() {
+        body["errors"] = json!(e.fields);
+    }
+    body
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(code = self.0.code, error = %self.0.message, "request failed");
+        }
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+            problem_body(&self.0).to_string(),
+        )
+            .into_response();
+        match self.0.kind {
+            ErrorKind::Unavailable => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ErrorKind::Unauthorized => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"tessera\""),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// A JSON request body: `application/json`, strict (a repeated key is refused, naming it),
+/// then typed; every failure is a problem naming what is wrong.
+pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, AppError> {
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            let v = v.trim().to_ascii_lowercase();
+            v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+        });
+    if !json_type {
+        return Err(AppError::new(
+            ErrorKind::UnsupportedMediaType,
+            codes::UNSUPPORTED_MEDIA_TYPE,
+            "the request body must be JSON (Content-Type: application/json)",
+        ));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|e| AppError::invalid(codes::INVALID_JSON, format!("body is not UTF-8: {e}")))?;
+    let value = engine::json::parse_strict(text, "body").map_err(|e| {
+        AppError::invalid(codes::INVALID_JSON, format!("body is not valid JSON: {e}"))
+    })?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." {
+            "body".to_owned()
+        } else {
+            format!("body.{field}")
+        };
+        AppError::invalid_field(
+            codes::INVALID_REQUEST,
+            "body",
+            field,
+            e.into_inner().to_string(),
+        )
+    })
+}
+
+/// Query parameters, typed; a bad one is a problem naming it (axum's rejection is text).
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let message = e.into_inner().to_string();
+                ApiError(AppError::invalid_field(
+                    codes::INVALID_QUERY,
+                    "query",
+                    field,
+                    message,
+                ))
+            })
+    }
+}
