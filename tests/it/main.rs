@@ -6,6 +6,7 @@
 //! - `crash`: SIGKILL of a worker process mid-job loses nothing (SQLite and Azure)
 //! - `chaos`: three workers SIGKILLed again and again; the event log stays complete
 //! - `azure`: the Azure backend on Azurite: CLI, bad configuration, storage restart
+//! - `http`: `tessera serve` with a real HTTP client: submit, errors, paging, auth, SSE, drain
 //! - `geo`: `list_container`, `cog_conversion` (checked by GDAL's COG validator), `sync_container`
 //! - `tiles`: `tiled_raster` against `gdal2tiles.py`, bad input
 
@@ -14,6 +15,7 @@ mod chaos;
 mod cli;
 mod crash;
 mod geo;
+mod http;
 mod jcs;
 mod scheduling;
 mod support;

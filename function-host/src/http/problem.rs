@@ -153,3 +153,30 @@ where
             })
     }
 }
+
+/// The raw request body, within the body limit; over it, a 413 problem.
+pub struct ApiBody(pub Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(ApiBody)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError(AppError::new(
+                        ErrorKind::TooLarge,
+                        codes::BODY_TOO_LARGE,
+                        "the request body is over the limit (tessera serve --max-body)",
+                    ))
+                } else {
+                    ApiError(AppError::invalid(
+                        codes::INVALID_REQUEST,
+                        rejection.body_text(),
+                    ))
+                }
+            })
+    }
+}

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -18,7 +17,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::problem::{ApiError, ApiQuery, json_body};
+use super::problem::{ApiBody, ApiError, ApiQuery, json_body};
 use crate::app::error::{AppError, ErrorKind, codes};
 use crate::app::{App, JobsQuery, parse_job_id, parse_task_id};
 
@@ -121,7 +120,7 @@ pub async fn submit(
     State(app): State<Arc<App>>,
     ApiQuery(query): ApiQuery<ForceQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBody(body): ApiBody,
 ) -> ApiResult<Response> {
     let body: SubmitBody = json_body(&headers, &body)?;
     let options = SubmitOptions {

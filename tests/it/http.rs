@@ -1,0 +1,603 @@
+//! The HTTP API against a real `tessera serve` process on a free loopback port (SQLite), with
+//! a real HTTP client (reqwest) and an SSE client reading the raw stream.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::support::tessera;
+
+const KEY: &str = "test-full-access-key-0001";
+const RO_KEY: &str = "test-read-only-key-00001";
+
+/// A `tessera serve` process; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+    key: Option<&'static str>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: tempfile::TempDir, extra: &[&str], key: Option<&'static str>) -> Server {
+    let mut cmd = tessera(
+        &dir.path().join("tessera.db"),
+        &[&["serve", "--bind", "127.0.0.1:0"], extra].concat(),
+    );
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("starting tessera serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Server {
+        child,
+        base,
+        _dir: dir,
+        key,
+    }
+}
+
+fn serve(extra: &[&str]) -> Server {
+    start(tempfile::tempdir().unwrap(), extra, None)
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = reqwest::Client::new().request(method, self.url(path));
+        match self.key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+fn send(rt: &tokio::runtime::Runtime, r: reqwest::RequestBuilder) -> Reply {
+    rt.block_on(async {
+        let resp = r.send().await.expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    })
+}
+
+fn post_json(s: &Server, path: &str, body: Value) -> reqwest::RequestBuilder {
+    s.request(reqwest::Method::POST, path).json(&body)
+}
+
+fn get(s: &Server, path: &str) -> reqwest::RequestBuilder {
+    s.request(reqwest::Method::GET, path)
+}
+
+/// Wait until the job is terminal; its record.
+fn wait_done(rt: &tokio::runtime::Runtime, s: &Server, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = send(rt, get(s, &format!("/api/jobs/{id}")));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let status = r.body["status"].as_str().unwrap_or_default().to_owned();
+        if !["PENDING", "RUNNING"].contains(&status.as_str()) {
+            return r.body;
+        }
+        assert!(Instant::now() < deadline, "job {id} still {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A problem document with this status and code.
+fn assert_problem(r: &Reply, status: u16, code: &str) {
+    assert_eq!(r.status.as_u16(), status, "{}", r.body);
+    assert_eq!(
+        r.headers["content-type"], "application/problem+json",
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["status"], status);
+    assert_eq!(r.body["code"], code, "{}", r.body);
+    for member in ["type", "title", "detail"] {
+        assert!(r.body[member].is_string(), "{member} in {}", r.body);
+    }
+}
+
+/// The job ID as any client computes it: SHA-256 of the RFC 8785 form of
+/// `{job_type, job_version, params}` (params with defaults filled in).
+fn recipe_id(job_type: &str, params: &Value) -> String {
+    let doc = json!({"job_type": job_type, "job_version": 1, "params": params});
+    let jcs = serde_json_canonicalizer::to_string(&doc).unwrap();
+    hex(&Sha256::digest(jcs.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn submit_is_idempotent_and_the_id_is_the_rfc_8785_recipe() {
+    let s = serve(&[]);
+    let rt = rt();
+    let body = json!({"job_type": "hello_world", "params": {"n": 4}});
+    let first = send(&rt, post_json(&s, "/api/jobs", body.clone()));
+    assert_eq!(first.status, 202, "{}", first.body);
+    let id = first.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(first.headers["location"], format!("/api/jobs/{id}"));
+    assert_eq!(
+        id,
+        recipe_id(
+            "hello_world",
+            &json!({"n": 4, "message": "hello", "fail_every": 0})
+        )
+    );
+    let again = send(&rt, post_json(&s, "/api/jobs", body));
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["id"], id.as_str());
+    let done = wait_done(&rt, &s, &id);
+    assert_eq!(done["status"], "SUCCEEDED");
+    let result = send(&rt, get(&s, &format!("/api/jobs/{id}/result")));
+    assert_eq!(result.status, 200);
+    assert_eq!(result.body["result"]["greetings"], 4);
+    // Every response carries a request ID: the caller's, or a generated one.
+    let mine = send(
+        &rt,
+        get(&s, &format!("/api/jobs/{id}")).header("x-request-id", "trace-me-42"),
+    );
+    assert_eq!(mine.headers["x-request-id"], "trace-me-42");
+    assert!(!result.headers["x-request-id"].is_empty());
+}
+
+#[test]
+fn client_mistakes_are_problems_with_their_status_and_code() {
+    let s = start(
+        tempfile::tempdir().unwrap(),
+        &["--max-body", "2048", "--no-workers"],
+        None,
+    );
+    let rt = rt();
+    let raw = |body: &str, content_type: &str| {
+        s.request(reqwest::Method::POST, "/api/jobs")
+            .header("content-type", content_type)
+            .body(body.to_owned())
+    };
+    assert_problem(
+        &send(&rt, raw("{not json", "application/json")),
+        400,
+        "INVALID_JSON",
+    );
+    assert_problem(
+        &send(&rt, raw(r#"{"job_type":"hello_world"}"#, "text/plain")),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    );
+    assert_problem(
+        &send(
+            &rt,
+            raw(
+                r#"{"job_type":"x","params":{"n":1,"n":2}}"#,
+                "application/json",
+            ),
+        ),
+        400,
+        "INVALID_JSON",
+    );
+    let missing = send(&rt, raw(r#"{"params":{}}"#, "application/json"));
+    assert_problem(&missing, 400, "INVALID_REQUEST");
+    let unknown = send(&rt, post_json(&s, "/api/jobs", json!({"job_type": "nope"})));
+    assert_problem(&unknown, 400, "UNKNOWN_JOB_TYPE");
+    let invalid = send(
+        &rt,
+        post_json(
+            &s,
+            "/api/jobs",
+            json!({"job_type": "hello_world", "params": {"n": 0}}),
+        ),
+    );
+    assert_problem(&invalid, 400, "INVALID_PARAMS");
+    assert_eq!(invalid.body["errors"][0]["field"], "params.n");
+    let big = format!(
+        r#"{{"job_type":"hello_world","params":{{"message":"{}"}}}}"#,
+        "x".repeat(4096)
+    );
+    assert_problem(
+        &send(&rt, raw(&big, "application/json")),
+        413,
+        "BODY_TOO_LARGE",
+    );
+    assert_problem(&send(&rt, get(&s, "/api/jobs/abc")), 400, "INVALID_ID");
+    let nobody = "0".repeat(64);
+    assert_problem(
+        &send(&rt, get(&s, &format!("/api/jobs/{nobody}"))),
+        404,
+        "JOB_NOT_FOUND",
+    );
+    assert_problem(
+        &send(&rt, get(&s, &format!("/api/jobs/{nobody}/tasks/{nobody}"))),
+        404,
+        "JOB_NOT_FOUND",
+    );
+    assert_problem(
+        &send(&rt, get(&s, "/api/jobs?limit=0")),
+        400,
+        "INVALID_QUERY",
+    );
+    assert_problem(
+        &send(&rt, get(&s, "/api/jobs?status=bogus")),
+        400,
+        "INVALID_QUERY",
+    );
+    assert_problem(
+        &send(&rt, get(&s, "/api/jobs?colour=red")),
+        400,
+        "INVALID_QUERY",
+    );
+    assert_problem(&send(&rt, get(&s, "/nowhere")), 404, "NOT_FOUND");
+
+    // Conflicts: no workers here, so the job stays RUNNING.
+    let sub = send(
+        &rt,
+        post_json(
+            &s,
+            "/api/jobs",
+            json!({"job_type": "hello_world", "params": {"n": 2}}),
+        ),
+    );
+    let id = sub.body["id"].as_str().unwrap().to_owned();
+    assert_problem(
+        &send(&rt, get(&s, &format!("/api/jobs/{id}/result"))),
+        409,
+        "JOB_NOT_FINISHED",
+    );
+    assert_problem(
+        &send(
+            &rt,
+            s.request(reqwest::Method::DELETE, &format!("/api/jobs/{id}")),
+        ),
+        409,
+        "JOB_NOT_FINISHED",
+    );
+    assert_problem(
+        &send(
+            &rt,
+            post_json(
+                &s,
+                "/api/jobs?force=true",
+                json!({"job_type": "hello_world", "params": {"n": 2}}),
+            ),
+        ),
+        409,
+        "NOT_RERUNNABLE",
+    );
+    let cancel = send(
+        &rt,
+        s.request(reqwest::Method::POST, &format!("/api/jobs/{id}/cancel")),
+    );
+    assert_eq!(cancel.status, 202, "{}", cancel.body);
+    assert_eq!(cancel.body["status"], "CANCELLED");
+    assert_problem(
+        &send(
+            &rt,
+            s.request(reqwest::Method::POST, &format!("/api/jobs/{id}/cancel")),
+        ),
+        409,
+        "JOB_FINISHED",
+    );
+}
+
+#[test]
+fn listings_page_with_cursors_and_filters_and_delete_removes_the_job() {
+    let s = serve(&[]);
+    let rt = rt();
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        let r = send(
+            &rt,
+            post_json(
+                &s,
+                "/api/jobs",
+                json!({"job_type": "hello_world", "params": {"n": n}}),
+            ),
+        );
+        ids.push(r.body["id"].as_str().unwrap().to_owned());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let failing = send(
+        &rt,
+        post_json(
+            &s,
+            "/api/jobs",
+            json!({"job_type": "hello_world", "params": {"n": 3, "fail_every": 2}}),
+        ),
+    );
+    let failing_id = failing.body["id"].as_str().unwrap().to_owned();
+    for id in ids.iter().chain([&failing_id]) {
+        wait_done(&rt, &s, id);
+    }
+    // Newest first, two at a time, until the cursor runs out.
+    let mut seen = Vec::new();
+    let mut path = "/api/jobs?limit=2&job_type=hello_world".to_owned();
+    loop {
+        let page = send(&rt, get(&s, &path));
+        assert_eq!(page.status, 200, "{}", page.body);
+        for job in page.body["items"].as_array().unwrap() {
+            seen.push(job["id"].as_str().unwrap().to_owned());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/jobs?limit=2&job_type=hello_world&cursor={c}"),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = ids.iter().rev().cloned().collect();
+    expected.insert(0, failing_id.clone());
+    assert_eq!(seen, expected);
+    let failed = send(&rt, get(&s, "/api/jobs?status=failed"));
+    let failed: Vec<&str> = failed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, vec![failing_id.as_str()]);
+
+    // Tasks: paged, with dependencies and groups to draw the DAG; one task in detail.
+    let id = &ids[4];
+    let tasks = send(&rt, get(&s, &format!("/api/jobs/{id}/tasks?limit=3")));
+    assert_eq!(tasks.body["items"].as_array().unwrap().len(), 3);
+    assert!(tasks.body["next_cursor"].is_string());
+    let barrier = send(
+        &rt,
+        get(&s, &format!("/api/jobs/{id}/tasks?name=summarize")),
+    );
+    let barrier = &barrier.body["items"][0];
+    assert_eq!(barrier["waits_for"], "greetings");
+    let greets = send(
+        &rt,
+        get(&s, &format!("/api/jobs/{id}/tasks?name=greet&limit=1000")),
+    );
+    assert_eq!(greets.body["items"].as_array().unwrap().len(), 5);
+    assert!(
+        greets.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["group"] == "greetings")
+    );
+    let task_id = barrier["id"].as_str().unwrap();
+    let detail = send(&rt, get(&s, &format!("/api/jobs/{id}/tasks/{task_id}")));
+    assert_eq!(detail.status, 200);
+    assert_eq!(detail.body["status"], "SUCCEEDED");
+    assert_eq!(detail.body["starts"], 1);
+
+    // Force re-run of the failed job: attempt 2.
+    let rerun = send(
+        &rt,
+        post_json(
+            &s,
+            "/api/jobs?force=true",
+            json!({"job_type": "hello_world", "params": {"n": 3, "fail_every": 2}}),
+        ),
+    );
+    assert_eq!(rerun.status, 202, "{}", rerun.body);
+    assert_eq!(rerun.body["attempt"], 2);
+    wait_done(&rt, &s, &failing_id);
+
+    // Delete: 204, then it is gone with its tasks and events.
+    let deleted = send(
+        &rt,
+        s.request(reqwest::Method::DELETE, &format!("/api/jobs/{id}")),
+    );
+    assert_eq!(deleted.status, 204);
+    assert_problem(
+        &send(&rt, get(&s, &format!("/api/jobs/{id}"))),
+        404,
+        "JOB_NOT_FOUND",
+    );
+    assert_problem(
+        &send(&rt, get(&s, &format!("/api/jobs/{id}/events?after=0"))),
+        404,
+        "JOB_NOT_FOUND",
+    );
+}
+
+#[test]
+fn api_keys_are_required_and_read_only_keys_only_read() {
+    let keys = format!("{KEY},ro:{RO_KEY}");
+    let mut s = start(tempfile::tempdir().unwrap(), &["--api-keys", &keys], None);
+    let rt = rt();
+    let body = json!({"job_type": "hello_world", "params": {"n": 1}});
+    let missing = send(&rt, post_json(&s, "/api/jobs", body.clone()));
+    assert_problem(&missing, 401, "UNAUTHORIZED");
+    assert!(
+        missing.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    s.key = Some("not-a-key-of-this-server");
+    assert_problem(&send(&rt, get(&s, "/api/jobs")), 401, "UNAUTHORIZED");
+    s.key = Some(RO_KEY);
+    assert_eq!(send(&rt, get(&s, "/api/jobs")).status, 200);
+    assert_problem(
+        &send(&rt, post_json(&s, "/api/jobs", body.clone())),
+        403,
+        "FORBIDDEN",
+    );
+    s.key = Some(KEY);
+    assert_eq!(send(&rt, post_json(&s, "/api/jobs", body)).status, 202);
+    // Probes need no key.
+    s.key = None;
+    assert_eq!(send(&rt, get(&s, "/healthz")).status, 200);
+    // Without keys, only loopback.
+    let out = tessera(
+        &tempfile::tempdir().unwrap().path().join("t.db"),
+        &["serve", "--bind", "0.0.0.0:0"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}
+
+/// Read an SSE stream until it closes: (id, event, data) of each event.
+fn read_sse(rt: &tokio::runtime::Runtime, r: reqwest::RequestBuilder) -> Vec<(u64, String, Value)> {
+    rt.block_on(async {
+        let resp = r.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        let mut stream = resp.bytes_stream();
+        let mut text = String::new();
+        let read = async {
+            while let Some(chunk) = stream.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), read)
+            .await
+            .expect("the stream closes after job_completed");
+        text.split("\n\n")
+            .filter(|block| !block.trim().is_empty() && !block.starts_with(':'))
+            .map(|block| {
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                (
+                    field("id").parse().unwrap(),
+                    field("event"),
+                    serde_json::from_str(&field("data")).unwrap(),
+                )
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn sse_streams_a_job_to_its_end_and_resumes_with_last_event_id() {
+    let s = serve(&[]);
+    let rt = rt();
+    let sub = send(
+        &rt,
+        post_json(
+            &s,
+            "/api/jobs",
+            json!({"job_type": "synthetic", "params": {"n": 30, "sleep_ms": 20, "label": "sse"}}),
+        ),
+    );
+    let id = sub.body["id"].as_str().unwrap().to_owned();
+    let all = read_sse(&rt, get(&s, &format!("/api/jobs/{id}/events")));
+    let last = all.last().unwrap();
+    assert_eq!(last.1, "job_completed", "closed after job_completed");
+    assert_eq!(all.iter().filter(|e| e.1 == "job_completed").count(), 1);
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "ids increase");
+    for (_, name, data) in &all {
+        assert_eq!(data["type"], name.as_str());
+    }
+    // The same events as the JSON page.
+    let page = send(
+        &rt,
+        get(&s, &format!("/api/jobs/{id}/events?after=0&limit=1000")),
+    );
+    let cursors: Vec<u64> = page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cursor"].as_u64().unwrap())
+        .collect();
+    assert_eq!(cursors, all.iter().map(|e| e.0).collect::<Vec<_>>());
+    // A reconnect after the 10th event gets exactly the rest, no duplicates.
+    let resume_at = all[9].0;
+    let rest = read_sse(
+        &rt,
+        get(&s, &format!("/api/jobs/{id}/events")).header("last-event-id", resume_at.to_string()),
+    );
+    assert_eq!(
+        rest.iter().map(|e| e.0).collect::<Vec<_>>(),
+        all[10..].iter().map(|e| e.0).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn sigterm_drains_and_the_job_finishes_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tessera.db");
+    let s = start(dir, &["--workers", "4"], None);
+    let rt = rt();
+    let sub = send(
+        &rt,
+        post_json(
+            &s,
+            "/api/jobs",
+            json!({"job_type": "synthetic", "params": {"n": 40, "sleep_ms": 300, "label": "drain"}}),
+        ),
+    );
+    assert_eq!(sub.status, 202);
+    let id = sub.body["id"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = s.child.id().to_string();
+    let started = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut s = s;
+    let code = loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0));
+    // Nothing lost: a new server on the same database finishes the job.
+    let dir = std::mem::replace(&mut s._dir, tempfile::tempdir().unwrap());
+    drop(s);
+    assert!(db.exists());
+    let s = start(dir, &["--workers", "8"], None);
+    let done = wait_done(&rt, &s, &id);
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+}
