@@ -44,7 +44,8 @@ macro_rules! conformance_tests {
             runtime_bundles_a_fan_out_and_splits_it_when_redelivered,
             events_are_written_with_their_status_change,
             runtime_cancel_and_forced_rerun_keep_the_story,
-            runtime_deleted_job_leaves_no_work
+            runtime_deleted_job_leaves_no_work,
+            runtime_accepted_jobs_are_expanded_whatever_happens
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -1106,4 +1107,86 @@ pub async fn runtime_deleted_job_leaves_no_work(b: Backend) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Two-step submission: an accepted job is PENDING until a worker expands it from its
+/// message; an expansion lost to a crash (the message gone) is done by the sweeper; a plan
+/// that cannot be built fails the job at expansion instead of leaving it PENDING.
+pub async fn runtime_accepted_jobs_are_expanded_whatever_happens(b: Backend) {
+    let registry = Registry::default()
+        .with_controller(Fan)
+        .with_handler(Add)
+        .with_handler(Spawn)
+        .with_handler(Sum);
+    let engine = Engine::new(
+        b.clone(),
+        registry,
+        EngineConfig {
+            lease: Duration::from_secs(5),
+            stale_after: Duration::ZERO,
+            sweep_interval: Duration::from_millis(200),
+            ..EngineConfig::default()
+        },
+    );
+    let accepted = engine
+        .accept("fan", json!({ "n": 5 }), SubmitOptions::default())
+        .await
+        .unwrap();
+    assert!(accepted.created);
+    assert_eq!(accepted.job.status, JobStatus::Pending);
+    assert_eq!(
+        b.tasks
+            .count_tasks(&accepted.job.id, None)
+            .await
+            .unwrap()
+            .total(),
+        0
+    );
+    // A second job whose expansion message is lost (the accepting process died after
+    // storing it): take every message off the queue before any worker runs.
+    let lost = engine
+        .accept("fan", json!({ "n": 6 }), SubmitOptions::default())
+        .await
+        .unwrap();
+    let mut kept = Vec::new();
+    for d in b.queue.receive(32, Duration::from_secs(60)).await.unwrap() {
+        if d.body.contains(accepted.job.id.as_str()) {
+            kept.push(d.body.clone());
+        }
+        b.queue.delete(&d).await.unwrap();
+    }
+    b.queue.send(&kept, Duration::ZERO).await.unwrap();
+    let broken = engine
+        .accept("fan", json!({ "n": 0 }), SubmitOptions::default())
+        .await
+        .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(run_worker(
+        engine.clone(),
+        WorkerConfig::default(),
+        shutdown.clone(),
+    ));
+    let sweeper = tokio::spawn(crate::runtime::run_sweeper(
+        engine.clone(),
+        shutdown.clone(),
+    ));
+    let first = wait_terminal(&engine, &accepted.job.id, Duration::from_secs(60)).await;
+    let second = wait_terminal(&engine, &lost.job.id, Duration::from_secs(60)).await;
+    let failed = wait_terminal(&engine, &broken.job.id, Duration::from_secs(60)).await;
+    shutdown.cancel();
+    worker.await.unwrap();
+    sweeper.await.unwrap();
+    assert_eq!(first.status, JobStatus::Succeeded);
+    assert_eq!(first.planned_tasks, 8, "the expansion sized the job");
+    assert_eq!(
+        second.status,
+        JobStatus::Succeeded,
+        "expanded by the sweeper"
+    );
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(
+        failed.error.as_ref().map(|e| e.code.as_str()),
+        Some(codes::INVALID_PLAN)
+    );
+    assert_story_complete(&b, &first.id, 1).await;
 }

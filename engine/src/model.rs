@@ -207,6 +207,8 @@ pub mod codes {
     pub const RESULT_NOT_SERIALIZABLE: &str = "RESULT_NOT_SERIALIZABLE";
     /// Stored data a handler reads (a dependency's result) is not what it expects.
     pub const CORRUPT_RESULT: &str = "CORRUPT_RESULT";
+    /// An accepted job whose plan could not be built at expansion.
+    pub const INVALID_PLAN: &str = "INVALID_PLAN";
 }
 
 /// Latest progress report of a running task.
@@ -498,6 +500,10 @@ pub enum QueueMessage {
         /// (task ID, attempt) pairs.
         tasks: Vec<(TaskId, u32)>,
     },
+    /// The second step of a submission: plan the accepted (PENDING) job and start it.
+    Expand {
+        expand: JobId,
+    },
 }
 
 impl QueueMessage {
@@ -506,12 +512,14 @@ impl QueueMessage {
         match self {
             QueueMessage::One(message) => &message.job_id,
             QueueMessage::Bundle { job_id, .. } => job_id,
+            QueueMessage::Expand { expand } => expand,
         }
     }
 
-    /// The task attempts it carries.
+    /// The task attempts it carries (none for an expansion).
     pub fn into_tasks(self) -> Vec<TaskMessage> {
         match self {
+            QueueMessage::Expand { .. } => Vec::new(),
             QueueMessage::One(message) => vec![message],
             QueueMessage::Bundle { job_id, tasks } => tasks
                 .into_iter()

@@ -269,7 +269,7 @@ fn client_mistakes_are_problems_with_their_status_and_code() {
     );
     assert_problem(&send(&rt, get(&s, "/nowhere")), 404, "NOT_FOUND");
 
-    // Conflicts: no workers here, so the job stays RUNNING.
+    // Conflicts: no workers here, so the job stays accepted (PENDING).
     let sub = send(
         &rt,
         post_json(
@@ -600,4 +600,25 @@ fn sigterm_drains_and_the_job_finishes_after_a_restart() {
     let s = start(dir, &["--workers", "8"], None);
     let done = wait_done(&rt, &s, &id);
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
+}
+
+#[test]
+fn a_million_task_job_is_accepted_without_being_planned() {
+    // No workers: the job stays accepted (PENDING, its expansion queued).
+    let s = serve(&["--no-workers"]);
+    let rt = rt();
+    let started = Instant::now();
+    let r = send(
+        &rt,
+        post_json(
+            &s,
+            "/api/jobs",
+            json!({"job_type": "synthetic", "params": {"n": 1_000_000, "label": "big"}}),
+        ),
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["status"], "PENDING");
+    assert_eq!(r.body["tasks"], json!({}), "no task stored at acceptance");
+    eprintln!("1 000 000-task synthetic accepted in {elapsed:?}");
 }

@@ -251,8 +251,38 @@ impl Engine {
         Ok((id, params, controller.job_version()))
     }
 
-    /// Submit a job: validate, plan, store, start. The same request returns the existing job.
+    /// Submit a job and expand it at once (the command line's path): [`Engine::accept`], then
+    /// [`Engine::expand`] in this process. The same request returns the existing job (a
+    /// PENDING one is expanded: its planning was interrupted).
     pub async fn submit(
+        &self,
+        job_type: &str,
+        params: Value,
+        options: SubmitOptions,
+    ) -> Result<Submission, SubmitError> {
+        let submission = self.accept(job_type, params, options).await?;
+        if submission.job.status != JobStatus::Pending {
+            return Ok(submission);
+        }
+        self.expand(&submission.job.id).await?;
+        let job = self
+            .inner
+            .backend
+            .jobs
+            .get_job(&submission.job.id)
+            .await?
+            .unwrap_or(submission.job);
+        Ok(Submission {
+            job,
+            created: submission.created,
+        })
+    }
+
+    /// The first step of a submission, answering fast whatever the job's size: validate the
+    /// params, compute the job ID, run the controller's `check` (what the params refer to),
+    /// store the job PENDING and enqueue its expansion; a worker then plans and starts it
+    /// ([`Engine::expand`]). The same request returns the existing job unchanged.
+    pub async fn accept(
         &self,
         job_type: &str,
         params: Value,
@@ -264,14 +294,6 @@ impl Engine {
             let mut attempt = 1;
             if let Some(existing) = self.inner.backend.jobs.get_job(&id).await? {
                 match existing.status {
-                    JobStatus::Pending => {
-                        info!("resuming a job whose planning was interrupted");
-                        let job = self.plan_and_start(existing).await?;
-                        return Ok(Submission {
-                            job,
-                            created: false,
-                        });
-                    }
                     JobStatus::Failed | JobStatus::Cancelled if options.force => {
                         info!(
                             previous_attempt = existing.attempt,
@@ -295,24 +317,11 @@ impl Engine {
                     }
                 }
             }
-            let controller = self
-                .inner
-                .registry
-                .controller(job_type)
-                .expect("normalize checked the job type");
+            let controller = self.controller(job_type)?;
             controller.check(&params).await.map_err(|e| match e {
                 CheckError::Invalid(e) => SubmitError::Invalid(e),
                 e @ CheckError::Unavailable { .. } => SubmitError::CheckUnavailable(e.to_string()),
             })?;
-            // Plan before storing anything: an invalid plan leaves no trace.
-            let specs = controller.plan(&id, &params)?;
-            let plan = graph::plan(
-                &id,
-                specs,
-                PlanScope::Job,
-                &|n| self.inner.registry.handler_defaults(n),
-                now_millis(),
-            )?;
             let now = now_millis();
             let job = JobRecord {
                 id: id.clone(),
@@ -324,8 +333,9 @@ impl Engine {
                 outcome_policy: options
                     .outcome_policy
                     .unwrap_or_else(|| controller.outcome_policy()),
-                barriers: plan.barriers.clone(),
-                planned_tasks: plan.len() as u64,
+                // Known once the job is expanded.
+                barriers: Default::default(),
+                planned_tasks: 0,
                 result: None,
                 error: None,
                 created_at: now,
@@ -343,27 +353,98 @@ impl Engine {
                     });
                 }
             };
-            self.store_tasks(&job, plan.into_records()).await?;
-            let job = self.start(job).await?;
+            self.inner
+                .backend
+                .queue
+                .send(&[expand_message(&job.id)], Duration::ZERO)
+                .await?;
             Ok(Submission { job, created: true })
         }
         .instrument(span)
         .await
     }
 
-    /// Re-plan a PENDING job (idempotent inserts) and start it.
-    pub(crate) async fn plan_and_start(&self, job: JobRecord) -> Result<JobRecord, SubmitError> {
-        let controller = self.controller(&job.job_type)?;
-        let specs = controller.plan(&job.id, &job.params)?;
-        let plan = graph::plan(
+    /// The second step of a submission: plan an accepted job, store its tasks, start it.
+    /// Idempotent (tasks are inserted by ID; a job no longer PENDING is left alone). A plan
+    /// that cannot be built closes the job FAILED with `INVALID_PLAN`: it never stays PENDING.
+    pub async fn expand(&self, id: &JobId) -> Result<(), RuntimeError> {
+        let Some(job) = self.inner.backend.jobs.get_job(id).await? else {
+            return Ok(());
+        };
+        if job.status != JobStatus::Pending {
+            return Ok(());
+        }
+        let plan = match self.plan_of(&job) {
+            Ok(plan) => plan,
+            Err(message) => {
+                warn!(job_id = %id, error = %message, "the accepted job cannot be planned");
+                return self.fail_pending(id, codes::INVALID_PLAN, message).await;
+            }
+        };
+        // The record learns its barriers and size before any task runs: a group member that
+        // finishes at once must find the barrier it wakes.
+        let job = if job.barriers != plan.barriers || job.planned_tasks != plan.len() as u64 {
+            let mut sized = job.clone();
+            sized.barriers = plan.barriers.clone();
+            sized.planned_tasks = plan.len() as u64;
+            match self.cas_job(&job, sized).await? {
+                Some(sized) => sized,
+                None => return Ok(()), // another expansion (or a cancel) got there first
+            }
+        } else {
+            job
+        };
+        self.store_tasks(&job, plan.into_records()).await?;
+        self.start(job).await?;
+        Ok(())
+    }
+
+    /// Close a PENDING job FAILED with `code` (a job already further is left alone).
+    pub(crate) async fn fail_pending(
+        &self,
+        job_id: &JobId,
+        code: &str,
+        message: String,
+    ) -> Result<(), RuntimeError> {
+        let Some(job) = self.inner.backend.jobs.get_job(job_id).await? else {
+            return Ok(());
+        };
+        if job.status != JobStatus::Pending {
+            return Ok(());
+        }
+        let mut failed = job.clone();
+        failed.status = JobStatus::Failed;
+        failed.finished_at = Some(now_millis());
+        failed.error = Some(ErrorInfo::new(code, message));
+        if self.cas_job(&job, failed).await?.is_some() {
+            Metrics::inc(&self.inner.metrics.jobs_closed);
+        }
+        Ok(())
+    }
+
+    /// The validated plan of a job, or why there is none.
+    fn plan_of(&self, job: &JobRecord) -> Result<graph::Plan, String> {
+        let controller = self
+            .inner
+            .registry
+            .controller(&job.job_type)
+            .ok_or_else(|| {
+                format!(
+                    "no controller for job type {:?} in this worker",
+                    job.job_type
+                )
+            })?;
+        let specs = controller
+            .plan(&job.id, &job.params)
+            .map_err(|e| e.to_string())?;
+        graph::plan(
             &job.id,
             specs,
             PlanScope::Job,
             &|n| self.inner.registry.handler_defaults(n),
             now_millis(),
-        )?;
-        self.store_tasks(&job, plan.into_records()).await?;
-        Ok(self.start(job).await?)
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// Insert tasks in chunks, sending the messages of each chunk's root tasks right after it.
@@ -584,6 +665,12 @@ impl Engine {
             .fresh(&key, || tasks.any_unfinished(job_id, group))
             .await
     }
+}
+
+/// The message that asks a worker to expand an accepted job.
+pub(crate) fn expand_message(id: &JobId) -> String {
+    serde_json::to_string(&QueueMessage::Expand { expand: id.clone() })
+        .expect("a message of IDs always serializes")
 }
 
 /// The queue message of a task attempt: IDs only.

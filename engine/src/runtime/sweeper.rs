@@ -83,8 +83,8 @@ impl Engine {
             .stale_pending_jobs(stale, SWEEP_BATCH)
             .await?
         {
-            info!(job_id = %job.id, "resuming a job whose submission was interrupted");
-            match self.plan_and_start(job).await {
+            info!(job_id = %job.id, "expanding a job whose expansion was interrupted");
+            match self.expand(&job.id).await {
                 Ok(_) => report.jobs_resumed += 1,
                 Err(e) => warn!(error = %e, "could not resume job"),
             }

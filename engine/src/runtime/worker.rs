@@ -143,6 +143,13 @@ pub async fn run_worker(engine: Engine, config: WorkerConfig, shutdown: Cancella
     }
 }
 
+/// One part of a delivery.
+pub(crate) enum Part {
+    Task(TaskMessage),
+    /// The second step of a submission.
+    Expand(crate::ids::JobId),
+}
+
 /// How a handler run ended.
 enum RunEnd {
     Output(TaskOutput),
@@ -168,9 +175,18 @@ impl Engine {
     /// malformed message goes to the poison queue; a bundle delivered again is split into one
     /// message per task (sent before the bundle is deleted: a crash in between duplicates,
     /// never loses) so that each task counts its own deliveries from then on.
-    pub(crate) async fn open_delivery(&self, delivery: Delivery) -> Vec<(TaskMessage, PartLease)> {
+    pub(crate) async fn open_delivery(&self, delivery: Delivery) -> Vec<(Part, PartLease)> {
         let queue = &self.inner.backend.queue;
         let tasks = match serde_json::from_str::<QueueMessage>(&delivery.body) {
+            Ok(QueueMessage::Expand { expand }) => {
+                let body = delivery.body.clone();
+                let leases =
+                    lease::share(queue.clone(), delivery, vec![body], self.inner.config.lease);
+                return leases
+                    .into_iter()
+                    .map(|l| (Part::Expand(expand.clone()), l))
+                    .collect();
+            }
             Ok(message) => message.into_tasks(),
             Err(e) => {
                 warn!(message_id = %delivery.message_id, error = %e, "malformed message moved to the poison queue");
@@ -196,16 +212,59 @@ impl Engine {
             return Vec::new();
         }
         let leases = lease::share(queue.clone(), delivery, bodies, self.inner.config.lease);
-        tasks.into_iter().zip(leases).collect()
+        tasks.into_iter().map(Part::Task).zip(leases).collect()
+    }
+
+    /// Process one part of a delivery: a task attempt, or the expansion of an accepted job.
+    pub(crate) async fn process_part(&self, part: Part, lease: PartLease, config: &WorkerConfig) {
+        match part {
+            Part::Task(message) => self.process_task(message, lease, config).await,
+            Part::Expand(job_id) => self.process_expand(job_id, lease).await,
+        }
+    }
+
+    /// Expand an accepted job under the message's lease (renewed while a large plan is
+    /// stored). Delivered too often without an outcome (the expansion crashes the process),
+    /// the job is closed FAILED `POISONED`: it never stays PENDING.
+    async fn process_expand(&self, job_id: crate::ids::JobId, lease: PartLease) {
+        let span = tracing::error_span!("expand", job_id = %job_id);
+        async move {
+            if lease.dequeue_count() > self.inner.config.max_dequeue.max(1) {
+                warn!(
+                    dequeue_count = lease.dequeue_count(),
+                    "expansion delivered too often; the job fails"
+                );
+                let closed = self.fail_pending(
+                    &job_id,
+                    codes::POISONED,
+                    format!(
+                        "its expansion was delivered {} times without an outcome",
+                        lease.dequeue_count()
+                    ),
+                );
+                match closed.await {
+                    Ok(()) => {
+                        if let Err(e) = lease.dead_letter().await {
+                            warn!(error = %e, "dead-lettering failed");
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "could not fail the job; the message comes back"),
+                }
+                return;
+            }
+            match self.expand(&job_id).await {
+                Ok(()) => {
+                    lease.ack().await.ok();
+                }
+                Err(e) => warn!(error = %e, "expansion not completed; it will be delivered again"),
+            }
+        }
+        .instrument(span)
+        .await
     }
 
     /// Process one task attempt of a delivery, in a span carrying its IDs.
-    pub(crate) async fn process_part(
-        &self,
-        message: TaskMessage,
-        lease: PartLease,
-        config: &WorkerConfig,
-    ) {
+    async fn process_task(&self, message: TaskMessage, lease: PartLease, config: &WorkerConfig) {
         // ERROR level: the span is recorded whatever the log filter, so every line carries its IDs.
         let span = tracing::error_span!(
             "task",

@@ -164,7 +164,22 @@ impl App {
         }
     }
 
-    /// Submit a job; the same request returns the existing job (`created` false).
+    /// Accept a job (the first step of a submission: validated, checked, stored PENDING, its
+    /// expansion queued for a worker): answers fast whatever the job's size. The same request
+    /// returns the existing job (`created` false).
+    pub async fn accept(
+        &self,
+        job_type: &str,
+        params: Value,
+        options: SubmitOptions,
+    ) -> Result<(Submission, JobView), AppError> {
+        let submission = self.engine.accept(job_type, params, options).await?;
+        let view = self.engine.status(&submission.job.id).await?;
+        Ok((submission, view))
+    }
+
+    /// Submit a job and expand it in this process (the command line's path); the same
+    /// request returns the existing job (`created` false).
     pub async fn submit(
         &self,
         job_type: &str,

@@ -128,7 +128,7 @@ pub async fn submit(
         outcome_policy: body.outcome_policy,
     };
     let (submission, view) = app
-        .submit(&body.job_type, body.params, options)
+        .accept(&body.job_type, body.params, options)
         .await
         .map_err(|mut e| {
             // Over HTTP the params are a member of the body: name the fields from there.
