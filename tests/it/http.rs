@@ -622,3 +622,55 @@ fn a_million_task_job_is_accepted_without_being_planned() {
     assert_eq!(r.body["tasks"], json!({}), "no task stored at acceptance");
     eprintln!("1 000 000-task synthetic accepted in {elapsed:?}");
 }
+
+#[test]
+fn metrics_expose_engine_counters_and_requests_by_route() {
+    let s = serve(&[]);
+    let rt = rt();
+    let sub = send(
+        &rt,
+        post_json(
+            &s,
+            "/api/jobs",
+            json!({"job_type": "hello_world", "params": {"n": 7}}),
+        ),
+    );
+    let id = sub.body["id"].as_str().unwrap().to_owned();
+    wait_done(&rt, &s, &id);
+    assert_eq!(send(&rt, get(&s, "/api/jobs/abc")).status, 400);
+    let r = send(&rt, get(&s, "/metrics"));
+    assert_eq!(r.status, 200);
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = r.body.as_str().unwrap().to_owned();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+    };
+    assert_eq!(
+        value("tessera_task_outcomes_total{outcome=\"succeeded\"}"),
+        8.0
+    );
+    // Routes are labelled by their pattern, not by the raw path.
+    assert!(
+        value(
+            "tessera_http_requests_total{route=\"/api/jobs/{id}\",method=\"GET\",status=\"200\"}"
+        ) >= 1.0
+    );
+    assert_eq!(
+        value(
+            "tessera_http_requests_total{route=\"/api/jobs/{id}\",method=\"GET\",status=\"400\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value("tessera_http_requests_total{route=\"/api/jobs\",method=\"POST\",status=\"202\"}"),
+        1.0
+    );
+    assert!(text.contains("tessera_http_request_duration_seconds_bucket{route=\"/api/jobs\",method=\"POST\",status=\"202\",le=\"+Inf\"} 1"));
+}

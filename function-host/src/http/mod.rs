@@ -7,6 +7,7 @@
 //! Invariant: only this module knows HTTP; the application layer and the engine do not.
 
 mod auth;
+mod metrics;
 pub mod problem;
 mod routes;
 
@@ -98,6 +99,10 @@ async fn layer_error(e: tower::BoxError) -> ApiError {
 
 /// The API's router over `app`.
 pub fn router(app: Arc<App>, config: &HttpConfig) -> Router {
+    let http_metrics = Arc::new(metrics::HttpMetrics::default());
+    let exposition = Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .with_state((app.clone(), http_metrics.clone()));
     let plain = Router::new()
         .route("/api/jobs", post(routes::submit).get(routes::list_jobs))
         .route(
@@ -131,7 +136,12 @@ pub fn router(app: Arc<App>, config: &HttpConfig) -> Router {
     Router::new()
         .merge(plain)
         .merge(streams)
+        .merge(exposition)
         .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            http_metrics,
+            metrics::record,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(config.keys.clone()),
             auth::require_key,
