@@ -98,6 +98,23 @@ pub enum DataStoreKind {
     Azure,
 }
 
+/// Talk to a `tessera serve` instead of opening the store.
+#[derive(Debug, Args, Clone)]
+pub struct ServerArgs {
+    /// URL of a `tessera serve` (e.g. http://127.0.0.1:8080): the command goes through its
+    /// API, with the same output and exit codes.
+    #[arg(long, env = "TESSERA_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// API key for `--server` (a bearer token).
+    #[arg(
+        long,
+        env = "TESSERA_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub api_key: Option<String>,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct ParamsArgs {
     /// Job params as a JSON object, e.g. '{"n": 1000}'.
@@ -177,6 +194,8 @@ pub enum Command {
         params: ParamsArgs,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        server: ServerArgs,
         #[arg(long)]
         force: bool,
         #[arg(long)]
@@ -188,6 +207,8 @@ pub enum Command {
         id: String,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        server: ServerArgs,
         #[arg(long)]
         json: bool,
     },
@@ -196,6 +217,8 @@ pub enum Command {
         id: String,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        server: ServerArgs,
         #[arg(long)]
         json: bool,
     },
@@ -203,6 +226,8 @@ pub enum Command {
     Jobs {
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        server: ServerArgs,
         /// Most jobs to list.
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -218,11 +243,29 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
     },
+    /// List a job's tasks (status, attempts, starts, error).
+    Tasks {
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Only tasks in this status (e.g. failed).
+        #[arg(long)]
+        status: Option<String>,
+        /// Most tasks to list.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a job's events as JSON lines (job_started, task_started, progress_update, ...).
     Events {
         id: String,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        server: ServerArgs,
         /// Keep printing new events until the job finishes.
         #[arg(long)]
         follow: bool,

@@ -2,6 +2,7 @@
 //! Storage) and the registered job types, and maps errors to documented exit codes.
 
 mod cli;
+mod front;
 mod output;
 mod run;
 mod serve;
@@ -11,21 +12,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use engine::ports::PageRequest;
 use engine::runtime::{WorkerConfig, run_sweeper, run_worker};
 use engine::{OutcomePolicy, SubmitOptions};
 use engine_azure::Credentials;
 use engine_sqlite::SqliteConfig;
 use function_host::app::error::{EXIT_INTERNAL, EXIT_OK, codes};
 use function_host::app::{
-    Access, App, AppConfig, AppError, DataConfig, JobsQuery, StoreConfig, parse_job_id,
-    parse_params,
+    Access, App, AppConfig, AppError, DataConfig, StoreConfig, parse_job_id, parse_params,
 };
 use function_host::http::{ApiKeys, HttpConfig};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use cli::{BackendKind, Cli, Command, DataStoreKind, DbArgs, LogFormat, ParamsArgs};
+use cli::{BackendKind, Cli, Command, DataStoreKind, DbArgs, LogFormat, ParamsArgs, ServerArgs};
+use front::{Client, Front};
 
 /// The command line, with `--help` listing the job types this binary registers (from the
 /// registry: each controller's type, version and description).
@@ -160,6 +160,22 @@ async fn with_app<T>(
     result
 }
 
+/// Like `with_app`, or against `tessera serve` with `--server`.
+async fn with_front<T>(
+    db: &DbArgs,
+    server: &ServerArgs,
+    access: Access,
+    f: impl AsyncFnOnce(&Front) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let front = match &server.server {
+        Some(url) => Front::Remote(Client::new(url, server.api_key.clone())?),
+        None => Front::Local(App::open(&app_config(db, access)?).await?),
+    };
+    let result = f(&front).await;
+    front.shutdown().await;
+    result
+}
+
 fn read_params(args: &ParamsArgs) -> Result<Value, AppError> {
     match (&args.params, &args.params_file) {
         (Some(text), _) => parse_params(text, "--params"),
@@ -269,21 +285,18 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             job_type,
             params,
             db,
+            server,
             force,
             json,
         } => {
-            with_app(&db, Access::ReadWrite, async move |app| {
-                let options = submit_options(&params, force);
-                let params = read_params(&params)?;
-                let (submission, view) = app.submit(&job_type, params, options).await?;
+            let options = submit_options(&params, force);
+            let params = read_params(&params)?;
+            with_front(&db, &server, Access::ReadWrite, async move |front| {
+                let (created, view) = front.submit(&job_type, params, options).await?;
                 if json {
                     output::print_json(&view)?;
                 } else {
-                    let verb = if submission.created {
-                        "submitted"
-                    } else {
-                        "exists:"
-                    };
+                    let verb = if created { "submitted" } else { "exists:" };
                     println!(
                         "{verb} job {} ({}) {}",
                         view.job.id, view.job.job_type, view.job.status
@@ -293,10 +306,15 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             })
             .await
         }
-        Command::Status { id, db, json } => {
+        Command::Status {
+            id,
+            db,
+            server,
+            json,
+        } => {
             let id = parse_job_id(&id)?;
-            with_app(&db, Access::ReadOnly, async move |app| {
-                let view = app.status(&id).await?;
+            with_front(&db, &server, Access::ReadOnly, async move |front| {
+                let view = front.status(&id).await?;
                 if json {
                     output::print_json(&view)?;
                 } else {
@@ -306,10 +324,15 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             })
             .await
         }
-        Command::Cancel { id, db, json } => {
+        Command::Cancel {
+            id,
+            db,
+            server,
+            json,
+        } => {
             let id = parse_job_id(&id)?;
-            with_app(&db, Access::ReadWrite, async move |app| {
-                let (view, _) = app.cancel(&id).await?;
+            with_front(&db, &server, Access::ReadWrite, async move |front| {
+                let view = front.cancel(&id).await?;
                 if json {
                     output::print_json(&view)?;
                 } else {
@@ -319,21 +342,55 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             })
             .await
         }
-        Command::Jobs { db, limit, json } => {
-            with_app(&db, Access::ReadOnly, async move |app| {
-                let query = JobsQuery {
-                    page: PageRequest::first(limit.max(1)),
-                    ..JobsQuery::default()
-                };
-                let page = app.list_jobs(&query).await?;
+        Command::Jobs {
+            db,
+            server,
+            limit,
+            json,
+        } => {
+            with_front(&db, &server, Access::ReadOnly, async move |front| {
+                let jobs = front.list_jobs(limit).await?;
                 if json {
-                    let mut views = Vec::with_capacity(page.items.len());
-                    for job in &page.items {
-                        views.push(app.status(&job.id).await?);
+                    let mut views = Vec::with_capacity(jobs.len());
+                    for job in &jobs {
+                        views.push(front.status(&job.id).await?);
                     }
                     output::print_json(&views)?;
                 } else {
-                    output::print_job_table(&page.items);
+                    output::print_job_table(&jobs);
+                }
+                Ok(EXIT_OK)
+            })
+            .await
+        }
+        Command::Tasks {
+            id,
+            db,
+            server,
+            status,
+            limit,
+            json,
+        } => {
+            let id = parse_job_id(&id)?;
+            let status = status
+                .map(|s| {
+                    s.to_ascii_uppercase()
+                        .parse::<engine::TaskStatus>()
+                        .map_err(|_| {
+                            AppError::invalid(
+                                codes::INVALID_QUERY,
+                                format!("--status: unknown task status {s:?}"),
+                            )
+                        })
+                })
+                .transpose()?;
+            with_front(&db, &server, Access::ReadOnly, async move |front| {
+                front.status(&id).await?;
+                let tasks = front.list_tasks(&id, status, limit).await?;
+                if json {
+                    output::print_json(&tasks)?;
+                } else {
+                    output::print_task_table(&tasks);
                 }
                 Ok(EXIT_OK)
             })
@@ -358,11 +415,16 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             println!("backed up {} to {}", db.db.display(), to.display());
             Ok(EXIT_OK)
         }
-        Command::Events { id, db, follow } => {
+        Command::Events {
+            id,
+            db,
+            server,
+            follow,
+        } => {
             let id = parse_job_id(&id)?;
-            with_app(&db, Access::ReadOnly, async move |app| {
-                app.status(&id).await?;
-                output::print_events(app, &id, follow).await?;
+            with_front(&db, &server, Access::ReadOnly, async move |front| {
+                front.status(&id).await?;
+                output::print_events(front, &id, follow).await?;
                 Ok(EXIT_OK)
             })
             .await

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use crate::front::Front;
 use engine::runtime::JobView;
-use engine::{JobId, JobRecord, JobStatus};
-use function_host::app::App;
+use engine::{JobId, JobRecord, JobStatus, TaskRecord};
 use serde::Serialize;
 
 use function_host::app::error::{EXIT_JOB_UNSUCCESSFUL, EXIT_OK};
@@ -80,16 +80,38 @@ pub fn print_job_table(jobs: &[JobRecord]) {
     }
 }
 
-pub async fn print_events(app: &App, id: &JobId, follow: bool) -> anyhow::Result<()> {
+pub fn print_task_table(tasks: &[TaskRecord]) {
+    println!(
+        "{:<64}  {:<18}  {:<14}  {:<10}  {:>7}  {:>6}  ERROR",
+        "ID", "TASK", "KEY", "STATUS", "ATTEMPT", "STARTS"
+    );
+    for t in tasks {
+        let key = t.key.to_string();
+        println!(
+            "{:<64}  {:<18}  {:<14}  {:<10}  {:>7}  {:>6}  {}",
+            t.id,
+            t.task,
+            key,
+            t.status.as_str(),
+            t.attempt,
+            t.starts,
+            t.error
+                .as_ref()
+                .map_or(String::new(), |e| format!("{}: {}", e.code, e.message))
+        );
+    }
+}
+
+pub async fn print_events(front: &Front, id: &JobId, follow: bool) -> anyhow::Result<()> {
     let mut after = 0;
     loop {
-        let events = app.events_after(id, after, 1_000).await?;
+        let events = front.events_after(id, after, 1_000).await?;
         for (seq, event) in &events {
             after = *seq;
             println!("{}", serde_json::to_string(event)?);
         }
         if events.is_empty() {
-            let job = app.status(id).await?.job;
+            let job = front.status(id).await?.job;
             if !follow || job.status.is_terminal() {
                 return Ok(());
             }

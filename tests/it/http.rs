@@ -674,3 +674,89 @@ fn metrics_expose_engine_counters_and_requests_by_route() {
     );
     assert!(text.contains("tessera_http_request_duration_seconds_bucket{route=\"/api/jobs\",method=\"POST\",status=\"202\",le=\"+Inf\"} 1"));
 }
+
+#[test]
+fn the_cli_as_a_client_prints_and_exits_like_the_local_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tessera.db");
+    let keys = format!("{KEY},ro:{RO_KEY}");
+    let s = start(dir, &["--api-keys", &keys], Some(KEY));
+    let remote = |args: &[&str], key: &str| {
+        let out = tessera(
+            &db,
+            &[args, &["--server", &s.base, "--api-key", key]].concat(),
+        )
+        .output()
+        .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let local = |args: &[&str]| {
+        let out = tessera(&db, args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out, err) = remote(
+        &[
+            "submit",
+            "hello_world",
+            "--params",
+            r#"{"n": 3, "fail_every": 2}"#,
+            "--outcome",
+            "continue",
+            "--json",
+        ],
+        KEY,
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let (code, out, _) = remote(&["status", &id, "--json"], RO_KEY);
+        let job: Value = serde_json::from_str(&out).unwrap();
+        if job["status"] != "PENDING" && job["status"] != "RUNNING" {
+            break (code, out);
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // COMPLETED_WITH_ERRORS: exit 1 either way, the same JSON.
+    assert_eq!(status.0, 1);
+    assert_eq!(local(&["status", &id, "--json"]), status);
+    for args in [
+        vec!["status", id.as_str()],
+        vec!["tasks", id.as_str(), "--json"],
+        vec!["tasks", id.as_str(), "--status", "failed"],
+        vec!["events", id.as_str()],
+        vec!["jobs"],
+    ] {
+        let (code, out, err) = remote(&args, RO_KEY);
+        assert_eq!((code, out), local(&args), "{args:?}: {err}");
+    }
+    // Errors keep their exit codes: a bad ID and an unknown job are 2, a refused key 2, an
+    // unreachable server 3.
+    assert_eq!(remote(&["status", "abc"], RO_KEY).0, 2);
+    let (code, _, err) = remote(&["status", &"0".repeat(64)], RO_KEY);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no job with id"), "{err}");
+    let (code, _, err) = remote(&["cancel", &id], RO_KEY);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("read-only"), "{err}");
+    let (code, out, _) = remote(&["cancel", &id], KEY);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("job {id} is COMPLETED_WITH_ERRORS").as_str())
+    );
+    let out = tessera(&db, &["status", &id, "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+}

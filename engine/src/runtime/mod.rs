@@ -169,7 +169,7 @@ pub struct Submission {
 }
 
 /// A job with its task counts, as `status` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct JobView {
     #[serde(flatten)]
     pub job: JobRecord,

@@ -74,7 +74,7 @@ impl ErrorKind {
 }
 
 /// One invalid field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -106,6 +106,42 @@ pub mod codes {
     pub const BAD_PATH: &str = "BAD_PATH";
     pub const BAD_CONFIG: &str = "BAD_CONFIG";
     pub const INTERNAL: &str = "INTERNAL";
+    /// A server's code this client does not know.
+    pub const REMOTE: &str = "REMOTE_ERROR";
+
+    /// Every code above.
+    pub const ALL: &[&str] = &[
+        INVALID_PARAMS,
+        INVALID_JSON,
+        INVALID_REQUEST,
+        INVALID_QUERY,
+        UNSUPPORTED_MEDIA_TYPE,
+        BODY_TOO_LARGE,
+        UNAUTHORIZED,
+        FORBIDDEN,
+        NOT_FOUND,
+        OVERLOADED,
+        TIMEOUT,
+        INVALID_ID,
+        UNKNOWN_JOB_TYPE,
+        INVALID_PLAN,
+        JOB_NOT_FOUND,
+        TASK_NOT_FOUND,
+        NOT_RERUNNABLE,
+        JOB_FINISHED,
+        JOB_NOT_FINISHED,
+        STORAGE_UNAVAILABLE,
+        CHECK_UNAVAILABLE,
+        BAD_PATH,
+        BAD_CONFIG,
+        INTERNAL,
+        REMOTE,
+    ];
+
+    /// The constant spelling `code`, if it is one of ours.
+    pub fn known(code: &str) -> Option<&'static str> {
+        ALL.iter().copied().find(|c| *c == code)
+    }
 }
 
 /// An error of any front door.
