@@ -760,3 +760,76 @@ fn the_cli_as_a_client_prints_and_exits_like_the_local_commands() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[test]
+fn the_jobs_stream_tells_creation_start_and_end() {
+    let s = serve(&[]);
+    let rt = rt();
+    let seen = rt.block_on(async {
+        let resp = get(&s, "/api/events").send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut stream = resp.bytes_stream();
+        // Submitted once the stream is watching (its first look happens on the first read).
+        let submit = post_json(
+            &s,
+            "/api/jobs",
+            json!({"job_type": "synthetic", "params": {"n": 24, "sleep_ms": 300, "label": "watch"}}),
+        );
+        let submitted = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let sub = submit.send().await.unwrap();
+            sub.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        });
+        let id = {
+            // Read (and drop) what the stream says before the job exists.
+            let mut early = String::new();
+            let _ = tokio::time::timeout(Duration::from_millis(300), async {
+                while let Some(chunk) = stream.next().await {
+                    early.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+                }
+            })
+            .await;
+            submitted.await.unwrap()
+        };
+        let mut text = String::new();
+        let mut seen: Vec<(String, String)> = Vec::new();
+        let read = async {
+            while let Some(chunk) = stream.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+                while let Some(end) = text.find("\n\n") {
+                    let block: String = text.drain(..end + 2).collect();
+                    let field = |name: &str| {
+                        block
+                            .lines()
+                            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                            .map(str::to_owned)
+                    };
+                    if let (Some(event), Some(data)) = (field("event"), field("data")) {
+                        let job: Value = serde_json::from_str(&data).unwrap();
+                        if job["id"] == id.as_str() {
+                            seen.push((event, job["status"].as_str().unwrap().to_owned()));
+                            if job["status"] == "SUCCEEDED" {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), read)
+            .await
+            .expect("the job's end on the jobs stream");
+        seen
+    });
+    assert_eq!(
+        seen.first().map(|e| e.0.as_str()),
+        Some("job_created"),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.last(),
+        Some(&("job_status".to_owned(), "SUCCEEDED".to_owned())),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|e| e.1 == "RUNNING"), "{seen:?}");
+}

@@ -125,6 +125,7 @@ pub fn router(app: Arc<App>, config: &HttpConfig) -> Router {
         .layer(DefaultBodyLimit::max(config.max_body));
     let streams = Router::new()
         .route("/api/jobs/{id}/events", get(routes::events))
+        .route("/api/events", get(routes::job_events))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(layer_error))

@@ -364,6 +364,94 @@ fn event_stream(
     })
 }
 
+/// How often the jobs stream looks at the newest jobs, and how many it watches.
+const JOBS_POLL: Duration = Duration::from_millis(250);
+const JOBS_WATCHED: usize = 200;
+
+/// `GET /api/events`: a live stream of job-level changes for a jobs list, among the newest
+/// 200 jobs: `job_created`, `job_status` (started, finished, ...), `job_progress` (running
+/// jobs, when their progress moved). Each event's data is the job's view (record, task
+/// counts, progress). Event IDs count this connection's events; a reconnect starts with the
+/// current state (every watched job as `job_created`).
+pub async fn job_events(
+    State(app): State<Arc<App>>,
+    axum::Extension(shutdown): axum::Extension<tokio_util::sync::CancellationToken>,
+) -> Response {
+    struct Watch {
+        app: Arc<App>,
+        shutdown: tokio_util::sync::CancellationToken,
+        /// Job ID -> (status, progress) last sent.
+        seen: std::collections::HashMap<engine::JobId, (JobStatus, f64)>,
+        pending: std::collections::VecDeque<(&'static str, engine::runtime::JobView)>,
+        next_id: u64,
+        first: bool,
+    }
+    let watch = Watch {
+        app,
+        shutdown,
+        seen: Default::default(),
+        pending: Default::default(),
+        next_id: 0,
+        first: true,
+    };
+    let stream = futures::stream::unfold(watch, |mut w| async move {
+        loop {
+            if let Some((name, view)) = w.pending.pop_front() {
+                w.next_id += 1;
+                let event = Event::default()
+                    .id(w.next_id.to_string())
+                    .event(name)
+                    .data(serde_json::to_string(&view).unwrap_or_else(|_| "{}".into()));
+                return Some((Ok::<_, Infallible>(event), w));
+            }
+            if w.shutdown.is_cancelled() {
+                return None;
+            }
+            if !w.first {
+                tokio::select! {
+                    _ = w.shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(JOBS_POLL) => {}
+                }
+            }
+            w.first = false;
+            let query = JobsQuery {
+                page: PageRequest::first(JOBS_WATCHED),
+                ..JobsQuery::default()
+            };
+            let Ok(page) = w.app.list_jobs(&query).await else {
+                continue;
+            };
+            for job in page.items.into_iter().rev() {
+                let before = w.seen.get(&job.id).copied();
+                // Only running jobs' progress can move; others need no task count.
+                let unchanged = before.is_some_and(|(status, _)| {
+                    status == job.status && job.status != JobStatus::Running
+                });
+                if unchanged {
+                    continue;
+                }
+                let Ok(view) = w.app.status(&job.id).await else {
+                    continue;
+                };
+                let now = (view.job.status, view.progress);
+                let name = match before {
+                    None => "job_created",
+                    Some((status, _)) if status != now.0 => "job_status",
+                    Some((_, progress)) if (progress - now.1).abs() > f64::EPSILON => {
+                        "job_progress"
+                    }
+                    Some(_) => continue,
+                };
+                w.seen.insert(view.job.id.clone(), now);
+                w.pending.push_back((name, view));
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
+}
+
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
