@@ -35,7 +35,7 @@ use tracing::{Instrument, info, info_span};
 
 use crate::Services;
 use crate::cog_validate::validate_cog;
-use crate::failure::{blob_failure, job_params, join_failure};
+use crate::failure::{blob_failure, job_params};
 use crate::listing::inventory;
 use crate::raster::{RasterInfo, short_gdal_message, srs_from_wkt, wgs84};
 
@@ -551,7 +551,7 @@ impl TaskHandler for CatalogContainer {
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutput, HandlerError> {
         let p: SyncParams = job_params(ctx)?;
         let span = info_span!("catalog_container", container = %p.container, prefix = %p.prefix);
-        let inv = inventory(&self.services.blobs, &p.container, &p.prefix, Some(ctx))
+        let inv = inventory(&self.services, &p.container, &p.prefix, Some(ctx))
             .instrument(span)
             .await?;
         let mut ids: BTreeMap<String, String> = BTreeMap::new();
@@ -636,17 +636,18 @@ impl TaskHandler for CatalogFile {
                 ctx.task_id.as_str().to_owned(),
             );
             let (id, cid) = (f.id.clone(), p.collection_id.clone());
-            let item = tokio::task::spawn_blocking(move || -> Result<Item, HandlerError> {
-                let info = RasterInfo::read(&path)?;
-                let is_cog = validate_cog(&path, true).is_ok_and(|r| r.is_valid());
-                let datetime = modified(&path).unwrap_or_else(Utc::now);
-                Ok(
-                    stac_item(&info, &id, &href, is_cog, &job_id, &task_id, datetime)?
-                        .in_collection(&cid, &collection_href),
-                )
-            })
-            .await
-            .map_err(join_failure)??;
+            let item = self
+                .services
+                .gdal(move || -> Result<Item, HandlerError> {
+                    let info = RasterInfo::read(&path)?;
+                    let is_cog = validate_cog(&path, true).is_ok_and(|r| r.is_valid());
+                    let datetime = modified(&path).unwrap_or_else(Utc::now);
+                    Ok(
+                        stac_item(&info, &id, &href, is_cog, &job_id, &task_id, datetime)?
+                            .in_collection(&cid, &collection_href),
+                    )
+                })
+                .await??;
             let bytes = serde_json::to_vec_pretty(&item)
                 .map_err(|e| HandlerError::permanent("INTERNAL", e.to_string()))?;
             blobs
