@@ -90,7 +90,7 @@ impl Controller for CogConversion {
         p.finish()
     }
     async fn check(&self, params: &Value) -> Result<(), CheckError> {
-        check_job(&self.services.blobs, &job(params)?).await
+        check_job(&self.services, &job(params)?).await
     }
     fn plan(&self, _job_id: &JobId, params: &Value) -> Result<Vec<TaskSpec>, PlanError> {
         let blobs: Vec<&str> = params["blobs"]

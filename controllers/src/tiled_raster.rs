@@ -80,22 +80,23 @@ impl Controller for TiledRaster {
             .await
             .map_err(|e| services::failure::check_failure("blob", e))?;
         let (min_zoom, max_zoom, tile_size) = (p.min_zoom, p.max_zoom, p.tile_size);
-        let checked = tokio::task::spawn_blocking(move || -> Result<u64, RasterError> {
-            let ds = services::raster::open(&path)?;
-            RasterInfo::of(&ds, &path)?;
-            let warped = services::tiles::warp::to_web_mercator(ds).map_err(|reason| {
-                RasterError::UnknownCrs {
-                    file: services::raster::file_name(&path),
-                    reason,
-                }
-            })?;
-            let bounds = warped.bounds();
-            Ok((min_zoom..=max_zoom)
-                .map(|z| tile_range(bounds, z, tile_size).count())
-                .sum())
-        })
-        .await
-        .map_err(|e| services::failure::check_join_failure("blob", e))?;
+        let checked = self
+            .0
+            .gdal_check("blob", move || -> Result<u64, RasterError> {
+                let ds = services::raster::open(&path)?;
+                RasterInfo::of(&ds, &path)?;
+                let warped = services::tiles::warp::to_web_mercator(ds).map_err(|reason| {
+                    RasterError::UnknownCrs {
+                        file: services::raster::file_name(&path),
+                        reason,
+                    }
+                })?;
+                let bounds = warped.bounds();
+                Ok((min_zoom..=max_zoom)
+                    .map(|z| tile_range(bounds, z, tile_size).count())
+                    .sum())
+            })
+            .await?;
         let tiles = checked.map_err(|e| ValidationError::new("blob", e.to_string()))?;
         if tiles > MAX_TILES {
             return Err(ValidationError::new(

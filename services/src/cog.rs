@@ -1,9 +1,9 @@
 //! `cog_conversion` handlers: `cog` converts one raster to a Cloud Optimized GeoTIFF, the
 //! `collect_cogs` barrier gathers the outcomes.
 //!
-//! A `cog` task reads its input through [`Blobs::local_path`], copies it to an in-memory VRT
-//! (which keeps nodata, band descriptions, color interpretation and metadata) where it sets
-//! the lineage metadata items `TESSERA_JOB_ID`, `TESSERA_TASK_ID` and `TESSERA_SOURCE`, then
+//! A `cog` task reads its input through [`Blobs::local_path`](crate::Blobs::local_path),
+//! copies it to an in-memory VRT (which keeps nodata, band descriptions, color interpretation
+//! and metadata) where it sets the lineage metadata items `TESSERA_JOB_ID`, `TESSERA_TASK_ID` and `TESSERA_SOURCE`, then
 //! writes the COG with GDAL's `COG` driver to a scratch directory. The file is uploaded only
 //! after [`validate_cog`] (full check) finds no error, so a failure never leaves a partial
 //! output. Output name: [`output_name`].
@@ -22,9 +22,8 @@ use serde_json::json;
 use tracing::{Instrument, info, info_span};
 
 use crate::Services;
-use crate::blob::Blobs;
 use crate::cog_validate::validate_cog;
-use crate::failure::{blob_failure, job_params, join_failure};
+use crate::failure::{blob_failure, job_params};
 use crate::raster::{self, RasterError, RasterInfo, parse_crs, short_gdal_message};
 use crate::stac::each_member;
 
@@ -162,12 +161,22 @@ pub fn open_source(path: &Path, name: &str, job: &CogJob) -> Result<Dataset, Ras
 /// What the submission can know: every blob exists and is a raster that these options can
 /// convert; the target CRS is known. Errors name the field (`blobs[i]`, `target_crs`) and the
 /// blob.
-pub async fn check_job(blobs: &Blobs, job: &CogJob) -> Result<(), CheckError> {
-    if let Some(crs) = &job.target_crs {
-        parse_crs(crs).map_err(|reason| {
-            ValidationError::new("target_crs", format!("unknown CRS {crs:?}: {reason}"))
-        })?;
+pub async fn check_job(services: &Services, job: &CogJob) -> Result<(), CheckError> {
+    if let Some(crs) = job.target_crs.clone() {
+        services
+            .gdal_check("target_crs", move || parse_crs(&crs).map(drop))
+            .await?
+            .map_err(|reason| {
+                ValidationError::new(
+                    "target_crs",
+                    format!(
+                        "unknown CRS {:?}: {reason}",
+                        job.target_crs.as_deref().unwrap_or("")
+                    ),
+                )
+            })?;
     }
+    let blobs = &services.blobs;
     for (i, blob) in job.blobs.iter().enumerate() {
         let field = format!("blobs[{i}]");
         let path = blobs
@@ -175,10 +184,9 @@ pub async fn check_job(blobs: &Blobs, job: &CogJob) -> Result<(), CheckError> {
             .await
             .map_err(|e| crate::failure::check_failure(&field, e))?;
         let (job, name) = (job.clone(), blob.clone());
-        let checked =
-            tokio::task::spawn_blocking(move || open_source(&path, &name, &job).map(drop))
-                .await
-                .map_err(|e| crate::failure::check_join_failure(&field, e))?;
+        let checked = services
+            .gdal_check(&field, move || open_source(&path, &name, &job).map(drop))
+            .await?;
         checked.map_err(|e| ValidationError::new(&field, e.to_string()))?;
     }
     Ok(())
@@ -366,9 +374,9 @@ impl TaskHandler for Cog {
             let converted = {
                 let (job, dst) = (job.clone(), dst.clone());
                 let name = blob.clone();
-                tokio::task::spawn_blocking(move || convert(&src, &name, &dst, &job, &lineage))
-                    .await
-                    .map_err(join_failure)??
+                self.services
+                    .gdal(move || convert(&src, &name, &dst, &job, &lineage))
+                    .await??
             };
             let output = output_name(&blob);
             blobs
@@ -682,7 +690,7 @@ mod tests {
     #[tokio::test]
     async fn submission_checks_name_the_field_and_the_blob() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::local(dir.path());
+        let services = Services::local(dir.path());
         std::fs::create_dir_all(dir.path().join("in")).unwrap();
         std::fs::copy(fixture("RGB.byte.tif"), dir.path().join("in/a.tif")).unwrap();
         std::fs::copy(fixture("slc_no_georef.tif"), dir.path().join("in/slc.tif")).unwrap();
@@ -692,17 +700,17 @@ mod tests {
             ..job(compression, crs)
         };
         assert_eq!(
-            check_job(&blobs, &with(&["a.tif", "slc.tif"], None, "deflate")).await,
+            check_job(&services, &with(&["a.tif", "slc.tif"], None, "deflate")).await,
             Ok(())
         );
-        let e = check_job(&blobs, &with(&["a.tif", "missing.tif"], None, "deflate"))
+        let e = check_job(&services, &with(&["a.tif", "missing.tif"], None, "deflate"))
             .await
             .unwrap_err();
         assert_eq!(
             e.to_string(),
             "invalid params: blobs[1]: blob in/missing.tif does not exist"
         );
-        let e = check_job(&blobs, &with(&["notes.txt"], None, "deflate"))
+        let e = check_job(&services, &with(&["notes.txt"], None, "deflate"))
             .await
             .unwrap_err();
         assert!(
@@ -710,7 +718,7 @@ mod tests {
                 .starts_with("invalid params: blobs[0]: notes.txt: not a raster GDAL can read"),
             "{e}"
         );
-        let e = check_job(&blobs, &with(&["a.tif"], Some("EPSG:999999"), "deflate"))
+        let e = check_job(&services, &with(&["a.tif"], Some("EPSG:999999"), "deflate"))
             .await
             .unwrap_err();
         assert!(
@@ -718,7 +726,7 @@ mod tests {
                 .starts_with("invalid params: target_crs: unknown CRS \"EPSG:999999\""),
             "{e}"
         );
-        let e = check_job(&blobs, &with(&["slc.tif"], Some("EPSG:4326"), "deflate"))
+        let e = check_job(&services, &with(&["slc.tif"], Some("EPSG:4326"), "deflate"))
             .await
             .unwrap_err();
         assert_eq!(
@@ -726,10 +734,10 @@ mod tests {
             "invalid params: blobs[0]: slc.tif: has no georeferencing (no geotransform or no coordinate reference system)"
         );
         assert_eq!(
-            check_job(&blobs, &with(&["a.tif"], None, "jpeg")).await,
+            check_job(&services, &with(&["a.tif"], None, "jpeg")).await,
             Ok(())
         );
-        let e = check_job(&blobs, &with(&["slc.tif"], None, "jpeg"))
+        let e = check_job(&services, &with(&["slc.tif"], None, "jpeg"))
             .await
             .unwrap_err();
         assert!(
@@ -742,7 +750,7 @@ mod tests {
             container: "nope".into(),
             ..with(&["a.tif"], None, "deflate")
         };
-        let e = check_job(&blobs, &other).await.unwrap_err();
+        let e = check_job(&services, &other).await.unwrap_err();
         assert_eq!(
             e.to_string(),
             "invalid params: blobs[0]: blob nope/a.tif does not exist"

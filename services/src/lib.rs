@@ -27,8 +27,9 @@ pub struct Services {
     pub blobs: Blobs,
     /// Scratch space for outputs before they are validated and uploaded.
     pub scratch: PathBuf,
-    /// One permit per core: CPU-bound work (GDAL, pixels) of all tasks of the process shares
-    /// them, so many concurrent tasks neither oversubscribe the CPU nor hold many buffers.
+    /// One permit per core (see [`Services::with_slots`]): CPU-bound work (GDAL, pixels) of
+    /// all tasks of the process shares them through [`Services::gdal`], so many concurrent
+    /// tasks neither oversubscribe the CPU nor hold many buffers.
     cpu: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
@@ -55,12 +56,56 @@ impl Services {
         }
     }
 
-    /// Wait for a core to run CPU-bound work on; hold the permit while it runs.
-    pub async fn cpu_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
-        self.cpu
-            .acquire()
+    /// The same services with `slots` CPU slots instead of one per core (at least one): at
+    /// most `slots` GDAL jobs of the process run at once. For tests, and for a process that
+    /// shares its machine.
+    pub fn with_slots(mut self, slots: usize) -> Self {
+        self.cpu = std::sync::Arc::new(tokio::sync::Semaphore::new(slots.max(1)));
+        self
+    }
+
+    /// Run GDAL (or other CPU-bound) work `f` on a blocking thread once one of the process's
+    /// CPU slots is free. Every GDAL call of the handlers and of `Controller::check` goes
+    /// through here, so however many tasks run concurrently, at most one GDAL job per slot
+    /// runs at a time. The slot is held until `f` returns, even when the caller stops
+    /// waiting (a cancelled or timed-out task). A panic in `f` is `HANDLER_PANICKED`, a
+    /// cancelled blocking task (runtime shutting down) `INTERNAL` ([`failure::join_failure`]).
+    pub async fn gdal<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, engine::HandlerError> {
+        self.in_cpu_slot(f).await.map_err(failure::join_failure)
+    }
+
+    /// [`Services::gdal`] for `Controller::check`: a blocking job that did not finish is not
+    /// the input's fault, so it is reported as `field` being unavailable
+    /// ([`failure::check_join_failure`]).
+    pub async fn gdal_check<T: Send + 'static>(
+        &self,
+        field: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, engine::CheckError> {
+        self.in_cpu_slot(f)
             .await
-            .expect("the semaphore is never closed")
+            .map_err(|e| failure::check_join_failure(field, e))
+    }
+
+    /// Wait for a CPU slot, then run `f` on a blocking thread holding it.
+    async fn in_cpu_slot<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let permit = self
+            .cpu
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f()
+        })
+        .await
     }
 
     /// A fresh scratch directory, removed when dropped.
@@ -119,4 +164,89 @@ pub fn register(registry: Registry, services: &Services) -> Registry {
         .with_handler(hello::Summarize)
         .with_handler(synthetic::Noop)
         .with_handler(synthetic::NoopBarrier)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    use super::*;
+    use crate::raster::RasterInfo;
+    use crate::testing::fixture;
+
+    /// More GDAL jobs at once than there are slots, each from its own task: at most `slots`
+    /// run at the same time (high-water mark of the jobs inside their closures), and the
+    /// slots are all used (the jobs meet `slots` at a time at a barrier, which also proves
+    /// they overlap). Issue 13: COG, STAC, listing and check ran GDAL without a slot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn gdal_jobs_never_run_on_more_than_the_slots() {
+        let slots = 2;
+        let jobs = 4 * slots;
+        let dir = tempfile::tempdir().unwrap();
+        let services = Services::local(dir.path()).with_slots(slots);
+        let running = Arc::new(AtomicUsize::new(0));
+        let high = Arc::new(AtomicUsize::new(0));
+        let met = Arc::new(Barrier::new(slots));
+        let path = fixture("RGB.byte.tif");
+        let tasks: Vec<_> = (0..jobs)
+            .map(|_| {
+                let (services, running, high, met, path) = (
+                    services.clone(),
+                    running.clone(),
+                    high.clone(),
+                    met.clone(),
+                    path.clone(),
+                );
+                tokio::spawn(async move {
+                    services
+                        .gdal(move || {
+                            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                            high.fetch_max(now, Ordering::SeqCst);
+                            met.wait();
+                            // Real GDAL work: describe the raster and read every band.
+                            let info = RasterInfo::read(&path).unwrap();
+                            let ds = crate::raster::open(&path).unwrap();
+                            let mut sum = 0u64;
+                            for b in 1..=ds.raster_count() {
+                                let band = ds.rasterband(b).unwrap();
+                                let buf = band
+                                    .read_as::<u8>((0, 0), band.size(), band.size(), None)
+                                    .unwrap();
+                                sum += buf.data().iter().map(|&v| u64::from(v)).sum::<u64>();
+                            }
+                            running.fetch_sub(1, Ordering::SeqCst);
+                            (info.width, sum)
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut sums = Vec::new();
+        for t in tasks {
+            sums.push(t.await.unwrap().unwrap());
+        }
+        assert_eq!(sums.len(), jobs);
+        assert!(sums.iter().all(|s| *s == sums[0] && s.0 == 791), "{sums:?}");
+        assert_eq!(
+            high.load(Ordering::SeqCst),
+            slots,
+            "GDAL jobs running at once (slots: {slots})"
+        );
+        assert_eq!(running.load(Ordering::SeqCst), 0);
+    }
+
+    /// A panic in the GDAL job is the handler's permanent `HANDLER_PANICKED`, and its slot
+    /// is given back.
+    #[tokio::test]
+    async fn a_panicking_gdal_job_fails_permanently_and_frees_its_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let services = Services::local(dir.path()).with_slots(1);
+        let e = services
+            .gdal(|| -> () { panic!("boom") })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, engine::model::codes::HANDLER_PANICKED);
+        assert_eq!(services.gdal(|| 7).await.unwrap(), 7);
+    }
 }

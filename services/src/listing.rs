@@ -16,7 +16,7 @@ use tracing::{Instrument, debug, info_span};
 
 use crate::Services;
 use crate::blob::{BlobMeta, Blobs};
-use crate::failure::{blob_failure, job_params, join_failure};
+use crate::failure::{blob_failure, job_params};
 use crate::raster::{self, RasterError};
 
 /// Extension key of blobs without one.
@@ -114,11 +114,12 @@ pub fn describe(path: &Path, blob: &BlobMeta) -> Result<RasterEntry, RasterError
 /// List `container` under `prefix` and open every candidate with GDAL. `progress` is called
 /// with (blobs looked at, blobs in all) after each one; cancellation is honoured between blobs.
 pub async fn inventory(
-    blobs: &Blobs,
+    services: &Services,
     container: &str,
     prefix: &str,
     ctx: Option<&TaskContext>,
 ) -> Result<Inventory, HandlerError> {
+    let blobs = &services.blobs;
     let listed = blobs.list(container, prefix).await.map_err(blob_failure)?;
     let names: HashSet<&str> = listed.iter().map(|b| b.name.as_str()).collect();
     let mut extensions: BTreeMap<String, ExtensionCount> = BTreeMap::new();
@@ -134,9 +135,7 @@ pub async fn inventory(
                 .await
                 .map_err(blob_failure)?;
             let meta = blob.clone();
-            let described = tokio::task::spawn_blocking(move || describe(&path, &meta))
-                .await
-                .map_err(join_failure)?;
+            let described = services.gdal(move || describe(&path, &meta)).await?;
             match described {
                 Ok(entry) => rasters.push(entry),
                 Err(e) => debug!(blob = %blob.name, reason = %e, "not a raster"),
@@ -187,7 +186,7 @@ impl TaskHandler for ListContainer {
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutput, HandlerError> {
         let p: ListParams = job_params(ctx)?;
         let span = info_span!("list_container", container = %p.container, prefix = %p.prefix);
-        let inv = inventory(&self.services.blobs, &p.container, &p.prefix, Some(ctx))
+        let inv = inventory(&self.services, &p.container, &p.prefix, Some(ctx))
             .instrument(span)
             .await?;
         TaskOutput::value(inv)
@@ -220,7 +219,7 @@ mod tests {
     #[tokio::test]
     async fn inventory_counts_and_finds_rasters() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::local(dir.path());
+        let services = Services::local(dir.path());
         let c = dir.path().join("c");
         std::fs::create_dir_all(c.join("sub")).unwrap();
         for name in ["RGB.byte.tif", "slc_no_georef.tif"] {
@@ -239,7 +238,7 @@ mod tests {
         std::fs::write(c.join("notes.txt"), "not a raster").unwrap();
         std::fs::write(c.join("README"), "hello").unwrap();
 
-        let inv = inventory(&blobs, "c", "", None).await.unwrap();
+        let inv = inventory(&services, "c", "", None).await.unwrap();
         let fixtures: u64 = [
             "RGB.byte.tif",
             "slc_no_georef.tif",
@@ -281,10 +280,10 @@ mod tests {
             (1094, 674, false)
         );
 
-        let sub = inventory(&blobs, "c", "sub/", None).await.unwrap();
+        let sub = inventory(&services, "c", "sub/", None).await.unwrap();
         assert_eq!((sub.count, sub.rasters.len()), (2, 1));
 
-        let e = inventory(&blobs, "missing", "", None).await.unwrap_err();
+        let e = inventory(&services, "missing", "", None).await.unwrap_err();
         assert_eq!(e.code, "NOT_FOUND");
         assert!(e.message.contains("\"missing\""), "{e}");
     }

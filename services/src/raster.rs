@@ -139,6 +139,14 @@ pub fn wgs84() -> Result<SpatialRef, gdal::errors::GdalError> {
     Ok(srs)
 }
 
+/// A CRS from WKT (e.g. [`RasterInfo::wkt`]), longitude first (x, y as GIS software and
+/// geotransforms use them, whatever axis order the CRS's authority defines).
+pub fn srs_from_wkt(wkt: &str) -> Result<SpatialRef, gdal::errors::GdalError> {
+    let mut srs = SpatialRef::from_wkt(wkt)?;
+    srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    Ok(srs)
+}
+
 /// A CRS as given by a user (`EPSG:3857`, WKT, PROJ string), longitude first.
 pub fn parse_crs(text: &str) -> Result<SpatialRef, String> {
     let mut srs = SpatialRef::from_definition(text).map_err(|e| short_gdal_message(&e))?;

@@ -35,9 +35,9 @@ use tracing::{Instrument, info, info_span};
 
 use crate::Services;
 use crate::cog_validate::validate_cog;
-use crate::failure::{blob_failure, job_params, join_failure};
+use crate::failure::{blob_failure, job_params};
 use crate::listing::inventory;
-use crate::raster::{RasterInfo, short_gdal_message, wgs84};
+use crate::raster::{RasterInfo, short_gdal_message, srs_from_wkt, wgs84};
 
 pub const STAC_VERSION: &str = "1.0.0";
 pub const PROJECTION_EXTENSION: &str =
@@ -285,7 +285,9 @@ pub fn footprint(info: &RasterInfo, id: &str, segments: usize) -> Result<Vec<[f6
             )
         })
         .unzip();
-    let src = SpatialRef::from_wkt(&info.wkt).map_err(|e| fail(short_gdal_message(&e)))?;
+    // The WKT carries no axis mapping: without traditional GIS order, GDAL 3 would read the
+    // (x, y) of an EPSG:4326 raster as (latitude, longitude).
+    let src = srs_from_wkt(&info.wkt).map_err(|e| fail(short_gdal_message(&e)))?;
     let transform = wgs84()
         .and_then(|dst| CoordTransform::new(&src, &dst))
         .map_err(|e| fail(short_gdal_message(&e)))?;
@@ -549,7 +551,7 @@ impl TaskHandler for CatalogContainer {
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutput, HandlerError> {
         let p: SyncParams = job_params(ctx)?;
         let span = info_span!("catalog_container", container = %p.container, prefix = %p.prefix);
-        let inv = inventory(&self.services.blobs, &p.container, &p.prefix, Some(ctx))
+        let inv = inventory(&self.services, &p.container, &p.prefix, Some(ctx))
             .instrument(span)
             .await?;
         let mut ids: BTreeMap<String, String> = BTreeMap::new();
@@ -634,17 +636,18 @@ impl TaskHandler for CatalogFile {
                 ctx.task_id.as_str().to_owned(),
             );
             let (id, cid) = (f.id.clone(), p.collection_id.clone());
-            let item = tokio::task::spawn_blocking(move || -> Result<Item, HandlerError> {
-                let info = RasterInfo::read(&path)?;
-                let is_cog = validate_cog(&path, true).is_ok_and(|r| r.is_valid());
-                let datetime = modified(&path).unwrap_or_else(Utc::now);
-                Ok(
-                    stac_item(&info, &id, &href, is_cog, &job_id, &task_id, datetime)?
-                        .in_collection(&cid, &collection_href),
-                )
-            })
-            .await
-            .map_err(join_failure)??;
+            let item = self
+                .services
+                .gdal(move || -> Result<Item, HandlerError> {
+                    let info = RasterInfo::read(&path)?;
+                    let is_cog = validate_cog(&path, true).is_ok_and(|r| r.is_valid());
+                    let datetime = modified(&path).unwrap_or_else(Utc::now);
+                    Ok(
+                        stac_item(&info, &id, &href, is_cog, &job_id, &task_id, datetime)?
+                            .in_collection(&cid, &collection_href),
+                    )
+                })
+                .await??;
             let bytes = serde_json::to_vec_pretty(&item)
                 .map_err(|e| HandlerError::permanent("INTERNAL", e.to_string()))?;
             blobs
@@ -803,7 +806,7 @@ impl TaskHandler for WriteCollection {
 mod tests {
 
     use super::*;
-    use crate::testing::{fixture, gdalinfo};
+    use crate::testing::{fixture, gdal_tool, gdalinfo};
 
     fn when() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2024-05-06T07:08:09Z")
@@ -923,6 +926,113 @@ mod tests {
         assert_eq!(v["links"], json!([]));
         let back: Item = serde_json::from_value(v).unwrap();
         assert_eq!(back, item);
+    }
+
+    /// EPSG:4326 rasters (whose authority axis order is latitude first): the bbox and the
+    /// footprint are in longitude, latitude order, as gdalinfo's `wgs84Extent`, and a
+    /// collection over them has a valid WGS 84 bbox. Issue 13: they came out swapped.
+    #[test]
+    fn epsg4326_footprints_are_lon_lat_as_gdalinfo() {
+        let dir = tempfile::tempdir().unwrap();
+        // The whole world, made from a small fixture by gdal_translate.
+        let global = dir.path().join("global.tif");
+        gdal_tool(
+            "gdal_translate",
+            [
+                "-q",
+                "-a_srs",
+                "EPSG:4326",
+                "-a_ullr",
+                "-180",
+                "90",
+                "180",
+                "-90",
+                fixture("byte.tif").to_str().unwrap(),
+                global.to_str().unwrap(),
+            ],
+        );
+        // A small scene away from the origin (lat 23-26, lon -79..-76), warped by gdalwarp.
+        let scene = dir.path().join("rgb_4326.tif");
+        gdal_tool(
+            "gdalwarp",
+            [
+                "-q",
+                "-t_srs",
+                "EPSG:4326",
+                fixture("RGB.byte.tif").to_str().unwrap(),
+                scene.to_str().unwrap(),
+            ],
+        );
+        let rasters = [global, scene, fixture("world.byte.tif")];
+        let close = |a: &[f64], b: &[f64], tol: f64| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < tol)
+        };
+        let mut summaries = Vec::new();
+        for path in &rasters {
+            let info = RasterInfo::read(path).unwrap();
+            assert_eq!(info.epsg, Some(4326), "{}", path.display());
+            let gi = gdalinfo(path);
+            let corners: Vec<[f64; 2]> =
+                serde_json::from_value(gi["wgs84Extent"]["coordinates"][0].clone()).unwrap();
+            let expected = ring_bbox(&corners);
+            let item = stac_item(&info, "x", "x.tif", false, "j", "t", when()).unwrap();
+            assert!(
+                close(&item.bbox, &expected, 1e-6),
+                "{}: bbox {:?}, gdalinfo wgs84Extent {expected:?}",
+                path.display(),
+                item.bbox
+            );
+            assert!(
+                close(&info.bbox_wgs84, &expected, 1e-6),
+                "{}: {:?} vs {expected:?}",
+                path.display(),
+                info.bbox_wgs84
+            );
+            // Geometry: gdalinfo's corners (lon, lat) are the vertices of the undensified
+            // footprint, and every point of the item's ring lies in gdalinfo's extent.
+            let ours = footprint(&info, "x", 1).unwrap();
+            for c in &corners[..4] {
+                assert!(
+                    ours.iter().any(|p| close(p, c, 1e-6)),
+                    "{}: corner {c:?} not in {ours:?}",
+                    path.display()
+                );
+            }
+            let ring = &item.geometry.coordinates[0];
+            assert!(
+                ring.iter().all(|p| p[0] >= expected[0] - 1e-6
+                    && p[0] <= expected[2] + 1e-6
+                    && p[1] >= expected[1] - 1e-6
+                    && p[1] <= expected[3] + 1e-6),
+                "{}: {ring:?} outside {expected:?}",
+                path.display()
+            );
+            summaries.push(ItemSummary {
+                id: item.id.clone(),
+                raster: path.display().to_string(),
+                item: "stac/c/x.json".into(),
+                bbox: item.bbox,
+                datetime: when(),
+                is_cog: false,
+            });
+        }
+        let c = collection("c", "d", &summaries, "j", "t");
+        let [w, s, e, n] = c.extent.spatial.bbox[0];
+        assert!(
+            (-180.0..=180.0).contains(&w)
+                && (-180.0..=180.0).contains(&e)
+                && (-90.0..=90.0).contains(&s)
+                && (-90.0..=90.0).contains(&n)
+                && w <= e
+                && s <= n,
+            "not a WGS 84 bbox: {:?}",
+            c.extent.spatial.bbox
+        );
+        // The union is the global raster's extent, as gdalinfo has it.
+        let gi = gdalinfo(&rasters[0]);
+        let corners: Vec<[f64; 2]> =
+            serde_json::from_value(gi["wgs84Extent"]["coordinates"][0].clone()).unwrap();
+        assert!(close(&[w, s, e, n], &ring_bbox(&corners), 1e-6));
     }
 
     #[test]

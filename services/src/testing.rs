@@ -46,3 +46,22 @@ pub fn gdalinfo(path: &Path) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("gdalinfo -json prints JSON")
 }
+
+/// Run one of GDAL's command-line tools (`gdal_translate`, `gdalwarp`) to make a test raster;
+/// panics with what it printed when it fails.
+pub fn gdal_tool<I, S>(program: &str, args: I)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} (apt-get install gdal-bin) must be installed: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -69,21 +69,21 @@ pub async fn stac_item(
         .map_err(crate::failure::blob_failure)?;
     let (id, href) = (p.stem(), format!("./{}.cog.tif", p.stem()));
     let (job_id, task_id) = (ctx.job_id.to_string(), ctx.task_id.to_string());
-    let mut item = tokio::task::spawn_blocking(move || {
-        let info = RasterInfo::read(&path)?;
-        stac::stac_item(
-            &info,
-            &id,
-            &href,
-            true,
-            &job_id,
-            &task_id,
-            chrono::Utc::now(),
-        )
-        .map_err(|e| HandlerError::permanent(e.code(), e.to_string()))
-    })
-    .await
-    .map_err(crate::failure::join_failure)??;
+    let mut item = services
+        .gdal(move || {
+            let info = RasterInfo::read(&path)?;
+            stac::stac_item(
+                &info,
+                &id,
+                &href,
+                true,
+                &job_id,
+                &task_id,
+                chrono::Utc::now(),
+            )
+            .map_err(|e| HandlerError::permanent(e.code(), e.to_string()))
+        })
+        .await??;
     item.assets.insert(
         "tiles".to_owned(),
         stac::Asset {

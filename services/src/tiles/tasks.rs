@@ -146,17 +146,6 @@ fn open_warped(path: &std::path::Path) -> Result<(Warped, RasterInfo), HandlerEr
     Ok((warped, info))
 }
 
-/// Run CPU-bound GDAL / pixel work on a blocking thread, at most one per core at a time.
-async fn blocking<T: Send + 'static>(
-    services: &Services,
-    f: impl FnOnce() -> Result<T, HandlerError> + Send + 'static,
-) -> Result<T, HandlerError> {
-    let _permit = services.cpu_slot().await;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(crate::failure::join_failure)?
-}
-
 /// Stretch of each drawn band of a source that is not 8-bit: GDAL's (approximate) min/max.
 fn stretch_of(
     warped: &Warped,
@@ -237,28 +226,30 @@ impl TaskHandler for PlanPyramid {
                 .map_err(crate::failure::blob_failure)?;
         }
         let params = p.clone();
-        let pyramid = blocking(&self.0, move || {
-            let (warped, info) = open_warped(&path)?;
-            let bounds = warped.bounds();
-            let ranges: Vec<TileRange> = (params.min_zoom..=params.max_zoom)
-                .map(|z| tile_range(bounds, z, params.tile_size))
-                .collect();
-            let base = base_range(&ranges)?;
-            let size = block_size(&base);
-            let levels = size.trailing_zeros();
-            let stretch = stretch_of(&warped, &info, &path)?;
-            Ok(Pyramid {
-                tiles: ranges.iter().map(TileRange::count).sum(),
-                blocks: blocks_of(&base, size).count() as u64,
-                block_low_zoom: params.max_zoom.saturating_sub(levels).max(params.min_zoom),
-                block_size: size,
-                ranges,
-                bounds_3857: bounds,
-                bbox_wgs84: info.bbox_wgs84,
-                stretch,
+        let pyramid = self
+            .0
+            .gdal(move || -> Result<_, HandlerError> {
+                let (warped, info) = open_warped(&path)?;
+                let bounds = warped.bounds();
+                let ranges: Vec<TileRange> = (params.min_zoom..=params.max_zoom)
+                    .map(|z| tile_range(bounds, z, params.tile_size))
+                    .collect();
+                let base = base_range(&ranges)?;
+                let size = block_size(&base);
+                let levels = size.trailing_zeros();
+                let stretch = stretch_of(&warped, &info, &path)?;
+                Ok(Pyramid {
+                    tiles: ranges.iter().map(TileRange::count).sum(),
+                    blocks: blocks_of(&base, size).count() as u64,
+                    block_low_zoom: params.max_zoom.saturating_sub(levels).max(params.min_zoom),
+                    block_size: size,
+                    ranges,
+                    bounds_3857: bounds,
+                    bbox_wgs84: info.bbox_wgs84,
+                    stretch,
+                })
             })
-        })
-        .await?;
+            .await??;
         let base = pyramid.base()?;
         let children: Vec<TaskSpec> = blocks_of(&base, pyramid.block_size)
             .enumerate()
@@ -320,10 +311,12 @@ impl TaskHandler for RenderTiles {
         let path = source_path(&self.0, &p).await?;
         let prov = provenance(ctx);
         let job = p.clone();
-        let tiles = blocking(&self.0, move || {
-            render_block(&path, &job, &pyramid, &params.block, &prov)
-        })
-        .await?;
+        let tiles = self
+            .0
+            .gdal(move || -> Result<_, HandlerError> {
+                render_block(&path, &job, &pyramid, &params.block, &prov)
+            })
+            .await??;
         let n = tiles.len();
         for (i, ((z, x, y), png)) in tiles.into_iter().enumerate() {
             self.0
@@ -445,23 +438,24 @@ impl TaskHandler for BuildOverviews {
             let (level, encoded) = {
                 let above = std::mem::take(&mut above);
                 let prov = prov.clone();
-                blocking(&self.0, move || {
-                    let mut level = HashMap::new();
-                    let mut encoded = Vec::new();
-                    for (x, y) in range.tiles() {
-                        let child = |dx: u32, dy: u32| {
-                            above.get(&(2 * x + dx, 2 * y + dy)).map(Vec::as_slice)
-                        };
-                        let rgba = render::downsample(
-                            [[child(0, 0), child(1, 0)], [child(0, 1), child(1, 1)]],
-                            ts,
-                        );
-                        encoded.push(((x, y), encode(&rgba, ts, &prov)?));
-                        level.insert((x, y), rgba);
-                    }
-                    Ok((level, encoded))
-                })
-                .await?
+                self.0
+                    .gdal(move || -> Result<_, HandlerError> {
+                        let mut level = HashMap::new();
+                        let mut encoded = Vec::new();
+                        for (x, y) in range.tiles() {
+                            let child = |dx: u32, dy: u32| {
+                                above.get(&(2 * x + dx, 2 * y + dy)).map(Vec::as_slice)
+                            };
+                            let rgba = render::downsample(
+                                [[child(0, 0), child(1, 0)], [child(0, 1), child(1, 1)]],
+                                ts,
+                            );
+                            encoded.push(((x, y), encode(&rgba, ts, &prov)?));
+                            level.insert((x, y), rgba);
+                        }
+                        Ok((level, encoded))
+                    })
+                    .await??
             };
             for ((x, y), png) in encoded {
                 self.0
@@ -511,11 +505,13 @@ impl TaskHandler for SourceCog {
             source: format!("{}/{}", p.container, p.blob),
         };
         let (name, out) = (p.blob.clone(), dst.clone());
-        let converted = blocking(&self.0, move || {
-            cog::convert(&src, &name, &out, &job, &lineage)
-                .map_err(|e| HandlerError::permanent(e.code(), e.to_string()))
-        })
-        .await?;
+        let converted = self
+            .0
+            .gdal(move || -> Result<_, HandlerError> {
+                cog::convert(&src, &name, &out, &job, &lineage)
+                    .map_err(|e| HandlerError::permanent(e.code(), e.to_string()))
+            })
+            .await??;
         self.0
             .blobs
             .put_file(&p.output_container, &p.cog_blob(), &dst)
