@@ -115,6 +115,19 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every event type's name, as `name` spells it.
+    pub const NAMES: &'static [&'static str] = &[
+        "job_started",
+        "task_started",
+        "progress_update",
+        "task_completed",
+        "task_failed",
+        "task_cancelled",
+        "task_skipped",
+        "tasks_ended",
+        "job_completed",
+    ];
+
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::JobStarted { .. } => "job_started",

@@ -116,6 +116,30 @@ fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     apt(&install)
 }
 
+/// The Python tools the API tests run against the served `/openapi.json` (two tools no one
+/// here wrote): `openapi-spec-validator` and `schemathesis`, pinned, in a virtual environment
+/// under target/py when missing. Returns its `bin` directory.
+pub fn ensure_python_tools(root: &Path) -> anyhow::Result<PathBuf> {
+    const TOOLS: &[&str] = &["openapi-spec-validator==0.9.0", "schemathesis==4.32.5"];
+    let venv = root.join("target/py");
+    let bin = venv.join("bin");
+    let have = bin.join("schemathesis").exists() && bin.join("openapi-spec-validator").exists();
+    if !have {
+        println!(
+            "Installing {} from PyPI into {}...",
+            TOOLS.join(" "),
+            venv.display()
+        );
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+            .context("creating a Python virtual environment (python3 -m venv)")?;
+        run(Command::new(bin.join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(TOOLS))
+        .context("installing the API test tools from PyPI")?;
+    }
+    Ok(bin)
+}
+
 /// Azurite (the Azure Storage emulator) from npm, installed under target/azurite when
 /// missing (Node.js and npm from apt-get when those are missing too).
 pub fn ensure_azurite(root: &Path) -> anyhow::Result<PathBuf> {
@@ -231,6 +255,7 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     // The Azure backend's tests run against Azurite: one for the run (each test uses its own
     // table and queue prefix), and the launcher for tests that start their own.
     let azurite_bin = ensure_azurite(root)?;
+    let python_tools = ensure_python_tools(root)?;
     let azurite =
         engine_azure::azurite::Azurite::start(&azurite_bin, None).context("starting Azurite")?;
     let test = |args: &[&str]| {
@@ -239,7 +264,8 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
             .arg("test")
             .args(args)
             .env("TESSERA_AZURITE", azurite.connection_string())
-            .env("TESSERA_AZURITE_BIN", &azurite_bin);
+            .env("TESSERA_AZURITE_BIN", &azurite_bin)
+            .env("TESSERA_PY_BIN", &python_tools);
         cmd
     };
     let result = if extra.is_empty() {

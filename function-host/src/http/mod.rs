@@ -8,6 +8,7 @@
 
 mod auth;
 mod metrics;
+pub mod openapi;
 pub mod problem;
 mod routes;
 
@@ -100,6 +101,12 @@ async fn layer_error(e: tower::BoxError) -> ApiError {
 /// The API's router over `app`.
 pub fn router(app: Arc<App>, config: &HttpConfig) -> Router {
     let http_metrics = Arc::new(metrics::HttpMetrics::default());
+    let job_types: Vec<&'static str> = app.job_types().iter().map(|t| t.job_type).collect();
+    let document = Arc::new(openapi::document(
+        &job_types,
+        config.max_body,
+        routes::MAX_LIMIT,
+    ));
     let exposition = Router::new()
         .route("/metrics", get(metrics::metrics))
         .with_state((app.clone(), http_metrics.clone()));
@@ -148,6 +155,13 @@ pub fn router(app: Arc<App>, config: &HttpConfig) -> Router {
             auth::require_key,
         ))
         .route("/healthz", get(routes::healthz))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { axum::Json((*document).clone()) }
+            }),
+        )
         .layer(compression)
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {

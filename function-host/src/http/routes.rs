@@ -42,7 +42,7 @@ pub struct ForceQuery {
 }
 
 /// Most items per page, and the default.
-const MAX_LIMIT: usize = 1_000;
+pub(crate) const MAX_LIMIT: usize = 1_000;
 const DEFAULT_LIMIT: usize = 100;
 
 #[derive(Debug, Deserialize)]
@@ -261,7 +261,23 @@ pub async fn events(
 ) -> ApiResult<Response> {
     let id = parse_job_id(&id)?;
     let job = app.status(&id).await?.job;
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let limit = page_request(q.limit, None)?.limit;
+    let resume = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    AppError::invalid_field(
+                        codes::INVALID_REQUEST,
+                        "header",
+                        "Last-Event-ID",
+                        "must be an event cursor (an integer)",
+                    )
+                })?,
+        ),
+        None => None,
+    };
     if let Some(after) = q.after {
         let events = app.events_after(&id, after, limit).await?;
         let next = events.last().map_or(after, |(seq, _)| *seq);
@@ -271,21 +287,7 @@ pub async fn events(
             .collect();
         return Ok(Json(json!({ "items": items, "next_after": next })).into_response());
     }
-    let after = match headers.get("last-event-id") {
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .ok_or_else(|| {
-                AppError::invalid_field(
-                    codes::INVALID_REQUEST,
-                    "header",
-                    "Last-Event-ID",
-                    "must be an event cursor (an integer)",
-                )
-            })?,
-        None => 0,
-    };
+    let after = resume.unwrap_or(0);
     let stream = event_stream(app, id, job.attempt, after, shutdown);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
