@@ -29,8 +29,9 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         Some("tiles") => crate::bench_geo::tiles(root, flag("--quick")),
         Some("cog") => crate::bench_geo::cog(root, flag("--quick")),
         Some("azure") => crate::bench_azure::azure(root, flag("--quick")),
+        Some("http") => crate::bench_http::http(root, flag("--quick")),
         _ => bail!(
-            "usage: cargo xtask bench <engine [--quick] [--with-celery] | tiles [--quick] | cog [--quick] | azure [--quick]>"
+            "usage: cargo xtask bench <engine [--quick] [--with-celery] | tiles [--quick] | cog [--quick] | azure [--quick] | http [--quick]>"
         ),
     }
 }

@@ -2,11 +2,12 @@
 //!
 //! - `cargo xtask demo`  build and run the showcase job on the embedded backend
 //! - `cargo xtask test`  run every test (unit, conformance, property, integration)
-//! - `cargo xtask bench engine|tiles|cog|azure`  benchmarks against their peers (docs/performance.md)
+//! - `cargo xtask bench engine|tiles|cog|azure|http`  benchmarks against their peers (docs/performance.md)
 
 mod bench;
 mod bench_azure;
 mod bench_geo;
+mod bench_http;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,7 +23,7 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench::run(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo | test [cargo test args] | bench <engine [--quick] [--with-celery] | tiles [--quick] | cog [--quick] | azure [--quick]>>"
+                "usage: cargo xtask <demo | test [cargo test args] | bench <engine [--quick] [--with-celery] | tiles [--quick] | cog [--quick] | azure [--quick] | http [--quick]>>"
             );
             bail!("unknown or missing command")
         }
