@@ -285,14 +285,16 @@ pub fn http(root: &Path, quick: bool) -> anyhow::Result<()> {
         let pid = child.id();
         let _guard = Proc(child);
         wait_http(&format!("{base}/healthz"))?;
+        // SSE first: after the submission load the in-process workers have a backlog of tens
+        // of thousands of jobs to run before a probe job.
+        delays.extend(sse_delays(&base)?);
+        let id = submit_one(&base)?;
+        let get = wrk(&format!("{base}/api/jobs/{id}"), None, secs)?;
         let submit = wrk(
             &format!("{base}/api/jobs"),
             Some(&submit_script(&dir, run)?),
             secs,
         )?;
-        let id = submit_one(&base)?;
-        let get = wrk(&format!("{base}/api/jobs/{id}"), None, secs)?;
-        delays.extend(sse_delays(&base)?);
         rss.push(peak_rss_mib(pid));
         println!(
             "  tessera run {run}: submit {:.0}/s p99 {:.1} ms ({} non-2xx); GET {:.0}/s p99 {:.1} ms ({} non-2xx); peak RSS {:.0} MiB",
