@@ -52,42 +52,11 @@ impl Controller for CogConversion {
     }
     fn validate(&self, params: Value) -> Result<Value, ValidationError> {
         let mut p = Params::new(params)?;
-        let input = container(&mut p, "container")?;
-        let blobs = p.name_set("blob", "blobs", MAX_BLOBS, |b| {
-            services::blob::check_blob(b).map_err(|e| e.to_string())
-        })?;
-        let output = container(&mut p, "output_container")?;
-        p.optional_string("target_crs", 1..=10_000)?;
-        p.choice("compression", COMPRESSIONS, DEFAULT_COMPRESSION)?;
-        let blocksize = p.int("blocksize", BLOCKSIZES, Some(DEFAULT_BLOCKSIZE))?;
-        if blocksize.count_ones() != 1 {
-            return Err(ValidationError::new(
-                "blocksize",
-                format!(
-                    "must be a power of two between {} and {}, got {blocksize}",
-                    BLOCKSIZES.start(),
-                    BLOCKSIZES.end()
-                ),
-            ));
-        }
-        let mut outputs: BTreeMap<String, &str> = BTreeMap::new();
-        for blob in &blobs {
-            let out = output_name(blob);
-            if let Some(first) = outputs.insert(out.clone(), blob) {
-                return Err(ValidationError::new(
-                    "blobs",
-                    format!("{first:?} and {blob:?} would both be written as {out:?}"),
-                ));
-            }
-        }
-        let overwritten = outputs.iter().find(|(out, _)| blobs.contains(out));
-        if let (true, Some((out, blob))) = (input == output, overwritten) {
-            return Err(ValidationError::new(
-                "blobs",
-                format!("{out:?} is an input and the output of {blob:?} in container {input:?}"),
-            ));
-        }
+        declare(&mut p)?;
         p.finish()
+    }
+    fn params_schema(&self) -> Value {
+        Params::describe(declare)
     }
     async fn check(&self, params: &Value) -> Result<(), CheckError> {
         check_job(&self.services, &job(params)?).await
@@ -542,4 +511,46 @@ pub(crate) mod tests {
         assert!(dir.path().join("out/a.cog.tif").exists());
         assert!(!dir.path().join("out/b.cog.tif").exists());
     }
+}
+
+/// The params of `cog_conversion` (validation and schema).
+fn declare(p: &mut Params) -> Result<(), ValidationError> {
+    let input = container(p, "container")?;
+    let blobs = p.name_set("blob", "blobs", MAX_BLOBS, |b| {
+        services::blob::check_blob(b).map_err(|e| e.to_string())
+    })?;
+    let output = container(p, "output_container")?;
+    p.optional_string("target_crs", 1..=10_000)?;
+    p.choice("compression", COMPRESSIONS, DEFAULT_COMPRESSION)?;
+    let blocksize = p.int("blocksize", BLOCKSIZES, Some(DEFAULT_BLOCKSIZE))?;
+    p.check("blocksize", || {
+        if blocksize.count_ones() != 1 {
+            Err(format!(
+                "must be a power of two between {} and {}, got {blocksize}",
+                BLOCKSIZES.start(),
+                BLOCKSIZES.end()
+            ))
+        } else {
+            Ok(())
+        }
+    })?;
+    p.check("blobs", || {
+        let mut outputs: BTreeMap<String, &str> = BTreeMap::new();
+        for blob in &blobs {
+            let out = output_name(blob);
+            if let Some(first) = outputs.insert(out.clone(), blob) {
+                return Err(format!(
+                    "{first:?} and {blob:?} would both be written as {out:?}"
+                ));
+            }
+        }
+        let overwritten = outputs.iter().find(|(out, _)| blobs.contains(out));
+        if let (true, Some((out, blob))) = (input == output, overwritten) {
+            return Err(format!(
+                "{out:?} is an input and the output of {blob:?} in container {input:?}"
+            ));
+        }
+        Ok(())
+    })?;
+    Ok(())
 }

@@ -26,10 +26,11 @@ impl Controller for HelloWorld {
     }
     fn validate(&self, params: Value) -> Result<Value, ValidationError> {
         let mut p = Params::new(params)?;
-        p.int("n", 1..=100_000, Some(3))?;
-        p.string("message", 1..=200, Some("hello"))?;
-        p.int("fail_every", 0..=100_000, Some(0))?;
+        declare(&mut p)?;
         p.finish()
+    }
+    fn params_schema(&self) -> Value {
+        Params::describe(declare)
     }
     fn plan(&self, _job_id: &JobId, params: &Value) -> Result<Vec<TaskSpec>, PlanError> {
         let n = params["n"].as_i64().unwrap_or(3);
@@ -50,4 +51,12 @@ impl Controller for HelloWorld {
             .and_then(|s| s.result)
             .unwrap_or_else(|| json!({ "greetings": 0 })))
     }
+}
+
+/// The params of `hello_world` (validation and schema).
+fn declare(p: &mut Params) -> Result<(), ValidationError> {
+    p.int("n", 1..=100_000, Some(3))?;
+    p.string("message", 1..=200, Some("hello"))?;
+    p.int("fail_every", 0..=100_000, Some(0))?;
+    Ok(())
 }

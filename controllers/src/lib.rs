@@ -44,6 +44,60 @@ mod tests {
         assert_eq!(got, expected.map_err(str::to_owned));
     }
 
+    /// Each job type's params schema comes from the declarations `validate` runs: for a valid
+    /// request, the normalized params have exactly the schema's properties (some optional
+    /// ones may be left out), the required ones were given, and every default the schema
+    /// states is the one `validate` filled in.
+    #[test]
+    fn params_schemas_describe_what_validate_accepts() {
+        let registry = registry(&services::Services::local("unused"));
+        for (job_type, given) in [
+            ("hello_world", json!({})),
+            ("synthetic", json!({"n": 2})),
+            ("list_container", json!({"container": "c"})),
+            (
+                "sync_container",
+                json!({"container": "c", "collection_id": "x"}),
+            ),
+            (
+                "cog_conversion",
+                json!({"container": "c", "blob": "a.tif", "output_container": "o"}),
+            ),
+            (
+                "tiled_raster",
+                json!({"container": "c", "blob": "a.tif", "output_container": "o", "min_zoom": 1, "max_zoom": 2}),
+            ),
+        ] {
+            let c = registry.controller(job_type).unwrap();
+            let schema = c.params_schema();
+            assert_eq!(schema["type"], "object", "{job_type}");
+            assert_eq!(schema["additionalProperties"], false, "{job_type}");
+            let properties = schema["properties"].as_object().unwrap();
+            let normalized = c.validate(given.clone()).unwrap();
+            for (field, value) in normalized.as_object().unwrap() {
+                let declared = properties
+                    .get(field)
+                    .unwrap_or_else(|| panic!("{job_type}: {field} not in the schema"));
+                if given.get(field).is_none() {
+                    if let Some(default) = declared.get("default") {
+                        assert_eq!(default, value, "{job_type}: default of {field}");
+                    }
+                }
+            }
+            for required in schema["required"].as_array().into_iter().flatten() {
+                let field = required.as_str().unwrap();
+                assert!(
+                    given.get(field).is_some(),
+                    "{job_type}: {field} is required"
+                );
+                let mut without = given.clone();
+                without.as_object_mut().unwrap().remove(field);
+                assert!(c.validate(without).is_err(), "{job_type} without {field}");
+            }
+        }
+        assert_eq!(registry.job_types().count(), 6, "every job type is covered");
+    }
+
     #[test]
     fn hello_world_params() {
         let c = &hello_world::HelloWorld;

@@ -22,9 +22,17 @@ pub struct ListContainer {
 /// A required container name (a single path segment).
 pub(crate) fn container(p: &mut Params, field: &str) -> Result<String, ValidationError> {
     let name = p.string(field, 1..=63, None)?;
-    services::blob::check_container(&name)
-        .map_err(|e| ValidationError::new(field, e.to_string()))?;
+    p.check(field, || {
+        services::blob::check_container(&name).map_err(|e| e.to_string())
+    })?;
     Ok(name)
+}
+
+/// The params of `list_container` (validation and schema).
+fn declare(p: &mut Params) -> Result<(), ValidationError> {
+    container(p, "container")?;
+    p.string("prefix", 0..=1024, Some(""))?;
+    Ok(())
 }
 
 #[async_trait]
@@ -37,9 +45,11 @@ impl Controller for ListContainer {
     }
     fn validate(&self, params: Value) -> Result<Value, ValidationError> {
         let mut p = Params::new(params)?;
-        container(&mut p, "container")?;
-        p.string("prefix", 0..=1024, Some(""))?;
+        declare(&mut p)?;
         p.finish()
+    }
+    fn params_schema(&self) -> Value {
+        Params::describe(declare)
     }
     async fn check(&self, params: &Value) -> Result<(), CheckError> {
         let container = params["container"].as_str().unwrap_or_default();

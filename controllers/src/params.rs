@@ -1,5 +1,10 @@
 //! Declarative params validation: each accessor checks one field, fills its default and
 //! records it; `finish` refuses unknown fields. Errors name the field and say why.
+//!
+//! The same declarations give the params' JSON Schema: each accessor also records its
+//! field's schema, and [`Params::describe`] runs a job type's declarations without input
+//! (accessors return placeholders, [`Params::check`]s are skipped) to collect it. One source
+//! of truth for validation, `GET /api/job-types` and the OpenAPI document.
 
 use std::ops::RangeInclusive;
 
@@ -9,6 +14,10 @@ use serde_json::{Map, Value};
 pub struct Params {
     input: Map<String, Value>,
     output: Map<String, Value>,
+    /// Collecting the schema only (no input).
+    describing: bool,
+    properties: Map<String, Value>,
+    required: Vec<String>,
 }
 
 impl Params {
@@ -27,7 +36,56 @@ impl Params {
         Ok(Params {
             input,
             output: Map::new(),
+            describing: false,
+            properties: Map::new(),
+            required: Vec::new(),
         })
+    }
+
+    /// The JSON Schema of the params `declare` declares (run without input).
+    pub fn describe(declare: impl FnOnce(&mut Params) -> Result<(), ValidationError>) -> Value {
+        let mut p = Params {
+            input: Map::new(),
+            output: Map::new(),
+            describing: true,
+            properties: Map::new(),
+            required: Vec::new(),
+        };
+        // Accessors do not fail while describing; a declaration's own error would only
+        // shorten the schema.
+        let _ = declare(&mut p);
+        let mut schema = serde_json::json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": p.properties,
+        });
+        if !p.required.is_empty() {
+            schema["required"] = serde_json::json!(p.required);
+        }
+        schema
+    }
+
+    /// Record `name`'s schema; `true` while describing (the accessor then returns a
+    /// placeholder).
+    fn declare(&mut self, name: &str, schema: Value, required: bool) -> bool {
+        self.properties.insert(name.to_owned(), schema);
+        if required && !self.required.iter().any(|r| r == name) {
+            self.required.push(name.to_owned());
+        }
+        self.describing
+    }
+
+    /// A check across or beyond what the accessors say (a name's syntax, one field against
+    /// another); its message is reported for `field`. Skipped while describing.
+    pub fn check(
+        &self,
+        field: &str,
+        check: impl FnOnce() -> Result<(), String>,
+    ) -> Result<(), ValidationError> {
+        if self.describing {
+            return Ok(());
+        }
+        check().map_err(|reason| ValidationError::new(field, reason))
     }
 
     /// An integer in `range`; `default` when absent (required when `None`).
@@ -37,6 +95,17 @@ impl Params {
         range: RangeInclusive<i64>,
         default: Option<i64>,
     ) -> Result<i64, ValidationError> {
+        let mut schema = serde_json::json!({
+            "type": "integer", "minimum": range.start(), "maximum": range.end()
+        });
+        if let Some(d) = default {
+            // `null` counts as absent: the default.
+            schema["type"] = serde_json::json!(["integer", "null"]);
+            schema["default"] = d.into();
+        }
+        if self.declare(name, schema, default.is_none()) {
+            return Ok(default.unwrap_or(*range.start()));
+        }
         let value = match self.input.remove(name) {
             None | Some(Value::Null) => {
                 default.ok_or_else(|| ValidationError::new(name, "is required"))?
@@ -74,6 +143,16 @@ impl Params {
         chars: RangeInclusive<usize>,
         default: Option<&str>,
     ) -> Result<String, ValidationError> {
+        let mut schema = serde_json::json!({
+            "type": "string", "minLength": chars.start(), "maxLength": chars.end()
+        });
+        if let Some(d) = default {
+            schema["type"] = serde_json::json!(["string", "null"]);
+            schema["default"] = d.into();
+        }
+        if self.declare(name, schema, default.is_none()) {
+            return Ok(default.unwrap_or_default().to_owned());
+        }
         let value = match self.input.remove(name) {
             None | Some(Value::Null) => default
                 .map(str::to_owned)
@@ -110,6 +189,17 @@ impl Params {
         default: &str,
     ) -> Result<String, ValidationError> {
         let value = self.string(name, 1..=64, Some(default))?;
+        if self.describing {
+            self.properties.insert(
+                name.to_owned(),
+                serde_json::json!({
+                    "type": ["string", "null"],
+                    "enum": choices.iter().map(|c| Value::from(*c)).chain([Value::Null]).collect::<Vec<_>>(),
+                    "default": default
+                }),
+            );
+            return Ok(value);
+        }
         if !choices.contains(&value.as_str()) {
             return Err(ValidationError::new(
                 name,
@@ -126,6 +216,12 @@ impl Params {
         name: &str,
         chars: RangeInclusive<usize>,
     ) -> Result<Option<String>, ValidationError> {
+        let schema = serde_json::json!({
+            "type": ["string", "null"], "minLength": chars.start(), "maxLength": chars.end()
+        });
+        if self.declare(name, schema, false) {
+            return Ok(None);
+        }
         match self.input.get(name) {
             None | Some(Value::Null) => {
                 self.input.remove(name);
@@ -146,6 +242,22 @@ impl Params {
         max: usize,
         check: impl Fn(&str) -> Result<(), String>,
     ) -> Result<Vec<String>, ValidationError> {
+        self.declare(
+            one,
+            serde_json::json!({"type": "string", "description": format!("one name (or `{many}`)")}),
+            false,
+        );
+        let listed = self.declare(
+            many,
+            serde_json::json!({
+                "type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": max,
+                "uniqueItems": false, "description": format!("several names (or `{one}`, not both)")
+            }),
+            false,
+        );
+        if listed {
+            return Ok(Vec::new());
+        }
         let single = self.input.remove(one).filter(|v| !v.is_null());
         let list = self.input.remove(many).filter(|v| !v.is_null());
         let named: Vec<(String, Value)> = match (single, list) {
@@ -200,6 +312,14 @@ impl Params {
             Value::Array(names.iter().cloned().map(Value::String).collect()),
         );
         Ok(names)
+    }
+
+    /// Record a normalized value computed from others (a default that depends on another
+    /// field, declared with `optional_string`).
+    pub fn set(&mut self, name: &str, value: Value) {
+        if !self.describing {
+            self.output.insert(name.to_owned(), value);
+        }
     }
 
     /// The normalized params; fails on any field no accessor asked for.

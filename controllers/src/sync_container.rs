@@ -36,11 +36,11 @@ impl Controller for SyncContainer {
     }
     fn validate(&self, params: Value) -> Result<Value, ValidationError> {
         let mut p = Params::new(params)?;
-        container(&mut p, "container")?;
-        p.string("prefix", 0..=1024, Some(""))?;
-        let id = p.string("collection_id", 1..=128, None)?;
-        check_collection_id(&id).map_err(|reason| ValidationError::new("collection_id", reason))?;
+        declare(&mut p)?;
         p.finish()
+    }
+    fn params_schema(&self) -> Value {
+        Params::describe(declare)
     }
     async fn check(&self, params: &Value) -> Result<(), CheckError> {
         let container = params["container"].as_str().unwrap_or_default();
@@ -166,4 +166,13 @@ mod tests {
         let bbox = collection.extent.spatial.bbox[0];
         assert!(bbox[0] <= item.bbox[0] && bbox[2] >= item.bbox[2]);
     }
+}
+
+/// The params of `sync_container` (validation and schema).
+fn declare(p: &mut Params) -> Result<(), ValidationError> {
+    container(p, "container")?;
+    p.string("prefix", 0..=1024, Some(""))?;
+    let id = p.string("collection_id", 1..=128, None)?;
+    p.check("collection_id", || check_collection_id(&id))?;
+    Ok(())
 }

@@ -23,11 +23,11 @@ impl Controller for Synthetic {
     }
     fn validate(&self, params: Value) -> Result<Value, ValidationError> {
         let mut p = Params::new(params)?;
-        p.choice("shape", &["fan_out", "chain"], "fan_out")?;
-        p.int("n", 1..=1_000_000, Some(10))?;
-        p.int("sleep_ms", 0..=600_000, Some(0))?;
-        p.string("label", 0..=200, Some(""))?;
+        declare(&mut p)?;
         p.finish()
+    }
+    fn params_schema(&self) -> Value {
+        Params::describe(declare)
     }
     fn plan(&self, _job_id: &JobId, params: &Value) -> Result<Vec<TaskSpec>, PlanError> {
         let n = params["n"].as_i64().unwrap_or(10);
@@ -60,4 +60,13 @@ impl Controller for Synthetic {
             json!({ "shape": job.params["shape"], "tasks": counts.total(), "succeeded": counts.get(engine::TaskStatus::Succeeded) }),
         )
     }
+}
+
+/// The params of `synthetic` (validation and schema).
+fn declare(p: &mut Params) -> Result<(), ValidationError> {
+    p.choice("shape", &["fan_out", "chain"], "fan_out")?;
+    p.int("n", 1..=1_000_000, Some(10))?;
+    p.int("sleep_ms", 0..=600_000, Some(0))?;
+    p.string("label", 0..=200, Some(""))?;
+    Ok(())
 }

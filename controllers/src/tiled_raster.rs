@@ -37,36 +37,11 @@ impl Controller for TiledRaster {
     }
     fn validate(&self, params: Value) -> Result<Value, ValidationError> {
         let mut p = Params::new(params)?;
-        let container = p.string("container", 1..=63, None)?;
-        let blob = p.string("blob", 1..=1024, None)?;
-        let output_container = p.string("output_container", 1..=63, None)?;
-        services::blob::check_container(&container)
-            .map_err(|e| ValidationError::new("container", e.to_string()))?;
-        services::blob::check_blob(&blob)
-            .map_err(|e| ValidationError::new("blob", e.to_string()))?;
-        services::blob::check_container(&output_container)
-            .map_err(|e| ValidationError::new("output_container", e.to_string()))?;
-        let stem = TiledRasterParams::stem_of(&blob);
-        let prefix = p.string("output_prefix", 1..=512, Some(&stem))?;
-        services::blob::check_blob(&prefix)
-            .map_err(|e| ValidationError::new("output_prefix", e.to_string()))?;
-        let min_zoom = p.int("min_zoom", 0..=22, None)?;
-        let max_zoom = p.int("max_zoom", 0..=22, None)?;
-        if min_zoom > max_zoom {
-            return Err(ValidationError::new(
-                "min_zoom",
-                format!("must not be greater than max_zoom ({min_zoom} > {max_zoom})"),
-            ));
-        }
-        let tile_size = p.int("tile_size", 256..=512, Some(256))?;
-        if tile_size != 256 && tile_size != 512 {
-            return Err(ValidationError::new(
-                "tile_size",
-                format!("must be 256 or 512, got {tile_size}"),
-            ));
-        }
-        p.choice("resampling", &["average", "near"], "average")?;
+        declare(&mut p)?;
         p.finish()
+    }
+    fn params_schema(&self) -> Value {
+        Params::describe(declare)
     }
     /// The source exists, is a georeferenced raster whose CRS reaches Web Mercator, and the
     /// zooms do not ask for an absurd number of tiles.
@@ -129,4 +104,50 @@ impl Controller for TiledRaster {
             .and_then(|t| t.result)
             .unwrap_or_else(|| json!({ "tiles": 0 })))
     }
+}
+
+/// The params of `tiled_raster` (validation and schema).
+fn declare(p: &mut Params) -> Result<(), ValidationError> {
+    let container = p.string("container", 1..=63, None)?;
+    let blob = p.string("blob", 1..=1024, None)?;
+    let output_container = p.string("output_container", 1..=63, None)?;
+    let names = |check: fn(&str) -> Result<(), services::blob::BlobError>, name: &str| {
+        check(name).map_err(|e| e.to_string())
+    };
+    p.check("container", || {
+        names(services::blob::check_container, &container)
+    })?;
+    p.check("blob", || names(services::blob::check_blob, &blob))?;
+    p.check("output_container", || {
+        names(services::blob::check_container, &output_container)
+    })?;
+    // Absent, the prefix is the blob's stem, recorded so that the job ID hashes it.
+    let prefix = p
+        .optional_string("output_prefix", 1..=512)?
+        .unwrap_or_else(|| TiledRasterParams::stem_of(&blob));
+    p.check("output_prefix", || {
+        names(services::blob::check_blob, &prefix)
+    })?;
+    p.set("output_prefix", prefix.into());
+    let min_zoom = p.int("min_zoom", 0..=22, None)?;
+    let max_zoom = p.int("max_zoom", 0..=22, None)?;
+    p.check("min_zoom", || {
+        if min_zoom > max_zoom {
+            Err(format!(
+                "must not be greater than max_zoom ({min_zoom} > {max_zoom})"
+            ))
+        } else {
+            Ok(())
+        }
+    })?;
+    let tile_size = p.int("tile_size", 256..=512, Some(256))?;
+    p.check("tile_size", || {
+        if tile_size != 256 && tile_size != 512 {
+            Err(format!("must be 256 or 512, got {tile_size}"))
+        } else {
+            Ok(())
+        }
+    })?;
+    p.choice("resampling", &["average", "near"], "average")?;
+    Ok(())
 }

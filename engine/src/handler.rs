@@ -343,6 +343,11 @@ pub trait Controller: Send + Sync + 'static {
     }
     /// Check the request params and fill in defaults. The result is what the job ID hashes.
     fn validate(&self, params: Value) -> Result<Value, ValidationError>;
+    /// The JSON Schema of the params `validate` accepts, from the same declarations (for
+    /// clients: `GET /api/job-types`, the OpenAPI document). Cross-field rules are not in it.
+    fn params_schema(&self) -> Value {
+        serde_json::json!({ "type": "object" })
+    }
     /// Check what the normalized params refer to (input files exist and are readable, ...)
     /// before a new job is created, so that what can be known at submission is refused then.
     /// Not part of the job ID; not run when the job already exists.

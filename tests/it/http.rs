@@ -871,10 +871,10 @@ fn the_openapi_document_is_valid_and_the_server_keeps_to_it() {
         String::from_utf8_lossy(&out.stdout)
     );
     // A job for the generated requests to find, then schemathesis with every check but one:
-    // positive_data_acceptance expects any schema-valid request to succeed, but job params
-    // are documented as an object (their per-type schema is not described yet) and the
-    // geospatial types' params name blobs that must exist, so schema-valid params may be
-    // refused with 400 by design (docs/http-api.md).
+    // positive_data_acceptance expects any schema-valid request to succeed, but the schema of
+    // each job type's params cannot say its cross-field rules (`blob` or `blobs`, min_zoom <=
+    // max_zoom, a power-of-two blocksize), and the geospatial params name blobs that must
+    // exist, so schema-valid params may be refused with 400 by design (docs/http-api.md).
     send(
         &rt,
         post_json(

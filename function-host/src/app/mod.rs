@@ -82,6 +82,8 @@ pub struct JobTypeInfo {
     pub job_type: &'static str,
     pub version: u32,
     pub description: &'static str,
+    /// The JSON Schema of its params, from the declarations that validate them.
+    pub params_schema: Value,
 }
 
 /// A job listing's filter.
@@ -362,6 +364,7 @@ impl App {
                 job_type: c.job_type(),
                 version: c.job_version(),
                 description: c.description(),
+                params_schema: c.params_schema(),
             })
             .collect();
         types.sort_by_key(|t| t.job_type);

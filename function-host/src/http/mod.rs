@@ -101,9 +101,8 @@ async fn layer_error(e: tower::BoxError) -> ApiError {
 /// The API's router over `app`.
 pub fn router(app: Arc<App>, config: &HttpConfig) -> Router {
     let http_metrics = Arc::new(metrics::HttpMetrics::default());
-    let job_types: Vec<&'static str> = app.job_types().iter().map(|t| t.job_type).collect();
     let document = Arc::new(openapi::document(
-        &job_types,
+        &app.job_types(),
         config.max_body,
         routes::MAX_LIMIT,
     ));

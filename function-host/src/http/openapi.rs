@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use engine::{JobStatus, OutcomePolicy, TaskKind, TaskStatus, TriggerRule};
 
+use crate::app::JobTypeInfo;
 use crate::app::error::codes;
 
 /// Every documented route: (method, path). `router` serves exactly these (tested).
@@ -102,7 +103,8 @@ fn limit_param(max: usize) -> Value {
 }
 
 /// The document, for the registered `job_types`, with a body limit of `max_body` bytes.
-pub fn document(job_types: &[&str], max_body: usize, max_limit: usize) -> Value {
+pub fn document(types: &[JobTypeInfo], max_body: usize, max_limit: usize) -> Value {
+    let job_types: Vec<&str> = types.iter().map(|t| t.job_type).collect();
     let job_statuses = spellings(JobStatus::ALL, JobStatus::as_str);
     let task_statuses = spellings(TaskStatus::ALL, TaskStatus::as_str);
     let id = path_param("id", "job ID: 64 lowercase hex digits");
@@ -246,11 +248,12 @@ pub fn document(job_types: &[&str], max_body: usize, max_limit: usize) -> Value 
                     "required": ["items"],
                     "properties": {"items": {"type": "array", "items": {
                         "type": "object",
-                        "required": ["job_type", "version", "description"],
+                        "required": ["job_type", "version", "description", "params_schema"],
                         "properties": {
                             "job_type": {"type": "string", "enum": job_types},
                             "version": {"type": "integer"},
-                            "description": {"type": "string"}
+                            "description": {"type": "string"},
+                            "params_schema": {"type": "object", "description": "the JSON Schema of its params"}
                         }
                     }}}
                 }))}), errors(&[]))
@@ -272,7 +275,7 @@ pub fn document(job_types: &[&str], max_body: usize, max_limit: usize) -> Value 
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": schemas(job_types)
+            "schemas": schemas(types)
         }
     })
 }
@@ -300,7 +303,7 @@ fn merge(mut a: Value, b: Value) -> Value {
     a
 }
 
-fn schemas(job_types: &[&str]) -> Value {
+fn schemas(types: &[JobTypeInfo]) -> Value {
     let job_statuses = spellings(JobStatus::ALL, JobStatus::as_str);
     let task_statuses = spellings(TaskStatus::ALL, TaskStatus::as_str);
     let policies = spellings(OutcomePolicy::ALL, OutcomePolicy::as_str);
@@ -311,14 +314,27 @@ fn schemas(job_types: &[&str]) -> Value {
     let opt_millis = json!({"type": ["integer", "null"]});
     json!({
         "SubmitRequest": {
-            "type": "object",
-            "required": ["job_type"],
-            "additionalProperties": false,
-            "properties": {
-                "job_type": {"type": "string", "enum": job_types},
-                "params": {"type": ["object", "null"], "description": "the job type's params (docs/geospatial.md, README); null counts as {}"},
-                "outcome_policy": {"type": ["string", "null"], "enum": [policies[0], policies[1], null]}
-            }
+            "description": "a job type and its params (null params count as {}); cross-field rules and what the params name (blobs that must exist) are checked by the server",
+            "oneOf": types.iter().map(|t| {
+                // Params with required fields must be given; otherwise they may be left out or
+                // null (both count as {}).
+                let needs_params = t.params_schema["required"].as_array().is_some_and(|r| !r.is_empty());
+                let (required, params) = if needs_params {
+                    (json!(["job_type", "params"]), t.params_schema.clone())
+                } else {
+                    (json!(["job_type"]), json!({"anyOf": [t.params_schema, {"type": "null"}]}))
+                };
+                json!({
+                    "type": "object",
+                    "required": required,
+                    "additionalProperties": false,
+                    "properties": {
+                        "job_type": {"const": t.job_type},
+                        "params": params,
+                        "outcome_policy": {"type": ["string", "null"], "enum": [policies[0], policies[1], null]}
+                    }
+                })
+            }).collect::<Vec<_>>()
         },
         "Problem": {
             "type": "object",
