@@ -883,7 +883,10 @@ fn the_openapi_document_is_valid_and_the_server_keeps_to_it() {
             json!({"job_type": "synthetic", "params": {"n": 10}}),
         ),
     );
+    // Run from a scratch directory: schemathesis keeps a cache where it runs.
+    let scratch = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(python_tool("schemathesis"))
+        .current_dir(scratch.path())
         .args(["run", &s.url("/openapi.json")])
         .args([
             "--checks",
