@@ -1,6 +1,7 @@
 //! One writer thread per process owns the connection and commits in groups: every operation
-//! waiting when a transaction starts joins it (each inside its own savepoint, so one failing
-//! operation never leaves half its writes). Callers get their result after the COMMIT, so
+//! waiting when a transaction starts joins it. Multi-statement operations (`call_atomic`) run
+//! inside their own savepoint, so one failing never leaves half its writes; single statements
+//! (`call`) need none. Callers get their result after the COMMIT, so
 //! what they were told is durable is durable.
 //!
 //! Pure reads go to a small pool of reader threads, each with its own connection: in WAL mode
