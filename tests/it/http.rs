@@ -100,6 +100,13 @@ fn send(rt: &tokio::runtime::Runtime, r: reqwest::RequestBuilder) -> Reply {
     })
 }
 
+/// Submit `body`, expecting 202; the job's ID.
+fn submit_id(rt: &tokio::runtime::Runtime, s: &Server, body: Value) -> String {
+    let sub = send(rt, post_json(s, "/api/jobs", body));
+    assert_eq!(sub.status, 202, "{}", sub.body);
+    sub.body["id"].as_str().unwrap().to_owned()
+}
+
 fn post_json(s: &Server, path: &str, body: Value) -> reqwest::RequestBuilder {
     s.request(reqwest::Method::POST, path).json(&body)
 }
@@ -270,15 +277,11 @@ fn client_mistakes_are_problems_with_their_status_and_code() {
     assert_problem(&send(&rt, get(&s, "/nowhere")), 404, "NOT_FOUND");
 
     // Conflicts: no workers here, so the job stays accepted (PENDING).
-    let sub = send(
+    let id = submit_id(
         &rt,
-        post_json(
-            &s,
-            "/api/jobs",
-            json!({"job_type": "hello_world", "params": {"n": 2}}),
-        ),
+        &s,
+        json!({"job_type": "hello_world", "params": {"n": 2}}),
     );
-    let id = sub.body["id"].as_str().unwrap().to_owned();
     assert_problem(
         &send(&rt, get(&s, &format!("/api/jobs/{id}/result"))),
         409,
@@ -514,15 +517,11 @@ fn read_sse(rt: &tokio::runtime::Runtime, r: reqwest::RequestBuilder) -> Vec<(u6
 fn sse_streams_a_job_to_its_end_and_resumes_with_last_event_id() {
     let s = serve(&[]);
     let rt = rt();
-    let sub = send(
+    let id = submit_id(
         &rt,
-        post_json(
-            &s,
-            "/api/jobs",
-            json!({"job_type": "synthetic", "params": {"n": 30, "sleep_ms": 20, "label": "sse"}}),
-        ),
+        &s,
+        json!({"job_type": "synthetic", "params": {"n": 30, "sleep_ms": 20, "label": "sse"}}),
     );
-    let id = sub.body["id"].as_str().unwrap().to_owned();
     let all = read_sse(&rt, get(&s, &format!("/api/jobs/{id}/events")));
     let last = all.last().unwrap();
     assert_eq!(last.1, "job_completed", "closed after job_completed");
@@ -627,15 +626,11 @@ fn a_million_task_job_is_accepted_without_being_planned() {
 fn metrics_expose_engine_counters_and_requests_by_route() {
     let s = serve(&[]);
     let rt = rt();
-    let sub = send(
+    let id = submit_id(
         &rt,
-        post_json(
-            &s,
-            "/api/jobs",
-            json!({"job_type": "hello_world", "params": {"n": 7}}),
-        ),
+        &s,
+        json!({"job_type": "hello_world", "params": {"n": 7}}),
     );
-    let id = sub.body["id"].as_str().unwrap().to_owned();
     wait_done(&rt, &s, &id);
     assert_eq!(send(&rt, get(&s, "/api/jobs/abc")).status, 400);
     let r = send(&rt, get(&s, "/metrics"));

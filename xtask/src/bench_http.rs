@@ -168,7 +168,8 @@ end
     Ok(path)
 }
 
-fn submit_one(base: &str) -> anyhow::Result<String> {
+/// `POST /api/jobs` with `body` (curl); the job ID of the answer.
+fn submit(base: &str, body: &str) -> anyhow::Result<String> {
     let out = Command::new("curl")
         .args([
             "-sf",
@@ -178,7 +179,7 @@ fn submit_one(base: &str) -> anyhow::Result<String> {
             "content-type: application/json",
             "-d",
         ])
-        .arg(r#"{"job_type":"hello_world","params":{"n":3,"message":"probe"}}"#)
+        .arg(body)
         .arg(format!("{base}/api/jobs"))
         .output()?;
     let v: Value = serde_json::from_slice(&out.stdout).context("submit answer")?;
@@ -186,6 +187,13 @@ fn submit_one(base: &str) -> anyhow::Result<String> {
         .as_str()
         .map(str::to_owned)
         .context("no id in the submit answer")
+}
+
+fn submit_one(base: &str) -> anyhow::Result<String> {
+    submit(
+        base,
+        r#"{"job_type":"hello_world","params":{"n":3,"message":"probe"}}"#,
+    )
 }
 
 fn now_ms() -> f64 {
@@ -196,20 +204,10 @@ fn now_ms() -> f64 {
 
 /// Delay from each event's `at` to its arrival at an SSE client, for a 200-task job.
 fn sse_delays(base: &str) -> anyhow::Result<Vec<f64>> {
-    let out = Command::new("curl")
-        .args([
-            "-sf",
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-        ])
-        .arg(r#"{"job_type":"synthetic","params":{"n":200,"sleep_ms":20,"label":"sse"}}"#)
-        .arg(format!("{base}/api/jobs"))
-        .output()?;
-    let v: Value = serde_json::from_slice(&out.stdout)?;
-    let id = v["id"].as_str().context("no id")?.to_owned();
+    let id = submit(
+        base,
+        r#"{"job_type":"synthetic","params":{"n":200,"sleep_ms":20,"label":"sse"}}"#,
+    )?;
     let mut child = Command::new("curl")
         .args(["-sN", &format!("{base}/api/jobs/{id}/events")])
         .stdout(Stdio::piped())
