@@ -544,15 +544,19 @@ pub async fn queue_delay_and_receipts(b: Backend) {
 }
 
 pub async fn queue_dead_letter(b: Backend) {
-    b.queue.send(&["bad".into()], Duration::ZERO).await.unwrap();
-    let d = b
-        .queue
-        .receive(1, Duration::from_millis(100))
-        .await
-        .unwrap()
-        .pop()
-        .unwrap();
-    b.queue.dead_letter(&d).await.unwrap();
+    let before = crate::model::now_millis();
+    for body in ["bad-1", "bad-2"] {
+        b.queue.send(&[body.into()], Duration::ZERO).await.unwrap();
+        let d = b
+            .queue
+            .receive(1, Duration::from_millis(100))
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(d.body, body);
+        b.queue.dead_letter(&d).await.unwrap();
+    }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         b.queue
@@ -562,6 +566,30 @@ pub async fn queue_dead_letter(b: Backend) {
             .is_empty(),
         "poisoned message gone from the queue"
     );
+    let depth = b.queue.depth().await.unwrap();
+    assert_eq!((depth.messages, depth.poison), (0, 2), "{depth:?}");
+
+    let listed = b.queue.poison_messages(10).await.unwrap();
+    let bodies: Vec<&str> = listed.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["bad-1", "bad-2"], "oldest first");
+    for m in &listed {
+        // Azure keeps insertion times in whole seconds.
+        assert!(
+            (before - 1_000..=crate::model::now_millis()).contains(&m.poisoned_at),
+            "poisoned_at {} not now",
+            m.poisoned_at
+        );
+    }
+    assert_eq!(b.queue.poison_messages(1).await.unwrap().len(), 1);
+
+    // Removing the second leaves the first listed (the scan shows it again at once).
+    assert!(b.queue.remove_poison(&listed[1].id).await.unwrap());
+    assert!(!b.queue.remove_poison(&listed[1].id).await.unwrap(), "gone");
+    assert!(!b.queue.remove_poison("no-such-message").await.unwrap());
+    let left = b.queue.poison_messages(10).await.unwrap();
+    assert_eq!(left, listed[..1], "the other poison message is untouched");
+    assert!(b.queue.remove_poison(&listed[0].id).await.unwrap());
+    assert!(b.queue.poison_messages(10).await.unwrap().is_empty());
 }
 
 pub async fn events_are_ordered_per_job(b: Backend) {

@@ -202,10 +202,36 @@ pub trait TaskQueue: Send + Sync + 'static {
     async fn delete(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Move the message to the poison queue.
     async fn dead_letter(&self, delivery: &Delivery) -> Result<(), QueueError>;
+    /// The oldest messages of the poison queue, at most `limit`, oldest first. Azure Storage
+    /// Queues can show at most 32 at a time (a peek), so a listing is never longer than that
+    /// there.
+    async fn poison_messages(&self, limit: usize) -> Result<Vec<PoisonMessage>, QueueError>;
+    /// Remove a message from the poison queue; `false` when it holds none with this ID.
+    async fn remove_poison(&self, id: &str) -> Result<bool, QueueError>;
+    /// How many messages the queue and its poison queue hold (approximate on Azure).
+    async fn depth(&self) -> Result<QueueDepth, QueueError>;
     /// Wait until messages may be available, at most `max_wait` (a hint, not a promise).
     async fn wait_for_messages(&self, max_wait: Duration) {
         tokio::time::sleep(max_wait).await;
     }
+}
+
+/// A message in the poison queue: one delivered too often without an outcome, or one that
+/// could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PoisonMessage {
+    /// Stable while the message stays in the poison queue.
+    pub id: String,
+    pub body: String,
+    /// When it entered the poison queue (ms since the epoch).
+    pub poisoned_at: Millis,
+}
+
+/// Messages in the task queue (visible or not) and in its poison queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueDepth {
+    pub messages: u64,
+    pub poison: u64,
 }
 
 /// One received message.
