@@ -45,7 +45,8 @@ macro_rules! conformance_tests {
             events_are_written_with_their_status_change,
             runtime_cancel_and_forced_rerun_keep_the_story,
             runtime_deleted_job_leaves_no_work,
-            runtime_accepted_jobs_are_expanded_whatever_happens
+            runtime_accepted_jobs_are_expanded_whatever_happens,
+            runtime_poison_messages_are_listed_and_replayed
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -1217,4 +1218,85 @@ pub async fn runtime_accepted_jobs_are_expanded_whatever_happens(b: Backend) {
         Some(codes::INVALID_PLAN)
     );
     assert_story_complete(&b, &first.id, 1).await;
+}
+
+/// A task delivered too often without an outcome fails its job POISONED with its message in
+/// the poison queue; replaying the message re-runs the job (attempt 2) to success, the
+/// job's other poison messages are then stale, and every one is gone in the end.
+pub async fn runtime_poison_messages_are_listed_and_replayed(b: Backend) {
+    use crate::runtime::{PoisonContent, ReplayError, Replayed};
+    let registry = Registry::default()
+        .with_controller(Fan)
+        .with_handler(Add)
+        .with_handler(Spawn)
+        .with_handler(Sum);
+    let engine = Engine::new(
+        b.clone(),
+        registry,
+        EngineConfig {
+            lease: Duration::from_secs(5),
+            max_dequeue: 1,
+            ..EngineConfig::default()
+        },
+    );
+    let sub = engine
+        .submit("fan", json!({ "n": 2 }), SubmitOptions::default())
+        .await
+        .unwrap();
+    // Each first delivery "crashes": received, never answered (Azure leases last 1 s at least).
+    let taken = b.queue.receive(32, Duration::from_millis(1)).await.unwrap();
+    assert!(!taken.is_empty());
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(run_worker(
+        engine.clone(),
+        WorkerConfig::default(),
+        shutdown.clone(),
+    ));
+    let failed = wait_terminal(&engine, &sub.job.id, Duration::from_secs(60)).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+
+    let poison = engine.poison_messages(100).await.unwrap();
+    // The submission's expansion message, taken too, may be there (stale: the job expanded).
+    let (tasks, others): (Vec<_>, Vec<_>) = poison
+        .iter()
+        .partition(|e| matches!(e.content, PoisonContent::Tasks { .. }));
+    assert!(!tasks.is_empty(), "the poisoned task messages are listed");
+    for entry in &tasks {
+        let PoisonContent::Tasks { job_id, task_ids } = &entry.content else {
+            unreachable!()
+        };
+        assert_eq!(job_id, &sub.job.id);
+        assert!(!task_ids.is_empty());
+    }
+    assert!(matches!(
+        engine.replay_poison("no-such-message").await,
+        Err(ReplayError::NotFound(_))
+    ));
+
+    let first = engine.replay_poison(&tasks[0].id).await.unwrap();
+    let Replayed::Rerun { job } = first else {
+        panic!("the first replay re-runs the job: {first:?}")
+    };
+    assert_eq!((job.id.clone(), job.attempt), (sub.job.id.clone(), 2));
+    let done = wait_terminal(&engine, &sub.job.id, Duration::from_secs(60)).await;
+    assert_eq!((done.status, done.attempt), (JobStatus::Succeeded, 2));
+    for entry in tasks[1..].iter().chain(&others) {
+        // Stale, or gone already: a backend may drop a re-run job's messages, poison too.
+        let again = engine.replay_poison(&entry.id).await;
+        assert!(
+            matches!(
+                again,
+                Ok(Replayed::Stale { .. }) | Err(ReplayError::NotFound(_))
+            ),
+            "the job re-ran: {again:?}"
+        );
+    }
+    assert!(
+        engine.poison_messages(100).await.unwrap().is_empty(),
+        "replayed messages leave the poison queue"
+    );
+    shutdown.cancel();
+    worker.await.unwrap();
+    assert_story_complete(&b, &sub.job.id, 2).await;
 }

@@ -3,6 +3,7 @@
 mod coalesce;
 mod finish;
 mod lease;
+mod poison;
 mod sweeper;
 mod worker;
 
@@ -26,6 +27,7 @@ use crate::ports::{Backend, Inserted, QueueError, Removal, StoreError};
 use crate::status::InvalidTransition;
 
 use coalesce::Coalescer;
+pub use poison::{Decision, POISON_LIST_MAX, PoisonContent, PoisonEntry, ReplayError, Replayed};
 pub use sweeper::run_sweeper;
 pub use worker::{WorkerConfig, run_worker};
 
@@ -288,13 +290,27 @@ impl Engine {
         params: Value,
         options: SubmitOptions,
     ) -> Result<Submission, SubmitError> {
+        self.accept_with(job_type, params, options, |s| {
+            matches!(s, JobStatus::Failed | JobStatus::Cancelled)
+        })
+        .await
+    }
+
+    /// [`Engine::accept`], where `force` re-runs a job whose status passes `rerunnable`.
+    pub(crate) async fn accept_with(
+        &self,
+        job_type: &str,
+        params: Value,
+        options: SubmitOptions,
+        rerunnable: impl Fn(JobStatus) -> bool,
+    ) -> Result<Submission, SubmitError> {
         let (id, params, job_version) = self.normalize(job_type, params)?;
         let span = tracing::error_span!("submit", job_id = %id, job_type);
         async move {
             let mut attempt = 1;
             if let Some(existing) = self.inner.backend.jobs.get_job(&id).await? {
                 match existing.status {
-                    JobStatus::Failed | JobStatus::Cancelled if options.force => {
+                    status if options.force && rerunnable(status) => {
                         info!(
                             previous_attempt = existing.attempt,
                             "re-running the job (--force)"
