@@ -371,13 +371,14 @@ mod tests {
         let poisoned = task(T::Failed, Some(codes::POISONED));
         let other_failure = task(T::Failed, Some("GREET_FAILED"));
         let succeeded = task(T::Succeeded, None);
-        let cases: Vec<(
-            &str,
-            &PoisonContent,
+        type Case<'a> = (
+            &'a str,
+            &'a PoisonContent,
             Option<JobRecord>,
             Vec<TaskRecord>,
             Decision,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             ("unreadable", &unreadable, None, vec![], Unreadable),
             (
                 "job deleted",
