@@ -906,3 +906,134 @@ fn the_openapi_document_is_valid_and_the_server_keeps_to_it() {
         "schemathesis found failures:\n{report}"
     );
 }
+
+/// Poison messages over the API and the CLI: a job whose task messages were delivered too
+/// often without an outcome (as crashed deliveries leave them) fails POISONED; its messages
+/// are listed with their job and tasks, one replay re-runs the job to success, the others are
+/// then stale; an unreadable message cannot be replayed, only discarded.
+#[test]
+fn poison_messages_are_listed_replayed_and_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tessera.db");
+    let (code, out, err) = crate::support::run(
+        &db,
+        &["submit", "hello_world", "--params", r#"{"n": 3}"#, "--json"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    {
+        // What crashed deliveries leave: dequeue counts past the limit (5); and a message no
+        // one can read.
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let n = c
+            .execute(
+                "UPDATE queue SET dequeue_count = 9 WHERE queue = 'tasks' AND body NOT LIKE '%expand%'",
+                [],
+            )
+            .unwrap();
+        assert!(n > 0);
+        c.execute(
+            "INSERT INTO queue (queue, body, visible_at, inserted_at) VALUES ('tasks', 'not a message', 0, 0)",
+            [],
+        )
+        .unwrap();
+    }
+    let s = start(dir, &["--workers", "2"], None);
+    let rt = rt();
+    let failed = wait_done(&rt, &s, &id);
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert!(
+        failed["error"]["message"].as_str().unwrap().contains("POISONED"),
+        "{failed}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let items = loop {
+        let list = send(&rt, get(&s, "/api/poison"));
+        assert_eq!(list.status, 200, "{}", list.body);
+        let items = list.body["items"].as_array().unwrap().clone();
+        if items.iter().any(|m| m["kind"] == "unreadable") {
+            break items;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no unreadable message listed: {items:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let of_kind =
+        |kind: &str| -> Vec<&Value> { items.iter().filter(|m| m["kind"] == kind).collect() };
+    let (tasks, unreadable) = (of_kind("tasks"), of_kind("unreadable"));
+    assert!(!tasks.is_empty(), "{items:?}");
+    for m in &tasks {
+        assert_eq!(m["job_id"], id.as_str());
+        assert!(!m["task_ids"].as_array().unwrap().is_empty(), "{m}");
+    }
+
+    // The unreadable one: replay refused (422), discard (204), then it is gone (404).
+    let bad = unreadable[0]["id"].as_str().unwrap();
+    let replay_bad = send(
+        &rt,
+        s.request(reqwest::Method::POST, &format!("/api/poison/{bad}/replay")),
+    );
+    assert_problem(&replay_bad, 422, "UNREADABLE_MESSAGE");
+    let discard = send(
+        &rt,
+        s.request(reqwest::Method::DELETE, &format!("/api/poison/{bad}")),
+    );
+    assert_eq!(discard.status, 204, "{}", discard.body);
+    let again = send(
+        &rt,
+        s.request(reqwest::Method::DELETE, &format!("/api/poison/{bad}")),
+    );
+    assert_problem(&again, 404, "POISON_NOT_FOUND");
+    let invalid = send(
+        &rt,
+        s.request(reqwest::Method::POST, "/api/poison/a%20b/replay"),
+    );
+    assert_problem(&invalid, 400, "INVALID_ID");
+
+    // The CLI as a client lists the same messages and replays the first: the job re-runs.
+    let server = s.base.clone();
+    let (code, out, err) = crate::support::run(
+        &db_of(&s),
+        &["poison", "list", "--server", &server, "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.len(), tasks.len(), "{out}");
+    let first = tasks[0]["id"].as_str().unwrap();
+    let (code, out, err) = crate::support::run(
+        &db_of(&s),
+        &["poison", "replay", first, "--server", &server],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("re-runs (attempt 2"), "{out}");
+    let done = wait_done(&rt, &s, &id);
+    assert_eq!(
+        (done["status"].clone(), done["attempt"].clone()),
+        (json!("SUCCEEDED"), json!(2)),
+        "{done}"
+    );
+
+    for m in &tasks[1..] {
+        let path = format!("/api/poison/{}/replay", m["id"].as_str().unwrap());
+        let r = send(&rt, s.request(reqwest::Method::POST, &path));
+        // Stale now; or already gone with the first attempt's messages.
+        if r.status == 200 {
+            assert_eq!(r.body["action"], "stale", "{}", r.body);
+        } else {
+            assert_problem(&r, 404, "POISON_NOT_FOUND");
+        }
+    }
+    let list = send(&rt, get(&s, "/api/poison"));
+    assert_eq!(list.body["items"], json!([]), "{}", list.body);
+}
+
+/// The database file of a server started by `start`.
+fn db_of(s: &Server) -> std::path::PathBuf {
+    s._dir.path().join("tessera.db")
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use engine::events::JobEvent;
 use engine::ports::{Page, PageRequest, Removal, TaskQuery};
-use engine::runtime::{JobView, Submission};
+use engine::runtime::{JobView, PoisonEntry, Replayed, Submission};
 use engine::{
     Engine, EngineConfig, JobId, JobRecord, JobStatus, SubmitOptions, TaskId, TaskRecord,
 };
@@ -354,6 +354,24 @@ impl App {
             .await?)
     }
 
+    /// The oldest poison messages (at most `limit`; Azure shows 32 at most), with what each
+    /// carries.
+    pub async fn poison(&self, limit: usize) -> Result<Vec<PoisonEntry>, AppError> {
+        Ok(self.engine.poison_messages(limit).await?)
+    }
+
+    /// Replay a poison message: its finished job re-runs (attempt + 1; a worker expands it),
+    /// a pending job's expansion is queued again, and a message with nothing left to do is
+    /// removed. Refused while its job runs (409) and for an unreadable message (422).
+    pub async fn replay_poison(&self, id: &str) -> Result<Replayed, AppError> {
+        Ok(self.engine.replay_poison(parse_poison_id(id)?).await?)
+    }
+
+    /// Remove a poison message without replaying it.
+    pub async fn discard_poison(&self, id: &str) -> Result<PoisonEntry, AppError> {
+        Ok(self.engine.discard_poison(parse_poison_id(id)?).await?)
+    }
+
     /// The registered job types, sorted by name.
     pub fn job_types(&self) -> Vec<JobTypeInfo> {
         let mut types: Vec<JobTypeInfo> = self
@@ -379,6 +397,21 @@ pub fn parse_job_id(id: &str) -> Result<JobId, AppError> {
 
 pub fn parse_task_id(id: &str) -> Result<TaskId, AppError> {
     Ok(id.parse::<TaskId>()?)
+}
+
+/// A poison message ID from a caller: what the backends hand out (SQLite row numbers, Azure
+/// GUIDs), 1 to 128 letters, digits and dashes.
+pub fn parse_poison_id(id: &str) -> Result<&str, AppError> {
+    let ok =
+        (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(id)
+    } else {
+        Err(AppError::invalid(
+            codes::INVALID_ID,
+            format!("{id:?} is not a poison message ID (1 to 128 letters, digits and dashes)"),
+        ))
+    }
 }
 
 /// Params JSON from a caller: strict (a repeated key is refused, naming it).

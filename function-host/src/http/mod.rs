@@ -20,7 +20,7 @@ use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
@@ -120,6 +120,9 @@ pub fn router(app: Arc<App>, config: &HttpConfig) -> Router {
         .route("/api/jobs/{id}/result", get(routes::get_result))
         .route("/api/jobs/{id}/cancel", post(routes::cancel))
         .route("/api/job-types", get(routes::job_types))
+        .route("/api/poison", get(routes::list_poison))
+        .route("/api/poison/{id}", delete(routes::discard_poison))
+        .route("/api/poison/{id}/replay", post(routes::replay_poison))
         .route("/readyz", get(routes::readyz))
         .layer(
             ServiceBuilder::new()

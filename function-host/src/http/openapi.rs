@@ -23,6 +23,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/jobs/{id}/events"),
     ("get", "/api/events"),
     ("get", "/api/job-types"),
+    ("get", "/api/poison"),
+    ("delete", "/api/poison/{id}"),
+    ("post", "/api/poison/{id}/replay"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -109,6 +112,10 @@ pub fn document(types: &[JobTypeInfo], max_body: usize, max_limit: usize) -> Val
     let task_statuses = spellings(TaskStatus::ALL, TaskStatus::as_str);
     let id = path_param("id", "job ID: 64 lowercase hex digits");
     let task_id = path_param("task_id", "task ID: 64 lowercase hex digits");
+    let poison_id = json!({
+        "name": "id", "in": "path", "required": true, "description": "poison message ID",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,128}$"}
+    });
     let cursor = query(
         "cursor",
         json!({"type": "string"}),
@@ -257,6 +264,35 @@ pub fn document(types: &[JobTypeInfo], max_body: usize, max_limit: usize) -> Val
                         }
                     }}}
                 }))}), errors(&[]))
+            }
+        },
+        "/api/poison": {
+            "get": {
+                "summary": "The oldest poison messages, with what each carries (Azure shows 32 at most)",
+                "parameters": [limit_param(max_limit)],
+                "responses": merge(json!({"200": json_ok("poison messages", json!({
+                    "type": "object",
+                    "required": ["items"],
+                    "properties": {"items": {"type": "array", "items": schema_ref("PoisonMessage")}}
+                }))}), errors(&[]))
+            }
+        },
+        "/api/poison/{id}": {
+            "delete": {
+                "summary": "Discard a poison message",
+                "parameters": [poison_id.clone()],
+                "responses": merge(json!({"204": {"description": "discarded"}}), errors(&[("404", "no such poison message")]))
+            }
+        },
+        "/api/poison/{id}/replay": {
+            "post": {
+                "summary": "Replay a poison message: its finished job re-runs, a pending job's expansion is queued again, a stale message is removed",
+                "parameters": [poison_id],
+                "responses": merge(json!({"200": json_ok("what the replay did", schema_ref("Replayed"))}), errors(&[
+                    ("404", "no such poison message"),
+                    ("409", "the message's job still runs"),
+                    ("422", "the message cannot be read: discard it")
+                ]))
             }
         },
         "/healthz": {"get": {"summary": "The process is up", "security": [], "responses": {"200": json_ok("up", json!({"type": "object"}))}}},
@@ -426,6 +462,29 @@ fn schemas(types: &[JobTypeInfo]) -> Value {
                 "updated_at": millis,
                 "started_at": opt_millis.clone(),
                 "finished_at": opt_millis
+            }
+        },
+        "PoisonMessage": {
+            "type": "object",
+            "required": ["id", "poisoned_at", "kind", "body"],
+            "properties": {
+                "id": {"type": "string"},
+                "poisoned_at": {"type": "integer"},
+                "kind": {"type": "string", "enum": ["tasks", "expand", "unreadable"]},
+                "job_id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "task_ids": {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                "error": {"type": "string", "description": "why an unreadable message cannot be read"},
+                "body": {"type": "string", "description": "the message as it was queued"}
+            }
+        },
+        "Replayed": {
+            "type": "object",
+            "required": ["action"],
+            "properties": {
+                "action": {"type": "string", "enum": ["rerun", "requeued", "stale"]},
+                "job": schema_ref("Job"),
+                "job_id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "reason": {"type": "string"}
             }
         },
         "Event": {
