@@ -159,6 +159,26 @@ pub async fn jobs_list_pages_newest_first(b: Backend) {
         }
     }
     assert_eq!(seen, vec![1004, 1003, 1002, 1001, 1000]);
+
+    // Every job's status, for gauges: one of them now RUNNING.
+    let stored = b.jobs.get_job(&job(3).id).await.unwrap().unwrap();
+    let mut running = stored.clone();
+    running.status = JobStatus::Running;
+    b.jobs.update_job(&running, &[]).await.unwrap().unwrap();
+    let mut statuses = b.jobs.job_statuses().await.unwrap();
+    statuses.sort();
+    let mut want: Vec<(JobId, JobStatus)> = (0..5)
+        .map(|n| {
+            let status = if n == 3 {
+                JobStatus::Running
+            } else {
+                JobStatus::Pending
+            };
+            (job(n).id, status)
+        })
+        .collect();
+    want.sort();
+    assert_eq!(statuses, want);
 }
 
 pub async fn tasks_insert_is_idempotent_and_updates_compare_and_set(b: Backend) {

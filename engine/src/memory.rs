@@ -172,6 +172,15 @@ impl JobStore for MemoryBackend {
         });
         Ok(paginate(jobs, page, |j| j.id.to_string()))
     }
+
+    async fn job_statuses(&self) -> Result<Vec<(JobId, JobStatus)>, StoreError> {
+        Ok(self
+            .lock()
+            .jobs
+            .values()
+            .map(|(j, _)| (j.id.clone(), j.status))
+            .collect())
+    }
 }
 
 /// Page over items in a stable order using the previous page's last key as the token.

@@ -17,7 +17,8 @@ use async_trait::async_trait;
 use crate::events::JobEvent;
 use crate::ids::{JobId, TaskId};
 use crate::model::{
-    ErrorInfo, JobRecord, Millis, Progress, Revision, StatusCounts, TaskRecord, TaskStatus,
+    ErrorInfo, JobRecord, JobStatus, Millis, Progress, Revision, StatusCounts, TaskRecord,
+    TaskStatus,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -123,6 +124,8 @@ pub trait JobStore: Send + Sync + 'static {
     async fn update_job(&self, job: &JobRecord, events: &[JobEvent]) -> Result<Cas, StoreError>;
     /// Newest first.
     async fn list_jobs(&self, page: PageRequest) -> Result<Page<JobRecord>, StoreError>;
+    /// Every job's ID and status (a scan of the job records, not of their tasks: for gauges).
+    async fn job_statuses(&self) -> Result<Vec<(JobId, JobStatus)>, StoreError>;
 }
 
 /// Tasks of jobs, each updated by compare-and-set.

@@ -670,6 +670,42 @@ fn metrics_expose_engine_counters_and_requests_by_route() {
     assert!(text.contains("tessera_http_request_duration_seconds_bucket{route=\"/api/jobs\",method=\"POST\",status=\"202\",le=\"+Inf\"} 1"));
 }
 
+/// Gauges of the store: jobs by status, tasks of unfinished jobs by status, queue depth.
+#[test]
+fn metrics_gauge_jobs_tasks_and_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tessera.db");
+    // One job planned and left to workers that are not there: RUNNING, its 4 tasks waiting.
+    let (code, out, err) =
+        crate::support::run(&db, &["submit", "hello_world", "--params", r#"{"n": 3}"#]);
+    assert_eq!(code, 0, "{out}{err}");
+    let s = start(dir, &["--no-workers"], None);
+    let rt = rt();
+    let r = send(&rt, get(&s, "/metrics"));
+    assert_eq!(r.status, 200);
+    let text = r.body.as_str().unwrap().to_owned();
+    let value = |series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+    };
+    assert_eq!(value("tessera_gauges_up"), 1);
+    assert_eq!(value("tessera_jobs{status=\"RUNNING\"}"), 1, "{text}");
+    assert_eq!(value("tessera_jobs{status=\"SUCCEEDED\"}"), 0, "{text}");
+    let active: u64 = engine::TaskStatus::ALL
+        .iter()
+        .map(|st| value(&format!("tessera_active_tasks{{status=\"{st}\"}}")))
+        .sum();
+    assert_eq!(active, 4, "3 greetings and the summary: {text}");
+    assert_eq!(value("tessera_active_tasks{status=\"SUCCEEDED\"}"), 0);
+    assert_eq!(value("tessera_active_jobs_counted"), 1);
+    assert!(
+        value("tessera_queue_messages{queue=\"tasks\"}") >= 1,
+        "{text}"
+    );
+    assert_eq!(value("tessera_queue_messages{queue=\"poison\"}"), 0);
+}
+
 #[test]
 fn the_cli_as_a_client_prints_and_exits_like_the_local_commands() {
     let dir = tempfile::tempdir().unwrap();
@@ -946,7 +982,10 @@ fn poison_messages_are_listed_replayed_and_discarded() {
     let failed = wait_done(&rt, &s, &id);
     assert_eq!(failed["status"], "FAILED", "{failed}");
     assert!(
-        failed["error"]["message"].as_str().unwrap().contains("POISONED"),
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("POISONED"),
         "{failed}"
     );
 

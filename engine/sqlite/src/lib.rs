@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use engine::events::JobEvent;
 use engine::ids::{JobId, TaskId};
 use engine::model::{
-    ErrorInfo, JobRecord, Millis, Progress, Revision, StatusCounts, TaskRecord, TaskStatus,
-    now_millis,
+    ErrorInfo, JobRecord, JobStatus, Millis, Progress, Revision, StatusCounts, TaskRecord,
+    TaskStatus, now_millis,
 };
 use engine::ports::*;
 use rand::Rng;
@@ -667,6 +667,31 @@ impl JobStore for SqliteBackend {
                     None
                 };
                 Ok(Page { items, next })
+            })
+            .await
+    }
+
+    async fn job_statuses(&self) -> Result<Vec<(JobId, JobStatus)>, StoreError> {
+        self.db
+            .read(|c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT id, status FROM jobs")
+                    .map_err(sql)?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .map_err(sql)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (id, status) = row.map_err(sql)?;
+                    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt {
+                        message: format!("job {id}: {e}"),
+                    };
+                    out.push((
+                        id.parse().map_err(|e| corrupt(&e))?,
+                        status.parse().map_err(|e| corrupt(&e))?,
+                    ));
+                }
+                Ok(out)
             })
             .await
     }

@@ -86,6 +86,21 @@ pub struct JobTypeInfo {
     pub params_schema: Value,
 }
 
+/// The store's state at one moment, for gauges.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    /// Jobs by status.
+    pub jobs: std::collections::BTreeMap<JobStatus, u64>,
+    /// Tasks by status, of the jobs not finished (those counted: see `active_jobs_counted`).
+    pub active_tasks: engine::model::StatusCounts,
+    /// Unfinished jobs whose tasks were counted (at most [`GAUGE_MAX_ACTIVE_JOBS`]).
+    pub active_jobs_counted: u64,
+    pub queue: engine::ports::QueueDepth,
+}
+
+/// Unfinished jobs whose tasks one gauge reading counts at most.
+pub const GAUGE_MAX_ACTIVE_JOBS: usize = 200;
+
 /// A job listing's filter.
 #[derive(Debug, Clone, Default)]
 pub struct JobsQuery {
@@ -370,6 +385,48 @@ impl App {
     /// Remove a poison message without replaying it.
     pub async fn discard_poison(&self, id: &str) -> Result<PoisonEntry, AppError> {
         Ok(self.engine.discard_poison(parse_poison_id(id)?).await?)
+    }
+
+    /// Jobs by status, tasks of unfinished jobs by status and the queue's depth. A scan of
+    /// the job records and of the unfinished jobs' task statuses: read it seldom (`/metrics`
+    /// caches it).
+    pub async fn gauges(&self) -> Result<Gauges, AppError> {
+        use futures::{StreamExt, TryStreamExt};
+        let backend = self.engine.backend();
+        let (statuses, queue) = futures::try_join!(
+            async { Ok::<_, AppError>(backend.jobs.job_statuses().await?) },
+            async {
+                Ok(backend
+                    .queue
+                    .depth()
+                    .await
+                    .map_err(engine::runtime::RuntimeError::from)?)
+            },
+        )?;
+        let mut gauges = Gauges {
+            queue,
+            ..Gauges::default()
+        };
+        let mut active = Vec::new();
+        for (id, status) in statuses {
+            *gauges.jobs.entry(status).or_default() += 1;
+            if !status.is_terminal() {
+                active.push(id);
+            }
+        }
+        active.truncate(GAUGE_MAX_ACTIVE_JOBS);
+        gauges.active_jobs_counted = active.len() as u64;
+        let counts: Vec<engine::model::StatusCounts> = futures::stream::iter(active)
+            .map(|id| async move { backend.tasks.count_tasks(&id, None).await })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        for c in counts {
+            for (status, n) in c.0 {
+                gauges.active_tasks.add(status, n);
+            }
+        }
+        Ok(gauges)
     }
 
     /// The registered job types, sorted by name.
