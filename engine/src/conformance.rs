@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use crate::events::{EventKind, JobEvent};
 use crate::graph::{self, HandlerDefaults, PlanError, PlanScope};
 use crate::handler::{
-    Controller, HandlerError, JobResults, Registry, TaskContext, TaskHandler, TaskOutput,
-    ValidationError,
+    CheckError, Controller, HandlerError, JobResults, Registry, TaskContext, TaskHandler,
+    TaskOutput, ValidationError,
 };
 use crate::ids::{JobId, TaskId, job_id};
 use crate::model::*;
@@ -729,6 +729,15 @@ impl Controller for Fan {
             .ok_or_else(|| ValidationError::new("n", "required integer"))?;
         Ok(json!({ "n": n }))
     }
+    /// Multiples of 13 are refused, but only once the job is expanded (a check too costly
+    /// for submission).
+    async fn check_at_expansion(&self, params: &Value) -> Result<(), CheckError> {
+        let n = params["n"].as_u64().unwrap_or(0);
+        if n > 0 && n % 13 == 0 {
+            return Err(ValidationError::new("n", format!("{n} is refused at expansion")).into());
+        }
+        Ok(())
+    }
     fn plan(&self, _job_id: &JobId, params: &Value) -> Result<Vec<TaskSpec>, PlanError> {
         let n = params["n"].as_i64().unwrap_or(1);
         let mut specs: Vec<TaskSpec> = (0..n)
@@ -1209,6 +1218,22 @@ pub async fn runtime_accepted_jobs_are_expanded_whatever_happens(b: Backend) {
         .accept("fan", json!({ "n": 0 }), SubmitOptions::default())
         .await
         .unwrap();
+    // Accepted (the cheap check passes), refused at expansion.
+    let refused = engine
+        .accept("fan", json!({ "n": 13 }), SubmitOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(refused.job.status, JobStatus::Pending);
+    // The command line's path runs the expansion's check first: refused, nothing stored.
+    let inline = engine
+        .submit("fan", json!({ "n": 26 }), SubmitOptions::default())
+        .await;
+    assert!(
+        matches!(&inline, Err(crate::runtime::SubmitError::Invalid(e)) if e.field == "n"),
+        "{inline:?}"
+    );
+    let id = crate::ids::job_id("fan", 1, &json!({ "n": 26 })).unwrap();
+    assert!(b.jobs.get_job(&id).await.unwrap().is_none());
     let shutdown = tokio_util::sync::CancellationToken::new();
     let worker = tokio::spawn(run_worker(
         engine.clone(),
@@ -1222,6 +1247,7 @@ pub async fn runtime_accepted_jobs_are_expanded_whatever_happens(b: Backend) {
     let first = wait_terminal(&engine, &accepted.job.id, Duration::from_secs(60)).await;
     let second = wait_terminal(&engine, &lost.job.id, Duration::from_secs(60)).await;
     let failed = wait_terminal(&engine, &broken.job.id, Duration::from_secs(60)).await;
+    let refused = wait_terminal(&engine, &refused.job.id, Duration::from_secs(60)).await;
     shutdown.cancel();
     worker.await.unwrap();
     sweeper.await.unwrap();
@@ -1236,6 +1262,12 @@ pub async fn runtime_accepted_jobs_are_expanded_whatever_happens(b: Backend) {
     assert_eq!(
         failed.error.as_ref().map(|e| e.code.as_str()),
         Some(codes::INVALID_PLAN)
+    );
+    assert_eq!(refused.status, JobStatus::Failed);
+    let error = refused.error.as_ref().unwrap();
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str()),
+        (codes::INVALID_PARAMS, "n: 13 is refused at expansion")
     );
     assert_story_complete(&b, &first.id, 1).await;
 }

@@ -1076,3 +1076,54 @@ fn poison_messages_are_listed_replayed_and_discarded() {
 fn db_of(s: &Server) -> std::path::PathBuf {
     s._dir.path().join("tessera.db")
 }
+
+/// What submission can check cheaply is refused then (400, nothing stored); what is too
+/// costly (inputs beyond the first few of a `cog_conversion`) is checked at expansion, where
+/// the job ends FAILED `INVALID_PARAMS` naming the field.
+#[test]
+fn costly_checks_run_at_expansion_and_fail_the_job_with_the_field() {
+    let data = crate::support::data_dir_with("in", &["byte.tif"]);
+    let names: Vec<String> = (0..12).map(|i| format!("r{i:02}.tif")).collect();
+    for name in &names {
+        std::fs::copy(
+            data.path().join("in/byte.tif"),
+            data.path().join("in").join(name),
+        )
+        .unwrap();
+    }
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let s = serve(&["--data-dir", &data_dir]);
+    let rt = rt();
+    // A missing first input: refused at submission.
+    let early = send(
+        &rt,
+        post_json(
+            &s,
+            "/api/jobs",
+            json!({"job_type": "cog_conversion", "params": {"container": "in", "blobs": ["a-missing.tif", "r00.tif"], "output_container": "out"}}),
+        ),
+    );
+    assert_problem(&early, 400, "INVALID_PARAMS");
+    assert_eq!(
+        early.body["errors"][0]["field"], "params.blobs[0]",
+        "{}",
+        early.body
+    );
+    // A missing twelfth: accepted, then failed at expansion.
+    let mut blobs = names.clone();
+    blobs.push("zz-missing.tif".into());
+    let id = submit_id(
+        &rt,
+        &s,
+        json!({"job_type": "cog_conversion", "params": {"container": "in", "blobs": blobs, "output_container": "out"}}),
+    );
+    let failed = wait_done(&rt, &s, &id);
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert_eq!(failed["error"]["code"], "INVALID_PARAMS", "{failed}");
+    assert_eq!(
+        failed["error"]["message"], "blobs[12]: blob in/zz-missing.tif does not exist",
+        "{failed}"
+    );
+    assert_eq!(failed["planned_tasks"], 0, "nothing was planned: {failed}");
+    drop(data);
+}

@@ -82,7 +82,7 @@ pub struct FieldError {
 
 /// Error codes of the application layer (the engine's are in `engine::model::codes`).
 pub mod codes {
-    pub const INVALID_PARAMS: &str = "INVALID_PARAMS";
+    pub const INVALID_PARAMS: &str = engine::model::codes::INVALID_PARAMS;
     pub const INVALID_JSON: &str = "INVALID_JSON";
     pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
     pub const INVALID_QUERY: &str = "INVALID_QUERY";
@@ -95,7 +95,7 @@ pub mod codes {
     pub const TIMEOUT: &str = "TIMEOUT";
     pub const INVALID_ID: &str = "INVALID_ID";
     pub const UNKNOWN_JOB_TYPE: &str = "UNKNOWN_JOB_TYPE";
-    pub const INVALID_PLAN: &str = "INVALID_PLAN";
+    pub const INVALID_PLAN: &str = engine::model::codes::INVALID_PLAN;
     pub const JOB_NOT_FOUND: &str = "JOB_NOT_FOUND";
     pub const TASK_NOT_FOUND: &str = "TASK_NOT_FOUND";
     pub const POISON_NOT_FOUND: &str = "POISON_NOT_FOUND";
