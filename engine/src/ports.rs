@@ -251,6 +251,13 @@ pub struct Delivery {
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
     async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError>;
+    /// The cursor below which the log is settled at `now` (ms): no event with a lower
+    /// sequence number can still be committed. A reader that follows the log with a cursor
+    /// (a live stream, `?after=N` pages) reads only below it, so it never steps past an event
+    /// committed late. `u64::MAX` (the default) when sequence numbers follow commit order.
+    fn settled_cursor(&self, _now: Millis) -> u64 {
+        u64::MAX
+    }
     /// Events of a job with sequence numbers greater than `after`, oldest first.
     async fn events_after(
         &self,

@@ -31,10 +31,19 @@ impl Drop for Server {
 }
 
 fn start(dir: tempfile::TempDir, extra: &[&str], key: Option<&'static str>) -> Server {
-    let mut cmd = tessera(
+    let cmd = tessera(
         &dir.path().join("tessera.db"),
         &[&["serve", "--bind", "127.0.0.1:0"], extra].concat(),
     );
+    start_command(cmd, dir, key)
+}
+
+/// Start `cmd` (a `tessera serve --bind 127.0.0.1:0 ...`) and read the address it listens on.
+fn start_command(
+    mut cmd: std::process::Command,
+    dir: tempfile::TempDir,
+    key: Option<&'static str>,
+) -> Server {
     cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     let mut child = cmd.spawn().expect("starting tessera serve");
     let stdout = child.stdout.take().unwrap();
@@ -1126,4 +1135,64 @@ fn costly_checks_run_at_expansion_and_fail_the_job_with_the_field() {
     );
     assert_eq!(failed["planned_tasks"], 0, "nothing was planned: {failed}");
     drop(data);
+}
+
+/// `tessera serve --backend azure` on Azurite: a job submitted over HTTP runs to its end on
+/// the in-process workers, its events stream to `job_completed`, and the events page holds
+/// them all, once each.
+#[test]
+fn serve_runs_on_the_azure_backend() {
+    let store = crate::support::Store::azure(crate::support::azurite_connection());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cmd = store.tessera(&[
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        "4",
+        "--data-dir",
+        cache.to_str().unwrap(),
+    ]);
+    let s = start_command(cmd, dir, None);
+    let rt = rt();
+    let id = submit_id(
+        &rt,
+        &s,
+        json!({"job_type": "hello_world", "params": {"n": 20, "fail_every": 7}, "outcome_policy": "continue"}),
+    );
+    let streamed = read_sse(&rt, get(&s, &format!("/api/jobs/{id}/events")));
+    assert_eq!(
+        streamed.last().map(|(_, name, _)| name.as_str()),
+        Some("job_completed"),
+        "{streamed:?}"
+    );
+    let done = wait_done(&rt, &s, &id);
+    assert_eq!(done["status"], "COMPLETED_WITH_ERRORS", "{done}");
+    let page = send(
+        &rt,
+        get(&s, &format!("/api/jobs/{id}/events?after=0&limit=1000")),
+    );
+    assert_eq!(page.status, 200);
+    let cursors: Vec<u64> = page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cursor"].as_u64().unwrap())
+        .collect();
+    let streamed_cursors: Vec<u64> = streamed.iter().map(|(c, _, _)| *c).collect();
+    assert_eq!(cursors, streamed_cursors, "the stream and the page agree");
+    let mut unique = cursors.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), cursors.len(), "no event twice");
+    let ends = page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            ["task_completed", "task_failed"]
+                .contains(&e["event"]["type"].as_str().unwrap_or_default())
+        })
+        .count();
+    assert_eq!(ends, 21, "20 greetings and the summary, each ended once");
 }

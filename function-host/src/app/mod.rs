@@ -354,19 +354,22 @@ impl App {
         Ok(())
     }
 
-    /// The job's events after cursor `after`, oldest first.
+    /// The job's events after cursor `after`, oldest first, up to where the log is settled
+    /// (on Azure, 2 s behind the writers' clocks): a client following the cursor never steps
+    /// past an event committed late, so it gets every event exactly once.
     pub async fn events_after(
         &self,
         id: &JobId,
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, JobEvent)>, AppError> {
-        Ok(self
-            .engine
-            .backend()
-            .events
+        let events = &self.engine.backend().events;
+        let settled = events.settled_cursor(engine::model::now_millis());
+        let mut page = events
             .events_after(id, after, limit.clamp(1, 10_000))
-            .await?)
+            .await?;
+        page.retain(|(seq, _)| *seq < settled);
+        Ok(page)
     }
 
     /// The oldest poison messages (at most `limit`; Azure shows 32 at most), with what each
