@@ -101,6 +101,8 @@ pub mod codes {
     pub const POISON_NOT_FOUND: &str = "POISON_NOT_FOUND";
     /// A poison message that cannot be read: it can only be discarded.
     pub const UNREADABLE_MESSAGE: &str = "UNREADABLE_MESSAGE";
+    /// A job with too many tasks to draw its graph.
+    pub const GRAPH_TOO_LARGE: &str = "GRAPH_TOO_LARGE";
     pub const NOT_RERUNNABLE: &str = "NOT_RERUNNABLE";
     pub const JOB_FINISHED: &str = "JOB_FINISHED";
     pub const JOB_NOT_FINISHED: &str = "JOB_NOT_FINISHED";
@@ -132,6 +134,7 @@ pub mod codes {
         TASK_NOT_FOUND,
         POISON_NOT_FOUND,
         UNREADABLE_MESSAGE,
+        GRAPH_TOO_LARGE,
         NOT_RERUNNABLE,
         JOB_FINISHED,
         JOB_NOT_FINISHED,

@@ -7,6 +7,7 @@
 //! kind gives both the exit code and the HTTP status.
 
 pub mod error;
+pub mod graph;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,6 +73,8 @@ pub struct AppConfig {
 /// A wired engine and the backend handles its shutdown needs.
 pub struct App {
     engine: Engine,
+    /// The geospatial job types' data store (the dashboard reads tiles and outputs from it).
+    blobs: Blobs,
     azure: Option<Arc<AzureBackend>>,
     sqlite: Option<Arc<SqliteBackend>>,
 }
@@ -97,6 +100,9 @@ pub struct Gauges {
     pub active_jobs_counted: u64,
     pub queue: engine::ports::QueueDepth,
 }
+
+/// Tasks of the largest job whose graph is drawn.
+pub const GRAPH_MAX_TASKS: u64 = 200_000;
 
 /// Unfinished jobs whose tasks one gauge reading counts at most.
 pub const GAUGE_MAX_ACTIVE_JOBS: usize = 200;
@@ -148,11 +154,12 @@ impl App {
         };
         let engine = Engine::new(
             backend,
-            controllers::registry(&services::Services::new(blobs)),
+            controllers::registry(&services::Services::new(blobs.clone())),
             engine_config,
         );
         Ok(App {
             engine,
+            blobs,
             azure,
             sqlite,
         })
@@ -430,6 +437,58 @@ impl App {
             }
         }
         Ok(gauges)
+    }
+
+    /// The job's task DAG as a client draws it (large fan-outs collapsed into group nodes
+    /// unless named in `expand`), with the job.
+    pub async fn graph(
+        &self,
+        id: &JobId,
+        expand: &std::collections::BTreeSet<String>,
+    ) -> Result<(JobView, graph::Graph), AppError> {
+        let view = self.status(id).await?;
+        let total = view.tasks.total();
+        if total > GRAPH_MAX_TASKS {
+            return Err(AppError::new(
+                ErrorKind::Unprocessable,
+                codes::GRAPH_TOO_LARGE,
+                format!(
+                    "job {id} has {total} tasks, more than the {GRAPH_MAX_TASKS} a graph is drawn for; list its tasks instead"
+                ),
+            ));
+        }
+        let tasks = &self.engine.backend().tasks;
+        let mut all = Vec::with_capacity(total as usize);
+        let mut page = PageRequest::first(1_000);
+        loop {
+            let got = tasks
+                .list_tasks(id, &TaskQuery::default(), page.clone())
+                .await?;
+            all.extend(got.items);
+            match got.next {
+                Some(next) => page.after = Some(next),
+                None => break,
+            }
+        }
+        Ok((view, graph::graph(&all, expand)))
+    }
+
+    /// A file of the data store (a tile, a COG, a STAC item, a TileJSON document).
+    pub async fn data(&self, container: &str, blob: &str) -> Result<bytes::Bytes, AppError> {
+        use services::blob::BlobError;
+        self.blobs.get(container, blob).await.map_err(|e| match e {
+            BlobError::NotFound { .. } | BlobError::NoContainer { .. } => {
+                AppError::new(ErrorKind::NotFound, codes::NOT_FOUND, e.to_string())
+            }
+            BlobError::InvalidName { .. } => {
+                AppError::invalid(codes::INVALID_REQUEST, e.to_string())
+            }
+            e => AppError::new(
+                ErrorKind::Unavailable,
+                codes::STORAGE_UNAVAILABLE,
+                format!("data store: {e}"),
+            ),
+        })
     }
 
     /// The registered job types, sorted by name.

@@ -21,6 +21,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/jobs/{id}/result"),
     ("post", "/api/jobs/{id}/cancel"),
     ("get", "/api/jobs/{id}/events"),
+    ("get", "/api/jobs/{id}/graph"),
     ("get", "/api/events"),
     ("get", "/api/job-types"),
     ("get", "/api/poison"),
@@ -29,6 +30,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
+    ("get", "/data/{container}/{path}"),
     ("get", "/openapi.json"),
 ];
 
@@ -239,6 +241,47 @@ pub fn document(types: &[JobTypeInfo], max_body: usize, max_limit: usize) -> Val
                         }}
                     }
                 }}), errors(&[("404", "no such job")]))
+            }
+        },
+        "/api/jobs/{id}/graph": {
+            "get": {
+                "summary": "The job's task DAG as a client draws it: fan-outs of more than 12 members collapsed into group nodes with counts per status, each node with its layer",
+                "parameters": [
+                    id.clone(),
+                    query("expand", json!({"type": "string"}), "groups to draw member by member, comma-separated")
+                ],
+                "responses": merge(json!({"200": json_ok("the graph", json!({
+                    "type": "object",
+                    "required": ["job", "nodes", "edges"],
+                    "properties": {
+                        "job": schema_ref("JobView"),
+                        "nodes": {"type": "array", "items": {
+                            "type": "object",
+                            "required": ["id", "kind", "label", "size", "layer"],
+                            "properties": {
+                                "id": {"type": "string"},
+                                "kind": {"type": "string", "enum": ["parallel", "sequential", "orchestrator", "barrier", "group"]},
+                                "label": {"type": "string"},
+                                "status": {"type": "string", "enum": task_statuses.clone()},
+                                "group": {"type": "string"},
+                                "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                                "size": {"type": "integer"},
+                                "layer": {"type": "integer"}
+                            }
+                        }},
+                        "edges": {"type": "array", "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}}
+                    }
+                }))}), errors(&[("404", "no such job"), ("422", "too many tasks to draw (GRAPH_TOO_LARGE)")]))
+            }
+        },
+        "/data/{container}/{path}": {
+            "get": {
+                "summary": "A file of the data store (tiles, COGs, STAC items, TileJSON), for the dashboard's map",
+                "parameters": [
+                    {"name": "container", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "path", "in": "path", "required": true, "schema": {"type": "string"}, "description": "the blob's name; may contain '/'"}
+                ],
+                "responses": merge(json!({"200": {"description": "the file", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}), errors(&[("404", "no such container or blob")]))
             }
         },
         "/api/events": {

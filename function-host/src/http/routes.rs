@@ -243,6 +243,32 @@ pub async fn delete_job(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct GraphParams {
+    /// Groups to draw member by member, comma-separated.
+    pub expand: Option<String>,
+}
+
+pub async fn graph(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<GraphParams>,
+) -> ApiResult<Json<Value>> {
+    let expand = query
+        .expand
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let (view, graph) = app.graph(&parse_job_id(&id)?, &expand).await?;
+    Ok(Json(
+        json!({ "job": view, "nodes": graph.nodes, "edges": graph.edges }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PoisonParams {
     pub limit: Option<usize>,
 }
