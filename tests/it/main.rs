@@ -14,6 +14,7 @@ mod azure;
 mod chaos;
 mod cli;
 mod crash;
+mod dashboard;
 mod geo;
 mod http;
 mod jcs;
