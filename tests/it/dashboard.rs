@@ -163,6 +163,18 @@ impl Browser {
         }
     }
 
+    /// Save a screenshot named `what` under `$TESSERA_ARTIFACTS/dashboard/` (a picture of
+    /// the page as a user saw it, kept with the CI log).
+    pub async fn snapshot(&self, what: &str) {
+        if let Some(dir) = std::env::var_os("TESSERA_ARTIFACTS") {
+            let dir = std::path::Path::new(&dir).join("dashboard");
+            let _ = std::fs::create_dir_all(&dir);
+            if let Ok(png) = self.client.screenshot().await {
+                let _ = std::fs::write(dir.join(format!("{}-{what}.png", self.name)), png);
+            }
+        }
+    }
+
     /// Save a screenshot and the page's script errors, then panic with `message`.
     pub async fn fail(&self, message: &str) -> ! {
         let errors = self.eval("window.__errors").await;
@@ -237,12 +249,31 @@ fn the_job_page_draws_the_dag_live_and_acts_on_the_job() {
         assert!((70..=72).contains(&failed), "{api}");
         assert_eq!(counts["FAILED"], json!(failed), "{counts}");
         assert_eq!(counts["SUCCEEDED"], json!(500 - failed), "{counts}");
+        b.snapshot("finished").await;
         let nodes = b.eval("document.querySelectorAll('svg.dag .node').length").await;
         assert_eq!(nodes, json!(2), "one group node and the barrier");
         let barrier = b
             .eval("document.querySelector('svg.dag .node[data-kind=barrier]').dataset.status")
             .await;
         assert_eq!(barrier, json!("SUCCEEDED"));
+        // The group expands on a click: every greeting drawn, a failed one's details shown.
+        b.eval("document.querySelector('svg.dag .node[data-kind=group]').dispatchEvent(new MouseEvent('click', {bubbles: true})) || true").await;
+        b.wait_for(
+            "the group expanded",
+            "document.querySelectorAll('svg.dag .node[data-kind=parallel]').length === 500",
+            Duration::from_secs(10),
+        )
+        .await;
+        b.eval("document.querySelector('svg.dag .node[data-status=FAILED]').dispatchEvent(new MouseEvent('click', {bubbles: true})) || true").await;
+        let error = b
+            .wait_for(
+                "a failed task's details",
+                "document.querySelector('#details dd.error') && document.querySelector('#details dd.error').textContent",
+                Duration::from_secs(10),
+            )
+            .await;
+        assert!(error.as_str().unwrap().starts_with("GREET_FAILED (permanent)"), "{error}");
+        b.snapshot("expanded").await;
         b.assert_no_script_errors().await;
 
         // Cancel a running job from its page (confirmed).
@@ -320,5 +351,69 @@ fn the_jobs_list_updates_live_and_filters() {
         )
         .await;
         b.assert_no_script_errors().await;
+    });
+}
+
+/// A `tiled_raster` job on the map: its render blocks, coloured by status, then its tiles
+/// (requests answered 200) over the source's footprint, with links to the outputs.
+#[test]
+fn a_tiled_raster_job_fills_the_map() {
+    let rt = rt();
+    rt.block_on(async {
+        let data = crate::support::data_dir_with("in", &["RGB.byte.tif"]);
+        let data_dir = data.path().to_str().unwrap().to_owned();
+        let s = Serve::start(
+            tempfile::tempdir().unwrap(),
+            &["--workers", "2", "--data-dir", &data_dir],
+        );
+        let b = Browser::start("map").await;
+        let job = s
+            .post(
+                "/api/jobs",
+                json!({"job_type": "tiled_raster", "params": {"container": "in", "blob": "RGB.byte.tif", "output_container": "tiles", "min_zoom": 8, "max_zoom": 11}}),
+            )
+            .await;
+        let id = job["id"].as_str().unwrap().to_owned();
+        b.client.goto(&format!("{}/jobs/{id}", s.base)).await.unwrap();
+        let blocks = b
+            .wait_for(
+                "the render blocks on the map",
+                "Number(document.getElementById('map').dataset.blocks || 0)",
+                Duration::from_secs(60),
+            )
+            .await;
+        let drawn = b.eval("document.querySelectorAll('#map path.block').length").await;
+        assert_eq!(drawn, blocks, "one rectangle per render task");
+        b.wait_for(
+            "the tiles on the map",
+            "document.getElementById('map').dataset.tiles === 'shown'",
+            Duration::from_secs(120),
+        )
+        .await;
+        let statuses = b.eval("JSON.parse(document.getElementById('map').dataset.blockStatuses)").await;
+        assert_eq!(statuses, json!({"SUCCEEDED": blocks}), "every block ended");
+        // Tile images load from the data store (answered 200: an image with pixels).
+        let loaded = b
+            .wait_for(
+                "tile images loaded",
+                "(() => { const imgs = [...document.querySelectorAll('#map .tiles img')]; const ok = imgs.filter(i => i.complete && i.naturalWidth === 256); return ok.length ? ok.length : null; })()",
+                Duration::from_secs(30),
+            )
+            .await;
+        assert!(loaded.as_u64().unwrap() >= 1);
+        let tile_url = b.eval("document.querySelector('#map .tiles img').src").await;
+        let r = reqwest::get(tile_url.as_str().unwrap()).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "image/png");
+        let links = b.eval("[...document.querySelectorAll('#links a')].map(a => a.textContent)").await;
+        assert_eq!(
+            links,
+            json!(["Cloud Optimized GeoTIFF", "TileJSON", "STAC item", "Standalone map"])
+        );
+        let footprint = b.eval("document.querySelectorAll('#map path.footprint').length").await;
+        assert_eq!(footprint, json!(1), "the source's footprint from its STAC item");
+        b.snapshot("tiles").await;
+        b.assert_no_script_errors().await;
+        drop(data);
     });
 }
