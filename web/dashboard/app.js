@@ -293,6 +293,7 @@ async function jobPage(id) {
     drawHeader();
     Dag.render(dag, g, onNode);
     dag.dataset.nodes = g.nodes.length;
+    if (!window.__firstRender) window.__firstRender = performance.now();
     result.textContent = job.result !== undefined ? JSON.stringify(job.result, null, 2)
       : job.error ? `${job.error.code}: ${job.error.message}` : "(not finished)";
     if (map) await map.refresh(job);
@@ -423,6 +424,7 @@ const Maps = (() => {
 
     async function refreshTiled(view) {
       const renders = await allTasks(job.id, "render_tiles");
+      const finished = view.status === "SUCCEEDED" && view.result;
       blocks.clearLayers();
       const all = [];
       for (const t of renders) {
@@ -430,20 +432,19 @@ const Maps = (() => {
         if (!b) continue;
         const bounds = blockBounds(b);
         all.push(...bounds);
-        L.rectangle(bounds, { color: colour(t.status), weight: 1, fillOpacity: 0.35, className: `block status-${t.status}` })
+        L.rectangle(bounds, { color: colour(t.status), weight: 1, opacity: finished ? 0.4 : 1, fillOpacity: finished ? 0 : 0.35, className: `block status-${t.status}` })
           .bindTooltip(`render_tiles[${t.key}] ${t.status}`).addTo(blocks);
       }
       box.dataset.blocks = renders.length;
       box.dataset.blockStatuses = JSON.stringify(renders.reduce((m, t) => ((m[t.status] = (m[t.status] || 0) + 1), m), {}));
       if (all.length && !fitted) { map.fitBounds(all); fitted = true; }
-      if (view.status === "SUCCEEDED" && view.result && !tiles) {
+      if (finished && !tiles) {
         const r = view.result;
         tiles = tileLayer(`${dataUrl(p.output_container, p.output_prefix)}/{z}/{x}/{y}.png`, {
           minZoom: 0, maxZoom: 22, minNativeZoom: r.zooms ? r.zooms[0] : p.min_zoom, maxNativeZoom: r.zooms ? r.zooms[1] : p.max_zoom,
           bounds: all.length ? L.latLngBounds(all) : undefined, className: "tiles",
         }).addTo(map);
         box.dataset.tiles = "shown";
-        blocks.eachLayer(l => l.setStyle({ fillOpacity: 0, opacity: 0.4 }));
         try {
           const item = (await api(dataUrl(p.output_container, r.stac_item))).body;
           L.geoJSON(item.geometry, { style: { color: "#222", weight: 2, fill: false }, className: "footprint" }).addTo(footprints);

@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_azure;
+mod bench_dashboard;
 mod bench_geo;
 mod bench_http;
 
