@@ -414,6 +414,23 @@ fn a_tiled_raster_job_fills_the_map() {
         assert_eq!(footprint, json!(1), "the source's footprint from its STAC item");
         b.snapshot("tiles").await;
         b.assert_no_script_errors().await;
+
+        // The standalone page beside the tiles works from file://, with no network.
+        let page = data.path().join("tiles/RGB.byte/index.html");
+        assert!(page.exists(), "{}", page.display());
+        b.client
+            .goto(&format!("file://{}", page.display()))
+            .await
+            .unwrap();
+        let shown = b
+            .wait_for(
+                "the standalone page shows its tiles",
+                "typeof L !== 'undefined' && [...document.images].filter(i => i.src.startsWith('file:') && i.complete && i.naturalWidth === 256).length",
+                Duration::from_secs(30),
+            )
+            .await;
+        assert!(shown.as_u64().unwrap() >= 1, "{shown}");
+        b.snapshot("standalone").await;
         drop(data);
     });
 }

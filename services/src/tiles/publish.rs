@@ -8,9 +8,11 @@ use crate::Services;
 use crate::raster::RasterInfo;
 use crate::stac;
 
-/// A self-contained page showing the tiles on a Leaflet map over OpenStreetMap (both loaded
-/// from their public CDNs by the viewer's browser); tile URLs are relative, so the page works
-/// from the output folder as it is, served or opened from disk.
+/// A self-contained page showing the tiles on a Leaflet map: Leaflet itself is inlined (from
+/// npm at build time, `web` crate), and tile URLs are relative, so the page works from the
+/// output folder as it is, served or opened from disk (`file://`), with no network.
+/// OpenStreetMap is an optional basemap under the tiles: without a network it stays blank and
+/// the tiles show all the same.
 /// The page records the job and task that wrote it in `<meta>` tags.
 pub fn map_page(p: &TiledRasterParams, bbox: [f64; 4], job_id: &str, task_id: &str) -> String {
     let [w, s, e, n] = bbox;
@@ -24,8 +26,8 @@ pub fn map_page(p: &TiledRasterParams, bbox: [f64; 4], job_id: &str, task_id: &s
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="tessera:job_id" content="{job_id}">
 <meta name="tessera:task_id" content="{task_id}">
-<link rel="stylesheet" href="https://unpkg.com/leaflet@1.9.4/dist/leaflet.css">
-<script src="https://unpkg.com/leaflet@1.9.4/dist/leaflet.js"></script>
+<style>{leaflet_css}</style>
+<script>{leaflet_js}</script>
 <style>html, body, #map {{ height: 100%; margin: 0; }}</style>
 </head>
 <body>
@@ -43,6 +45,8 @@ map.fitBounds([[{s}, {w}], [{n}, {e}]]);
 </body>
 </html>
 "#,
+        leaflet_css = String::from_utf8_lossy(web::LEAFLET_CSS),
+        leaflet_js = String::from_utf8_lossy(web::LEAFLET_JS),
         min = p.min_zoom,
         max = p.max_zoom,
         max_view = p.max_zoom + 2,
@@ -98,4 +102,27 @@ pub async fn stac_item(
         },
     );
     serde_json::to_value(item).map_err(|e| HandlerError::permanent("STAC", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The page works offline: Leaflet is inside it, nothing is loaded from a CDN.
+    #[test]
+    fn the_map_page_carries_leaflet_inline() {
+        let p: TiledRasterParams = serde_json::from_value(serde_json::json!({
+            "container": "in", "blob": "a/RGB.byte.tif", "output_container": "tiles",
+            "output_prefix": "RGB.byte", "min_zoom": 7, "max_zoom": 9, "tile_size": 256,
+            "resampling": "average"
+        }))
+        .unwrap();
+        let page = map_page(&p, [-78.0, 23.0, -77.0, 24.0], "j", "t");
+        assert!(!page.contains("unpkg.com"), "no CDN");
+        assert!(page.contains("Leaflet 1.9.4"), "the script is inline");
+        assert!(page.contains(".leaflet-container"), "the style sheet is inline");
+        // An inline script ends at the first `</script>`: Leaflet must not contain one.
+        assert_eq!(page.matches("</script>").count(), 2);
+        assert!(page.contains("L.tileLayer('{z}/{x}/{y}.png'"), "tiles relative to the page");
+    }
 }
