@@ -819,12 +819,17 @@ impl TaskHandler for Sum {
     }
 }
 
-fn engine(b: Backend) -> Engine {
-    let registry = Registry::default()
+/// The check's job type and handlers.
+fn registry() -> Registry {
+    Registry::default()
         .with_controller(Fan)
         .with_handler(Add)
         .with_handler(Spawn)
-        .with_handler(Sum);
+        .with_handler(Sum)
+}
+
+fn engine(b: Backend) -> Engine {
+    let registry = registry();
     Engine::new(
         b,
         registry,
@@ -1171,11 +1176,7 @@ pub async fn runtime_deleted_job_leaves_no_work(b: Backend) {
 /// message; an expansion lost to a crash (the message gone) is done by the sweeper; a plan
 /// that cannot be built fails the job at expansion instead of leaving it PENDING.
 pub async fn runtime_accepted_jobs_are_expanded_whatever_happens(b: Backend) {
-    let registry = Registry::default()
-        .with_controller(Fan)
-        .with_handler(Add)
-        .with_handler(Spawn)
-        .with_handler(Sum);
+    let registry = registry();
     let engine = Engine::new(
         b.clone(),
         registry,
@@ -1277,11 +1278,7 @@ pub async fn runtime_accepted_jobs_are_expanded_whatever_happens(b: Backend) {
 /// job's other poison messages are then stale, and every one is gone in the end.
 pub async fn runtime_poison_messages_are_listed_and_replayed(b: Backend) {
     use crate::runtime::{PoisonContent, ReplayError, Replayed};
-    let registry = Registry::default()
-        .with_controller(Fan)
-        .with_handler(Add)
-        .with_handler(Spawn)
-        .with_handler(Sum);
+    let registry = registry();
     let engine = Engine::new(
         b.clone(),
         registry,
