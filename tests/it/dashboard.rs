@@ -431,6 +431,25 @@ fn a_tiled_raster_job_fills_the_map() {
             .await;
         assert!(shown.as_u64().unwrap() >= 1, "{shown}");
         b.snapshot("standalone").await;
+
+        // A sync_container job: the footprint of each item it writes.
+        let sync = s
+            .post(
+                "/api/jobs",
+                json!({"job_type": "sync_container", "params": {"container": "in", "collection_id": "demo"}}),
+            )
+            .await;
+        let sync_id = sync["id"].as_str().unwrap().to_owned();
+        b.client.goto(&format!("{}/jobs/{sync_id}", s.base)).await.unwrap();
+        let footprints = b
+            .wait_for(
+                "the item's footprint on the map",
+                "Number(document.getElementById('map') && document.getElementById('map').dataset.footprints || 0)",
+                Duration::from_secs(60),
+            )
+            .await;
+        assert_eq!(footprints, json!(1), "one raster, one item");
+        b.assert_no_script_errors().await;
         drop(data);
     });
 }

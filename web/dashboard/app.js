@@ -459,12 +459,12 @@ const Maps = (() => {
 
     // Items produced (cog_conversion, sync_container): their STAC footprints, as they come.
     async function refreshItems(view) {
-      const name = job.job_type === "cog_conversion" ? "cog" : "stac_item";
+      const name = job.job_type === "cog_conversion" ? "cog" : "catalog_file";
       const done = (await allTasks(job.id, name)).filter(t => t.status === "SUCCEEDED" && t.result);
       footprints.clearLayers();
       const all = [];
       for (const t of done) {
-        const bbox = t.result.bbox || (t.result.item && t.result.item.bbox);
+        const bbox = t.result.bbox || (t.result.cog && t.result.cog.bbox);
         if (!bbox) continue;
         const b = [[bbox[1], bbox[0]], [bbox[3], bbox[2]]];
         all.push(...b);
