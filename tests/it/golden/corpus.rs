@@ -32,8 +32,8 @@ pub struct Raster {
     pub name: &'static str,
     pub make: Make,
     pub reference: Reference,
-    /// The zooms compared (the raster's native zoom and the two below, as gdal2tiles'
-    /// default range has them).
+    /// The zooms compared (the raster's native zoom, gdal2tiles' default maximum, and the
+    /// two below; see tests/fixtures/golden/README.md).
     pub zooms: (u32, u32),
 }
 
