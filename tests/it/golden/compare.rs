@@ -79,12 +79,11 @@ pub fn tiles_under(root: &Path) -> BTreeMap<(u32, u32, u32), PathBuf> {
     out
 }
 
-/// Compare two tile folders: the tile sets must be equal; returns the difference of each
-/// tile and the totals per zoom.
-pub fn compare_tiles(
-    ours: &Path,
-    theirs: &Path,
-) -> (BTreeMap<(u32, u32, u32), TileDiff>, BTreeMap<u32, TileDiff>) {
+/// The difference of each tile, by (z, x, y), and the totals per zoom.
+pub type Differences = (BTreeMap<(u32, u32, u32), TileDiff>, BTreeMap<u32, TileDiff>);
+
+/// Compare two tile folders: the tile sets must be equal.
+pub fn compare_tiles(ours: &Path, theirs: &Path) -> Differences {
     let (a, b) = (tiles_under(ours), tiles_under(theirs));
     assert!(
         !b.is_empty(),

@@ -148,8 +148,9 @@ fn shared_world_byte_4326_within_85_degrees() {
     check(&shared("world.byte.tif", (0, 3)));
 }
 
-/// Issue 13, defect 5 (with `derived_rgb_3857_non_square_pixels`): a COG already in
-/// EPSG:3857 (JPEG, per-dataset mask) is read unwarped.
+/// A COG already in EPSG:3857 (JPEG, per-dataset mask), read unwarped. Its pixels are
+/// square, so the automatic warp gave the same tiles: the regression test of issue 13's
+/// defect 5 is `derived_rgb_3857_non_square_pixels_is_read_unwarped`.
 #[test]
 fn shared_cogeo_3857_is_read_unwarped() {
     check(&shared("cogeo.tif", (16, 18)));
