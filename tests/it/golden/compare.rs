@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use services::stac::ring_bbox as bounds_of;
 use services::tiles::render::decode_png;
 
 /// Per tile: the share of pixels that differ in any channel (RGBA, 0-255) and the mean
@@ -106,26 +107,6 @@ pub fn compare_tiles(ours: &Path, theirs: &Path) -> Differences {
         per_tile.insert(*key, d);
     }
     (per_tile, per_zoom)
-}
-
-/// `[min x, min y, max x, max y]` of `[x, y]` points.
-pub fn bounds_of(points: &[[f64; 2]]) -> [f64; 4] {
-    points.iter().fold(
-        [
-            f64::INFINITY,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            f64::NEG_INFINITY,
-        ],
-        |b, p| {
-            [
-                b[0].min(p[0]),
-                b[1].min(p[1]),
-                b[2].max(p[0]),
-                b[3].max(p[1]),
-            ]
-        },
-    )
 }
 
 fn numbers(v: &Value) -> Vec<f64> {
