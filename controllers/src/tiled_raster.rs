@@ -60,12 +60,13 @@ impl Controller for TiledRaster {
             .gdal_check("blob", move || -> Result<u64, RasterError> {
                 let ds = services::raster::open(&path)?;
                 RasterInfo::of(&ds, &path)?;
-                let warped = services::tiles::warp::to_web_mercator(ds).map_err(|reason| {
-                    RasterError::UnknownCrs {
-                        file: services::raster::file_name(&path),
-                        reason,
-                    }
-                })?;
+                let warped =
+                    services::tiles::warp::to_web_mercator(ds, None).map_err(|reason| {
+                        RasterError::UnknownCrs {
+                            file: services::raster::file_name(&path),
+                            reason,
+                        }
+                    })?;
                 let bounds = warped.bounds();
                 Ok((min_zoom..=max_zoom)
                     .map(|z| tile_range(bounds, z, tile_size).count())

@@ -195,16 +195,12 @@ impl RasterInfo {
                 file: file.clone(),
                 reason: short_gdal_message(&e),
             })?;
-        let bbox_wgs84 =
-            to_wgs84
-                .transform_bounds(&native_bbox, 21)
-                .map_err(|e| RasterError::UnknownCrs {
-                    file: file.clone(),
-                    reason: format!(
-                        "cannot transform its bounds to EPSG:4326: {}",
-                        short_gdal_message(&e)
-                    ),
-                })?;
+        let bbox_wgs84 = wgs84_bounds(&to_wgs84, &gt, width, height).map_err(|reason| {
+            RasterError::UnknownCrs {
+                file: file.clone(),
+                reason: format!("cannot transform its bounds to EPSG:4326: {reason}"),
+            }
+        })?;
         Ok(RasterInfo {
             width,
             height,
@@ -227,6 +223,103 @@ impl RasterInfo {
     pub fn proj_code(&self) -> Option<String> {
         self.epsg.map(|c| format!("EPSG:{c}"))
     }
+}
+
+/// Samples per side of the grid [`wgs84_bounds`] falls back to.
+const BOUNDS_GRID: usize = 20;
+/// Bisection steps towards the edge of the part of the grid that transforms (2^-40 of a grid
+/// cell: far below a metre).
+const BOUNDS_BISECTIONS: usize = 40;
+
+/// [west, south, east, north] in EPSG:4326 of a `width` x `height` grid with geotransform
+/// `gt`. GDAL's `OCTTransformBounds` (21 points per edge) when it can; when points of the
+/// edges do not project (a geostationary full disk, whose corners lie in space), the bounds
+/// of the points of a 21 x 21 grid over the raster that do, each run of points that do
+/// extended by bisection to the last point that still projects (so the disk's limb is found,
+/// not the last grid point before it). Fails only when no point projects.
+pub fn wgs84_bounds(
+    to_wgs84: &CoordTransform,
+    gt: &[f64; 6],
+    width: usize,
+    height: usize,
+) -> Result<[f64; 4], String> {
+    let native = bounds(gt, width, height);
+    match to_wgs84.transform_bounds(&native, 21) {
+        Ok(b) if b.iter().all(|v| v.is_finite()) => return Ok(b),
+        _ => {}
+    }
+    let project = |px: f64, py: f64| {
+        let mut x = [gt[0] + px * gt[1] + py * gt[2]];
+        let mut y = [gt[3] + px * gt[4] + py * gt[5]];
+        to_wgs84.transform_coords(&mut x, &mut y, &mut []).ok()?;
+        (x[0].is_finite() && y[0].is_finite()).then_some((x[0], y[0]))
+    };
+    grid_bounds(project, width as f64, height as f64)
+        .ok_or_else(|| "no point of the raster's grid transforms".to_owned())
+}
+
+/// Bounds of the points of a grid over [0, width] x [0, height] where `project` succeeds,
+/// refined by bisection between neighbours of which one projects and one does not.
+pub fn grid_bounds(
+    project: impl Fn(f64, f64) -> Option<(f64, f64)>,
+    width: f64,
+    height: f64,
+) -> Option<[f64; 4]> {
+    let n = BOUNDS_GRID;
+    let at = |i: usize, j: usize| (i as f64 * width / n as f64, j as f64 * height / n as f64);
+    let grid: Vec<Vec<Option<(f64, f64)>>> = (0..=n)
+        .map(|j| {
+            (0..=n)
+                .map(|i| {
+                    let (px, py) = at(i, j);
+                    project(px, py)
+                })
+                .collect()
+        })
+        .collect();
+    let mut points: Vec<(f64, f64)> = grid.iter().flatten().flatten().copied().collect();
+    let mut refine = |inside: (f64, f64), outside: (f64, f64)| {
+        let (mut a, mut b) = (inside, outside);
+        let mut last = None;
+        for _ in 0..BOUNDS_BISECTIONS {
+            let mid = ((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0);
+            match project(mid.0, mid.1) {
+                Some(p) => {
+                    last = Some(p);
+                    a = mid;
+                }
+                None => b = mid,
+            }
+        }
+        points.extend(last);
+    };
+    for j in 0..=n {
+        for i in 0..=n {
+            for (di, dj) in [(1, 0), (0, 1)] {
+                let (i2, j2) = (i + di, j + dj);
+                if i2 > n || j2 > n {
+                    continue;
+                }
+                match (grid[j][i], grid[j2][i2]) {
+                    (Some(_), None) => refine(at(i, j), at(i2, j2)),
+                    (None, Some(_)) => refine(at(i2, j2), at(i, j)),
+                    _ => {}
+                }
+            }
+        }
+    }
+    if points.is_empty() {
+        return None;
+    }
+    Some(points.iter().fold(
+        [
+            f64::INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+        ],
+        |b, (x, y)| [b[0].min(*x), b[1].min(*y), b[2].max(*x), b[3].max(*y)],
+    ))
 }
 
 /// EPSG code of a CRS, identifying it when the file only has WKT.
@@ -306,5 +399,56 @@ mod tests {
         let e = RasterInfo::read(&text).unwrap_err();
         assert_eq!(e.code(), "NOT_A_RASTER");
         assert!(e.to_string().starts_with("notes.txt: "), "{e}");
+    }
+
+    /// A unit disk seen through a fake projection: points outside it do not project.
+    fn disk(px: f64, py: f64) -> Option<(f64, f64)> {
+        let (x, y) = (px / 50.0 - 1.0, 1.0 - py / 50.0);
+        (x * x + y * y <= 1.0).then_some((x * 90.0, y * 90.0))
+    }
+
+    #[test]
+    fn grid_bounds_find_the_edge_of_what_projects() {
+        // (projection, grid width, height) -> bounds
+        type Projection = fn(f64, f64) -> Option<(f64, f64)>;
+        let everywhere: Projection = |px, py| Some((px, -py));
+        let nowhere: Projection = |_, _| None;
+        // The disk fills a 100 x 100 grid: corners off, the limb at ±90 found by bisection
+        // (the grid's last inside points are at ±81).
+        let cases: [(Projection, f64, f64, Option<[f64; 4]>); 3] = [
+            (disk, 100.0, 100.0, Some([-90.0, -90.0, 90.0, 90.0])),
+            (everywhere, 30.0, 20.0, Some([0.0, -20.0, 30.0, 0.0])),
+            (nowhere, 10.0, 10.0, None),
+        ];
+        for (project, w, h, expected) in cases {
+            let got = grid_bounds(project, w, h);
+            match (got, expected) {
+                (Some(g), Some(e)) => assert!(
+                    g.iter().zip(e).all(|(a, b)| (a - b).abs() < 1e-6),
+                    "{g:?} vs {e:?}"
+                ),
+                (g, e) => assert_eq!(g, e),
+            }
+        }
+    }
+
+    /// Issue 13: a geostationary full disk has a geotransform and a CRS, but its corners lie
+    /// in space: it was "no georeferencing" (`UNKNOWN_CRS` in checks). Its bounds are those
+    /// of the disk, as `gdalwarp -t_srs EPSG:4326` finds them.
+    #[test]
+    fn geostationary_full_disk_is_georeferenced_with_the_disk_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("geos.tif");
+        crate::testing::make_geostationary(&path);
+        let info = RasterInfo::read(&path).unwrap();
+        let expected = crate::testing::gdalwarp_footprint_bounds(&path, 0.1);
+        for (ours, gdal) in info.bbox_wgs84.iter().zip(expected) {
+            assert!(
+                (ours - gdal).abs() <= 0.2,
+                "bbox {:?}, gdalwarp's footprint {expected:?}",
+                info.bbox_wgs84
+            );
+        }
+        assert!(info.bbox_wgs84[2] > 80.0, "{:?}", info.bbox_wgs84);
     }
 }

@@ -250,7 +250,8 @@ pub struct Collection {
 }
 
 /// The outline of the raster's pixel grid in EPSG:4326, `segments` per edge, closed and
-/// counter-clockwise.
+/// counter-clockwise; when part of the outline does not project (a geostationary full disk),
+/// the rectangle of [`RasterInfo::bbox_wgs84`], which holds the part of the grid that does.
 pub fn footprint(info: &RasterInfo, id: &str, segments: usize) -> Result<Vec<[f64; 2]>, StacError> {
     let fail = |reason: String| StacError::Footprint {
         id: id.to_owned(),
@@ -291,12 +292,17 @@ pub fn footprint(info: &RasterInfo, id: &str, segments: usize) -> Result<Vec<[f6
     let transform = wgs84()
         .and_then(|dst| CoordTransform::new(&src, &dst))
         .map_err(|e| fail(short_gdal_message(&e)))?;
-    transform
-        .transform_coords(&mut xs, &mut ys, &mut [])
-        .map_err(|e| fail(short_gdal_message(&e)))?;
+    // Points that do not project come back infinite (and the call fails as a whole).
+    let transformed = transform.transform_coords(&mut xs, &mut ys, &mut []);
     let mut ring: Vec<[f64; 2]> = xs.into_iter().zip(ys).map(|(x, y)| [x, y]).collect();
-    if ring.iter().flatten().any(|v| !v.is_finite()) {
-        return Err(fail("a corner or edge point does not transform".into()));
+    if transformed.is_err() || ring.iter().flatten().any(|v| !v.is_finite()) {
+        // Part of the outline lies off the globe (a geostationary full disk): the footprint
+        // is the rectangle of the bounds of what projects.
+        let [w, s, e, n] = info.bbox_wgs84;
+        if ![w, s, e, n].iter().all(|v| v.is_finite()) {
+            return Err(fail("the raster's bounds do not transform".into()));
+        }
+        return Ok(vec![[w, s], [e, s], [e, n], [w, n], [w, s]]);
     }
     // Shoelace: a negative area is a clockwise ring.
     let area: f64 = (0..ring.len())
@@ -1033,6 +1039,24 @@ mod tests {
         let corners: Vec<[f64; 2]> =
             serde_json::from_value(gi["wgs84Extent"]["coordinates"][0].clone()).unwrap();
         assert!(close(&[w, s, e, n], &ring_bbox(&corners), 1e-6));
+    }
+
+    /// Issue 13: the outline of a geostationary full disk lies partly in space; its item has
+    /// the disk's bounds and their rectangle as geometry instead of failing.
+    #[test]
+    fn geostationary_full_disk_has_an_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("geos.tif");
+        crate::testing::make_geostationary(&path);
+        let info = RasterInfo::read(&path).unwrap();
+        let item = stac_item(&info, "geos", "geos.tif", false, "j", "t", when()).unwrap();
+        assert_eq!(item.bbox, info.bbox_wgs84);
+        let [w, s, e, n] = info.bbox_wgs84;
+        assert_eq!(
+            item.geometry.coordinates[0],
+            vec![[w, s], [e, s], [e, n], [w, n], [w, s]]
+        );
+        assert!(item.properties.proj_code.is_none() && item.properties.proj_wkt2.is_some());
     }
 
     #[test]

@@ -65,3 +65,83 @@ where
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The geostationary full disk of the golden corpus: `world.byte.tif` warped by `gdalwarp`
+/// to a Meteosat-like view (`+proj=geos +h=35785831 +lon_0=0 +sweep=y`), 400 x 400 pixels
+/// over x, y in ±5 500 km, so the disk's limb lies inside the raster and its corners in space.
+pub fn make_geostationary(dst: &Path) {
+    gdal_tool(
+        "gdalwarp",
+        [
+            "-q",
+            "-overwrite",
+            "-t_srs",
+            "+proj=geos +h=35785831 +lon_0=0 +sweep=y +datum=WGS84 +units=m",
+            "-te",
+            "-5500000",
+            "-5500000",
+            "5500000",
+            "5500000",
+            "-ts",
+            "400",
+            "400",
+            fixture("world.byte.tif").to_str().unwrap_or_default(),
+            dst.to_str().unwrap_or_default(),
+        ],
+    );
+}
+
+/// GDAL's answer to "where on the globe is this raster's grid": `gdalwarp -t_srs EPSG:4326
+/// -te -180 -90 180 90 -tr RES RES -dstalpha`, and the bounds [west, south, east, north] of the
+/// output pixels whose alpha is not 0 (pixel edges, so within `res` of the truth). For rasters
+/// whose corners do not project, where `gdalinfo`'s `wgs84Extent` is empty.
+pub fn gdalwarp_footprint_bounds(path: &Path, res: f64) -> [f64; 4] {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out = dir.path().join("footprint.tif");
+    let res_text = res.to_string();
+    gdal_tool(
+        "gdalwarp",
+        [
+            "-q",
+            "-t_srs",
+            "EPSG:4326",
+            "-te",
+            "-180",
+            "-90",
+            "180",
+            "90",
+            "-tr",
+            &res_text,
+            &res_text,
+            "-dstalpha",
+            path.to_str().unwrap_or_default(),
+            out.to_str().unwrap_or_default(),
+        ],
+    );
+    let ds = gdal::Dataset::open(&out).expect("gdalwarp's output opens");
+    let (w, h) = ds.raster_size();
+    let alpha = ds
+        .rasterband(ds.raster_count())
+        .and_then(|b| b.read_as::<u8>((0, 0), (w, h), (w, h), None))
+        .expect("reading the alpha band")
+        .into_shape_and_vec()
+        .1;
+    let (mut c0, mut r0, mut c1, mut r1) = (usize::MAX, usize::MAX, 0, 0);
+    for (i, a) in alpha.iter().enumerate() {
+        if *a > 0 {
+            let (c, r) = (i % w, i / w);
+            (c0, r0, c1, r1) = (c0.min(c), r0.min(r), c1.max(c + 1), r1.max(r + 1));
+        }
+    }
+    assert!(
+        c0 < c1,
+        "{}: no pixel of the grid lands on the globe",
+        path.display()
+    );
+    [
+        -180.0 + c0 as f64 * res,
+        90.0 - r1 as f64 * res,
+        -180.0 + c1 as f64 * res,
+        90.0 - r0 as f64 * res,
+    ]
+}

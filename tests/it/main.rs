@@ -9,6 +9,8 @@
 //! - `http`: `tessera serve` with a real HTTP client: submit, errors, paging, auth, SSE, drain
 //! - `geo`: `list_container`, `cog_conversion` (checked by GDAL's COG validator), `sync_container`
 //! - `tiles`: `tiled_raster` against `gdal2tiles.py`, bad input
+//! - `golden`: the golden corpus (issue 13): tiles against `gdal2tiles.py`, STAC against
+//!   `gdalinfo -json`, raster by raster
 
 mod azure;
 mod chaos;
@@ -16,6 +18,7 @@ mod cli;
 mod crash;
 mod dashboard;
 mod geo;
+mod golden;
 mod http;
 mod jcs;
 mod scheduling;

@@ -1,8 +1,11 @@
 //! Pixels of XYZ tiles, computed as `gdal2tiles.py` computes them (resampling `average`, its
 //! default): the tile's window of the warped raster is read with nearest neighbour into a
 //! query buffer of 4x the tile size, then each tile pixel is the rounded mean of its 4x4
-//! query pixels, band by band, alpha included. Lower zooms average 2x2 pixels of the four
-//! child tiles (missing children count as transparent). `near` reads straight into the tile.
+//! query pixels, band by band, alpha included, and the colour stored under transparent
+//! pixels included (gdal2tiles' `RegenerateOverview(..., "average")` on its query buffer has
+//! no mask: it averages the stored values). Lower zooms average 2x2 pixels of the four child
+//! tiles the same way (missing children count as transparent black). `near` reads straight
+//! into the tile.
 //!
 //! Everything here is CPU work on plain buffers: no GDAL call per tile.
 
@@ -29,28 +32,6 @@ impl Resampling {
     }
 }
 
-/// Linear scaling of a band to 0..=255 (for sources that are not 8-bit).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Stretch {
-    pub min: f64,
-    pub max: f64,
-}
-
-impl Stretch {
-    fn apply(&self, v: f64) -> u8 {
-        if !v.is_finite() {
-            return 0;
-        }
-        if self.max <= self.min {
-            // A constant band: white where it has data.
-            return if v >= self.min { 255 } else { 0 };
-        }
-        ((v - self.min) / (self.max - self.min) * 255.0)
-            .round()
-            .clamp(0.0, 255.0) as u8
-    }
-}
-
 /// A window of the warped raster as RGBA planes.
 pub struct Window {
     pub x: i64,
@@ -62,42 +43,21 @@ pub struct Window {
 }
 
 impl Window {
-    /// Read `(x, y, width, height)` of the warped raster. Bands that are not 8-bit are
-    /// stretched with `stretch` (one per data band), or min/max of what is read.
+    /// Read `(x, y, width, height)` of the warped raster: its data bands (8-bit after
+    /// [`super::warp::to_web_mercator`]) and, as alpha, the mask band of band 1, as
+    /// gdal2tiles reads them. The colour under transparent pixels is kept as stored: gdal2tiles
+    /// averages it too.
     pub fn read(
         warped: &Warped,
         (x, y, width, height): (i64, i64, usize, usize),
-        stretch: Option<&[Stretch]>,
     ) -> Result<Window, String> {
         let window = (x as isize, y as isize, width, height);
         let n = width * height;
         let mut data = Vec::with_capacity(warped.data_bands);
         for i in 0..warped.data_bands {
-            let is_byte = warped
-                .vrt
-                .rasterband(i + 1)
-                .map(|b| b.band_type() == gdal::raster::GdalDataType::UInt8)
-                .unwrap_or(false);
-            let plane = if is_byte && stretch.is_none() {
-                read_band::<u8>(warped, i + 1, window)?
-            } else {
-                let values = read_band::<f64>(warped, i + 1, window)?;
-                let st = stretch
-                    .and_then(|s| s.get(i).copied())
-                    .unwrap_or_else(|| min_max(&values));
-                values.iter().map(|v| st.apply(*v)).collect()
-            };
-            data.push(plane);
+            data.push(read_band(warped, Some(i + 1), window)?);
         }
-        let alpha = read_band::<u8>(warped, warped.alpha_band(), window)?;
-        // Where nothing is drawn, no colour either (a stretched 0 outside the source is not 0).
-        for plane in &mut data {
-            for (v, a) in plane.iter_mut().zip(&alpha) {
-                if *a == 0 {
-                    *v = 0;
-                }
-            }
-        }
+        let alpha = read_band(warped, None, window)?;
         let planes = if data.len() >= 3 {
             let mut it = data.into_iter();
             [
@@ -120,38 +80,27 @@ impl Window {
     }
 }
 
-/// One band of a window of the warped raster.
-fn read_band<T: Copy + gdal::raster::GdalType>(
+/// One band of a window of the warped raster as bytes; `None`: the mask band of band 1.
+fn read_band(
     warped: &Warped,
-    band: usize,
+    band: Option<usize>,
     (x, y, width, height): (isize, isize, usize, usize),
-) -> Result<Vec<T>, String> {
-    let err = |e: gdal::errors::GdalError| format!("reading band {band} of the warped raster: {e}");
+) -> Result<Vec<u8>, String> {
+    let what = match band {
+        Some(b) => format!("band {b}"),
+        None => "the mask band".to_owned(),
+    };
+    let err = |e: gdal::errors::GdalError| format!("reading {what} of the warped raster: {e}");
     let size = (width, height);
-    Ok(warped
-        .vrt
-        .rasterband(band)
-        .map_err(err)?
-        .read_as::<T>((x, y), size, size, None)
-        .map_err(err)?
-        .into_shape_and_vec()
-        .1)
-}
-
-fn min_max(values: &[f64]) -> Stretch {
-    let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
-    for v in values.iter().filter(|v| v.is_finite()) {
-        min = min.min(*v);
-        max = max.max(*v);
-    }
-    if min > max {
-        Stretch {
-            min: 0.0,
-            max: 255.0,
-        }
-    } else {
-        Stretch { min, max }
-    }
+    let first = warped.vrt.rasterband(band.unwrap_or(1)).map_err(err)?;
+    let read = match band {
+        Some(_) => first.read_as::<u8>((x, y), size, size, None),
+        None => first
+            .open_mask_band()
+            .map_err(err)?
+            .read_as::<u8>((x, y), size, size, None),
+    };
+    Ok(read.map_err(err)?.into_shape_and_vec().1)
 }
 
 /// Sub-samples of one output pixel along one axis: (index into the window, how many).

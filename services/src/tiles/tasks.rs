@@ -22,8 +22,8 @@ use serde_json::json;
 use tracing::info;
 
 use super::mercator::{TileRange, geo_query, meters_to_lon_lat, tile_bounds, tile_range};
-use super::render::{self, Resampling, Stretch, Window};
-use super::warp::{self, Warped};
+use super::render::{self, Resampling, Window};
+use super::warp::{self, Stretch, Warped};
 use crate::Services;
 use crate::raster::{self, RasterInfo};
 
@@ -87,8 +87,11 @@ pub struct Pyramid {
     /// EPSG:3857 bounds of the warped raster.
     pub bounds_3857: [f64; 4],
     pub bbox_wgs84: [f64; 4],
-    /// Stretch to 8 bits of each drawn band, for sources that are not 8-bit.
+    /// Scaling to 8 bits of every band of a source that is not 8-bit (`gdal_translate
+    /// -scale`'s approximate min/max), so that all blocks scale alike.
     pub stretch: Option<Vec<Stretch>>,
+    /// How the source was brought to EPSG:3857 (for the record).
+    pub reprojection: warp::Reprojection,
 }
 
 impl Pyramid {
@@ -137,40 +140,17 @@ fn gdal_failure(file: &str, e: impl std::fmt::Display) -> HandlerError {
     HandlerError::permanent("GDAL_ERROR", format!("{file}: {e}"))
 }
 
-/// Open the source and warp it to Web Mercator (blocking: call from a blocking thread).
-fn open_warped(path: &std::path::Path) -> Result<(Warped, RasterInfo), HandlerError> {
+/// Open the source and warp it to Web Mercator (blocking: call from a blocking thread), with
+/// the planned scaling of a source that is not 8-bit (computed when `None`).
+fn open_warped(
+    path: &std::path::Path,
+    stretch: Option<&[Stretch]>,
+) -> Result<(Warped, RasterInfo), HandlerError> {
     let ds = raster::open(path)?;
     let info = RasterInfo::of(&ds, path)?;
-    let warped =
-        warp::to_web_mercator(ds).map_err(|e| gdal_failure(&raster::file_name(path), e))?;
+    let warped = warp::to_web_mercator(ds, stretch)
+        .map_err(|e| gdal_failure(&raster::file_name(path), e))?;
     Ok((warped, info))
-}
-
-/// Stretch of each drawn band of a source that is not 8-bit: GDAL's (approximate) min/max.
-fn stretch_of(
-    warped: &Warped,
-    info: &RasterInfo,
-    path: &std::path::Path,
-) -> Result<Option<Vec<Stretch>>, HandlerError> {
-    if info.bands.iter().all(|b| b.gdal_type == "Byte") {
-        return Ok(None);
-    }
-    let ds = raster::open(path)?;
-    let (bands, _) = warp::band_selection(&ds);
-    let mut out = Vec::with_capacity(warped.data_bands);
-    for band in bands {
-        let b = ds
-            .rasterband(band as usize)
-            .map_err(|e| gdal_failure(&raster::file_name(path), e))?;
-        let mm = b
-            .compute_raster_min_max(true)
-            .map_err(|e| gdal_failure(&raster::file_name(path), e))?;
-        out.push(Stretch {
-            min: mm.min,
-            max: mm.max,
-        });
-    }
-    Ok(Some(out))
 }
 
 /// Block side (power of two) for a base range: the largest up to [`MAX_BLOCK`] that still
@@ -229,7 +209,9 @@ impl TaskHandler for PlanPyramid {
         let pyramid = self
             .0
             .gdal(move || -> Result<_, HandlerError> {
-                let (warped, info) = open_warped(&path)?;
+                let stretch = warp::stretch_of(&raster::open(&path)?)
+                    .map_err(|e| gdal_failure(&raster::file_name(&path), e))?;
+                let (warped, info) = open_warped(&path, stretch.as_deref())?;
                 let bounds = warped.bounds();
                 let ranges: Vec<TileRange> = (params.min_zoom..=params.max_zoom)
                     .map(|z| tile_range(bounds, z, params.tile_size))
@@ -237,7 +219,6 @@ impl TaskHandler for PlanPyramid {
                 let base = base_range(&ranges)?;
                 let size = block_size(&base);
                 let levels = size.trailing_zeros();
-                let stretch = stretch_of(&warped, &info, &path)?;
                 Ok(Pyramid {
                     tiles: ranges.iter().map(TileRange::count).sum(),
                     blocks: blocks_of(&base, size).count() as u64,
@@ -247,6 +228,7 @@ impl TaskHandler for PlanPyramid {
                     bounds_3857: bounds,
                     bbox_wgs84: info.bbox_wgs84,
                     stretch,
+                    reprojection: warped.reprojection,
                 })
             })
             .await??;
@@ -348,15 +330,12 @@ fn render_block(
     prov: &[(String, String)],
 ) -> Result<Vec<(TileKey, Vec<u8>)>, HandlerError> {
     let file = raster::file_name(path);
-    let (warped, _) = open_warped(path)?;
+    let (warped, _) = open_warped(path, pyramid.stretch.as_deref())?;
     let gt = warped.geo_transform();
     let size = warped.size();
     let qs = p.resampling.query_size(p.tile_size);
     let window = match render::block_window(&warped, block, p.resampling, p.tile_size) {
-        Some(w) => Some(
-            Window::read(&warped, w, pyramid.stretch.as_deref())
-                .map_err(|e| gdal_failure(&file, e))?,
-        ),
+        Some(w) => Some(Window::read(&warped, w).map_err(|e| gdal_failure(&file, e))?),
         None => None,
     };
     let mut level: HashMap<(u32, u32), Vec<u8>> = HashMap::new();
