@@ -43,11 +43,69 @@ impl Controller for TiledRaster {
     fn params_schema(&self) -> Value {
         Params::describe(declare)
     }
-    /// The source exists, is a georeferenced raster whose CRS reaches Web Mercator, and the
-    /// zooms do not ask for an absurd number of tiles.
+    /// The source exists; when it is small enough to read at once (at most
+    /// [`OPENED_AT_SUBMISSION_BYTES`]), also the raster checks of [`TiledRaster::check_raster`].
     async fn check(&self, params: &Value) -> Result<(), CheckError> {
-        let p: TiledRasterParams = serde_json::from_value(params.clone())
-            .map_err(|e| ValidationError::new("params", e.to_string()))?;
+        let p = params_of(params)?;
+        if self.source_size(&p).await? <= OPENED_AT_SUBMISSION_BYTES {
+            self.check_raster(&p).await?;
+        }
+        Ok(())
+    }
+    /// A large source (downloaded from Azure to be read) is opened at expansion.
+    async fn check_at_expansion(&self, params: &Value) -> Result<(), CheckError> {
+        let p = params_of(params)?;
+        if self.source_size(&p).await? > OPENED_AT_SUBMISSION_BYTES {
+            self.check_raster(&p).await?;
+        }
+        Ok(())
+    }
+    fn plan(&self, _job_id: &JobId, _params: &Value) -> Result<Vec<TaskSpec>, PlanError> {
+        Ok(vec![
+            TaskSpec::orchestrator("plan_pyramid", 0).children_in(RENDER_GROUP),
+            TaskSpec::parallel("source_cog", 0),
+            TaskSpec::barrier("build_overviews", 0, RENDER_GROUP),
+            TaskSpec::sequential("publish_tiles", 0)
+                .after("build_overviews", 0)
+                .after("source_cog", 0),
+        ])
+    }
+    async fn aggregate(
+        &self,
+        _job: &JobRecord,
+        results: &JobResults,
+    ) -> Result<Value, HandlerError> {
+        let published = results.task("publish_tiles", 0).await?;
+        Ok(published
+            .and_then(|t| t.result)
+            .unwrap_or_else(|| json!({ "tiles": 0 })))
+    }
+}
+
+/// Sources up to this size are opened with GDAL when the job is submitted; larger ones (a
+/// download from Azure before GDAL can read them) when it is expanded.
+pub const OPENED_AT_SUBMISSION_BYTES: u64 = 64 * 1024 * 1024;
+
+fn params_of(params: &Value) -> Result<TiledRasterParams, ValidationError> {
+    serde_json::from_value(params.clone())
+        .map_err(|e| ValidationError::new("params", e.to_string()))
+}
+
+impl TiledRaster {
+    /// The source's size (a HEAD: no download); a missing source is refused naming `blob`.
+    async fn source_size(&self, p: &TiledRasterParams) -> Result<u64, CheckError> {
+        let meta = self
+            .0
+            .blobs
+            .head(&p.container, &p.blob)
+            .await
+            .map_err(|e| services::failure::check_failure("blob", e))?;
+        Ok(meta.size)
+    }
+
+    /// The source is a georeferenced raster whose CRS reaches Web Mercator, and the zooms do
+    /// not ask for an absurd number of tiles.
+    async fn check_raster(&self, p: &TiledRasterParams) -> Result<(), CheckError> {
         let path = self
             .0
             .blobs
@@ -84,26 +142,6 @@ impl Controller for TiledRaster {
             .into());
         }
         Ok(())
-    }
-    fn plan(&self, _job_id: &JobId, _params: &Value) -> Result<Vec<TaskSpec>, PlanError> {
-        Ok(vec![
-            TaskSpec::orchestrator("plan_pyramid", 0).children_in(RENDER_GROUP),
-            TaskSpec::parallel("source_cog", 0),
-            TaskSpec::barrier("build_overviews", 0, RENDER_GROUP),
-            TaskSpec::sequential("publish_tiles", 0)
-                .after("build_overviews", 0)
-                .after("source_cog", 0),
-        ])
-    }
-    async fn aggregate(
-        &self,
-        _job: &JobRecord,
-        results: &JobResults,
-    ) -> Result<Value, HandlerError> {
-        let published = results.task("publish_tiles", 0).await?;
-        Ok(published
-            .and_then(|t| t.result)
-            .unwrap_or_else(|| json!({ "tiles": 0 })))
     }
 }
 
@@ -151,4 +189,56 @@ fn declare(p: &mut Params) -> Result<(), ValidationError> {
     })?;
     p.choice("resampling", &["average", "near"], "average")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::cog_conversion::tests::data_dir;
+
+    /// A small source is opened at submission; a large one (here a sparse file of 65 MiB that
+    /// is no raster) only at expansion, where it is refused naming `blob`.
+    #[tokio::test]
+    async fn large_sources_are_opened_at_expansion() {
+        let (dir, services) = data_dir(&[
+            ("in/small.tif", "text:not a raster"),
+            ("in/ok.tif", "byte.tif"),
+        ]);
+        let large = dir.path().join("in/large.tif");
+        std::fs::File::create(&large)
+            .unwrap()
+            .set_len(OPENED_AT_SUBMISSION_BYTES + 1024 * 1024)
+            .unwrap();
+        let c = TiledRaster(services);
+        let params = |blob: &str| {
+            c.validate(json!({"container": "in", "blob": blob, "output_container": "tiles", "min_zoom": 8, "max_zoom": 9}))
+                .unwrap()
+        };
+        let text = |r: Result<(), CheckError>| r.map_err(|e| e.to_string());
+
+        let small = params("small.tif");
+        let e = text(c.check(&small).await).unwrap_err();
+        assert!(e.starts_with("invalid params: blob: small.tif"), "{e}");
+
+        let large = params("large.tif");
+        assert_eq!(
+            text(c.check(&large).await),
+            Ok(()),
+            "not opened at submission"
+        );
+        let e = text(c.check_at_expansion(&large).await).unwrap_err();
+        assert!(e.starts_with("invalid params: blob: large.tif"), "{e}");
+
+        let ok = params("ok.tif");
+        assert_eq!(text(c.check(&ok).await), Ok(()));
+        assert_eq!(text(c.check_at_expansion(&ok).await), Ok(()));
+
+        let missing = params("missing.tif");
+        assert_eq!(
+            text(c.check(&missing).await),
+            Err("invalid params: blob: blob in/missing.tif does not exist".into())
+        );
+    }
 }

@@ -120,9 +120,15 @@ mod tests {
         let page = map_page(&p, [-78.0, 23.0, -77.0, 24.0], "j", "t");
         assert!(!page.contains("unpkg.com"), "no CDN");
         assert!(page.contains("Leaflet 1.9.4"), "the script is inline");
-        assert!(page.contains(".leaflet-container"), "the style sheet is inline");
+        assert!(
+            page.contains(".leaflet-container"),
+            "the style sheet is inline"
+        );
         // An inline script ends at the first `</script>`: Leaflet must not contain one.
         assert_eq!(page.matches("</script>").count(), 2);
-        assert!(page.contains("L.tileLayer('{z}/{x}/{y}.png'"), "tiles relative to the page");
+        assert!(
+            page.contains("L.tileLayer('{z}/{x}/{y}.png'"),
+            "tiles relative to the page"
+        );
     }
 }
