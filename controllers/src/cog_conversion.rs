@@ -506,6 +506,13 @@ pub(crate) mod tests {
             .find(|t| t.task == "cog" && t.key.to_string() == "a.tif")
             .unwrap();
         let r = cog.result.as_ref().unwrap();
+        // Its footprint for a map: RGB.byte.tif lies around 78 W, 24 N.
+        let bbox: Vec<f64> = serde_json::from_value(r["cog"]["bbox"].clone()).unwrap();
+        assert!(bbox[0] < bbox[2] && bbox[1] < bbox[3], "{bbox:?}");
+        assert!(
+            (-79.0..-76.0).contains(&bbox[0]) && (23.0..26.0).contains(&bbox[3]),
+            "{bbox:?}"
+        );
         assert_eq!(
             r["output"],
             json!({"container": "out", "blob": "a.cog.tif"})

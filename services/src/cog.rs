@@ -211,6 +211,10 @@ pub struct Converted {
     pub size: u64,
     /// The validator's warnings (e.g. no overviews for a small image).
     pub warnings: Vec<String>,
+    /// The COG's bounds in WGS 84 longitude/latitude, [west, south, east, north] (absent
+    /// when it is not georeferenced): its footprint on a map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<[f64; 4]>,
 }
 
 /// GDAL `COG` creation options for a job (`complex`: the samples are complex numbers).
@@ -282,6 +286,9 @@ pub fn convert(
         .rasterband(1)
         .and_then(|b| b.overview_count())
         .map_err(|e| gdal_err("overviews", e))?;
+    let bbox = crate::raster::RasterInfo::of(&out, dst)
+        .ok()
+        .map(|info| info.bbox_wgs84);
     drop(out);
 
     let report = validate_cog(dst, true).map_err(|e| CogError::InvalidCog {
@@ -307,6 +314,7 @@ pub fn convert(
         overviews: usize::try_from(overviews).unwrap_or(0),
         size,
         warnings: report.warnings,
+        bbox,
     })
 }
 
