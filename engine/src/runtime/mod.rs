@@ -3,7 +3,9 @@
 mod coalesce;
 mod finish;
 mod lease;
+mod push;
 mod sweeper;
+pub mod triage;
 mod worker;
 
 use std::sync::Arc;
@@ -26,7 +28,8 @@ use crate::ports::{Backend, Inserted, QueueError, Removal, StoreError};
 use crate::status::InvalidTransition;
 
 use coalesce::Coalescer;
-pub use sweeper::run_sweeper;
+pub use push::{HostedAnswer, HostedMessage};
+pub use sweeper::{SweepReport, run_sweeper};
 pub use worker::{WorkerConfig, run_worker};
 
 /// Engine-wide settings (a `Config` struct rather than boolean parameters).
