@@ -19,6 +19,8 @@ mod blob;
 mod codec;
 mod config;
 mod events;
+#[cfg(feature = "azurite")]
+pub mod host_queues;
 mod ops;
 mod queue;
 mod store;
