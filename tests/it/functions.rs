@@ -71,6 +71,19 @@ fn prefix(store: &Store) -> &str {
     }
 }
 
+/// A host whose pump stopped.
+struct Stopped {
+    host: Arc<Host>,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Stopped {
+    type Target = Host;
+    fn deref(&self) -> &Host {
+        &self.host
+    }
+}
+
 /// A running host and its queue pump.
 struct Running {
     host: Arc<Host>,
@@ -99,12 +112,16 @@ impl Running {
         }
     }
 
-    async fn stop(mut self) -> Arc<Host> {
+    /// Stop the pump; the host (its processes, its logs) lives while the result does.
+    async fn stop(mut self) -> Stopped {
         self.stop.cancel();
         if let Some(pump) = self.pump.take() {
             pump.await.unwrap();
         }
-        self.host.clone()
+        Stopped {
+            host: self.host.clone(),
+            _dir: std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap()),
+        }
     }
 
     async fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

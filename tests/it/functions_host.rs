@@ -437,11 +437,16 @@ impl Host {
             "Data": { trigger: req },
             "Metadata": { "sys": { "MethodName": function.name, "UtcNow": now_rfc3339(), "RandGuid": format!("{:032x}", rand_u128()) } },
         });
-        let (_, port) = self.pick();
-        let (status, answer) = self
-            .post(port, &function.name, &invocation)
-            .await
-            .expect("HTTP invocation");
+        // While a crashed instance restarts the host holds requests: try again meanwhile.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (status, answer) = loop {
+            let (_, port) = self.pick();
+            match self.post(port, &function.name, &invocation).await {
+                Ok(answered) => break answered,
+                Err(e) => assert!(Instant::now() < deadline, "HTTP invocation: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         assert_eq!(status, 200, "an HTTP-trigger invocation succeeds: {answer}");
         let res = &answer["Outputs"]["res"];
         let code: u16 = match &res["statusCode"] {
