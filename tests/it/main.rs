@@ -7,7 +7,7 @@
 //! - `chaos`: three workers SIGKILLed again and again; the event log stays complete
 //! - `azure`: the Azure backend on Azurite: CLI, bad configuration, storage restart
 //! - `http`: `tessera serve` with a real HTTP client: submit, errors, paging, auth, SSE, drain
-//! - `functions`: `tessera functions` under a protocol-level Functions host (`functions_host`) on Azurite
+//! - `functions`: `tessera functions` under a protocol-level Functions host (`tessera_tests::functions_host`) on Azurite
 //! - `geo`: `list_container`, `cog_conversion` (checked by GDAL's COG validator), `sync_container`
 //! - `tiles`: `tiled_raster` against `gdal2tiles.py`, bad input
 
@@ -16,7 +16,6 @@ mod chaos;
 mod cli;
 mod crash;
 mod functions;
-mod functions_host;
 mod geo;
 mod http;
 mod jcs;

@@ -358,6 +358,21 @@ impl Host {
         self.wait_ready(index).await;
     }
 
+    /// Stop every instance as the host does at scale-in (SIGTERM, then wait) and return each
+    /// one's stderr.
+    pub fn shutdown(&self) -> Vec<String> {
+        let mut instances = self.instances.lock().unwrap();
+        for instance in instances.iter_mut() {
+            if let Some(mut child) = instance.child.take() {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
+                let _ = child.wait();
+            }
+        }
+        (0..instances.len()).map(|i| self.log(i)).collect()
+    }
+
     pub fn set_hook(&self, hook: Hook) {
         *self.hook.lock().unwrap() = Some(hook);
     }
