@@ -3,10 +3,10 @@
 //! binary as the host does (app settings as environment, `FUNCTIONS_CUSTOMHANDLER_PORT`,
 //! `GET /` readiness within 60 s), polls the queues the queue triggers name on Azurite,
 //! decodes per `messageEncoding`, invokes `POST /<FunctionName>` with real `Metadata` and the
-//! invocation headers, writes queue output bindings and deletes on 2xx, hides the message for
-//! `visibilityTimeout` on failure, moves it to `<queue>-poison` after `maxDequeueCount`
-//! failed deliveries, fires the timer, and forwards HTTP requests as HTTP-trigger
-//! invocations.
+//! invocation headers (renewing the message while the invocation runs), writes queue output
+//! bindings and deletes on 2xx, hides the message for `visibilityTimeout` on failure, moves
+//! it to `<queue>-poison` after `maxDequeueCount` failed deliveries, fires the timer, and
+//! forwards HTTP requests as HTTP-trigger invocations.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -319,15 +319,13 @@ impl Host {
         let port = self.instances.lock().unwrap()[index].port;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = self
+            let answer = self
                 .http
                 .get(format!("http://127.0.0.1:{port}/"))
                 .send()
-                .await
-            {
-                if r.status().is_success() {
-                    return;
-                }
+                .await;
+            if answer.is_ok_and(|r| r.status().is_success()) {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -542,13 +540,8 @@ impl Host {
                 if free == 0 {
                     break;
                 }
-                // The host keeps a message invisible while it runs (renewing it): a long
-                // visibility stands for that here.
-                let messages = match self
-                    .queues
-                    .get(queue, free as u8, Duration::from_secs(120))
-                    .await
-                {
+                // Hidden for RECEIVE_VISIBILITY, renewed while the invocation runs.
+                let messages = match self.queues.get(queue, free as u8, RECEIVE_VISIBILITY).await {
                     Ok(m) => m,
                     Err(_) => continue,
                 };
@@ -618,19 +611,27 @@ impl Host {
             },
         });
         let (index, port) = self.pick();
-        let outcome = match fate {
-            Fate::Crash { after } => {
-                let call = self.post(port, function, &invocation);
-                tokio::pin!(call);
-                tokio::select! {
-                    result = &mut call => result,
-                    _ = tokio::time::sleep(after) => {
-                        self.restart(index).await;
-                        Err("the handler process crashed".to_owned())
-                    }
+        let crash_at = match fate {
+            Fate::Crash { after } => Some(tokio::time::Instant::now() + after),
+            _ => None,
+        };
+        let call = self.post(port, function, &invocation);
+        tokio::pin!(call);
+        let mut renew = tokio::time::interval(RECEIVE_VISIBILITY / 3);
+        renew.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                result = &mut call => break result,
+                _ = renew.tick() => {
+                    // As the host does while a function runs; a failure (storage down) only
+                    // means the message may come back early.
+                    let _ = self.queues.update(queue, &mut message, RECEIVE_VISIBILITY).await;
+                }
+                _ = sleep_until_some(crash_at) => {
+                    self.restart(index).await;
+                    break Err("the handler process crashed".to_owned());
                 }
             }
-            _ => self.post(port, function, &invocation).await,
         };
         match outcome {
             Ok((status, answer)) if (200..300).contains(&status) => {
@@ -705,6 +706,16 @@ impl Drop for Host {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+/// How long a received message stays hidden before the host renews it.
+const RECEIVE_VISIBILITY: Duration = Duration::from_secs(10);
+
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -635,3 +635,54 @@ async fn tiled_raster_on_azure_blob_end_to_end() {
     let pngs = written.iter().filter(|b| b.name.ends_with(".png")).count() as u64;
     assert_eq!(pngs, tiles, "every tile is a PNG blob in {output}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invocations_failing_in_a_storage_outage_are_retried_and_the_job_completes() {
+    // Azurite of our own, restarted on the same ports with its data.
+    let data = tempfile::tempdir().unwrap();
+    let mut azurite =
+        engine_azure::azurite::Azurite::start(&crate::support::azurite_bin(), Some(data.path()))
+            .expect("starting Azurite");
+    let store = Store::azure(azurite.connection_string());
+    let running = Running::start(&store, 1).await;
+    let id = running
+        .submit(
+            "synthetic",
+            json!({"shape": "chain", "n": 6, "sleep_ms": 1500, "label": "outage"}),
+        )
+        .await;
+    let backend = store.backend().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts = backend.tasks.count_tasks(&id, None).await.unwrap();
+        // A task is running: its invocation is in flight when the storage goes away.
+        if counts.get(TaskStatus::Succeeded) >= 2 && counts.get(TaskStatus::Running) >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the chain does not progress: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Longer than the clients' bounded retries: the running invocation fails (503).
+    azurite.stop();
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    azurite.restart().expect("restarting Azurite");
+    let job = running.wait_terminal(&id, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "SUCCEEDED", "{job}");
+    let events = running.events(&id).await;
+    assert_eq!(count_of(&events, "job_completed"), 1);
+    let host = running.stop().await;
+    assert!(
+        host.counters.failures.load(Ordering::Relaxed) >= 1,
+        "some invocation failed in the outage"
+    );
+    assert_eq!(
+        host.counters.restarts.load(Ordering::Relaxed),
+        0,
+        "the handler survived the outage"
+    );
+    let tasks = tasks_of(&store, &id).await;
+    assert!(tasks.iter().all(|t| t.status == TaskStatus::Succeeded));
+}

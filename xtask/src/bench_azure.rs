@@ -70,7 +70,7 @@ fn tessera(bin: &Path, connection: &str, prefix: &str, args: &[&str]) -> Command
         .env("AZURE_STORAGE_CONNECTION_STRING", connection)
         .env("TESSERA_AZURE_PREFIX", prefix)
         .env("TESSERA_LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn,tessera=info");
+        .env("RUST_LOG", "warn,tessera=info,function_host=info");
     cmd
 }
 

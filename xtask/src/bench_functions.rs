@@ -113,10 +113,10 @@ async fn one_run(app: &Path, connection: &str, run: usize) -> anyhow::Result<Run
     .backend();
     let deadline = Instant::now() + Duration::from_secs(300);
     let job = loop {
-        if let Some(job) = watcher.jobs.get_job(&id).await? {
-            if job.status.is_terminal() {
-                break job;
-            }
+        if let Some(job) = watcher.jobs.get_job(&id).await?
+            && job.status.is_terminal()
+        {
+            break job;
         }
         if Instant::now() > deadline {
             bail!("job {id} not done after 300 s");

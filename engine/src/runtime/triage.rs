@@ -74,12 +74,12 @@ pub fn triage(task: Option<TaskState>, delivery: DeliveryFacts) -> Decision {
         return Decision::UnknownTask;
     };
     let now = delivery.now;
-    if task.status == TaskStatus::Running {
-        if let Some(lease_until) = task.lease_until.filter(|&l| l > now) {
-            return Decision::Postpone {
-                until: lease_until + LEASE_MARGIN,
-            };
-        }
+    if task.status == TaskStatus::Running
+        && let Some(lease_until) = task.lease_until.filter(|&l| l > now)
+    {
+        return Decision::Postpone {
+            until: lease_until + LEASE_MARGIN,
+        };
     }
     if delivery.dequeue_count > delivery.max_dequeue.max(1) && !task.status.is_terminal() {
         return Decision::Poison;

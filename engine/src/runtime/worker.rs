@@ -328,19 +328,20 @@ impl Engine {
                     dequeue_count = lease.dequeue_count(),
                     "poison message: delivered too often without an outcome"
                 );
-                let dequeue_count = lease.dequeue_count();
+                // The task first: a storage error leaves the message to come back (and be
+                // poison again), never parked with its task still unfinished.
+                self.poison_task(&task, lease.dequeue_count()).await?;
                 lease.dead_letter().await?;
-                self.poison_task(&task, dequeue_count).await?;
                 return Ok(());
             }
             Decision::Finished | Decision::Stale => {
                 // A duplicate or stale delivery: redo the idempotent follow-up (a crash may
                 // have interrupted it), then drop the message.
                 Metrics::inc(&self.inner.metrics.duplicate_deliveries);
-                if decision == Decision::Finished {
-                    if let Some(job) = backend.jobs.get_job(&message.job_id).await? {
-                        self.after_terminal(&job, task).await?;
-                    }
+                if decision == Decision::Finished
+                    && let Some(job) = backend.jobs.get_job(&message.job_id).await?
+                {
+                    self.after_terminal(&job, task).await?;
                 }
                 lease.ack().await.ok();
                 return Ok(());

@@ -15,6 +15,7 @@
 
 pub mod catalog;
 pub mod envelope;
+pub mod host_json;
 pub mod http_trigger;
 pub mod queue_trigger;
 pub mod settings;
@@ -134,6 +135,17 @@ pub async fn serve(
                 format!("FUNCTIONS_CUSTOMHANDLER_PORT {port}: cannot listen: {e}"),
             )
         })?;
+    if let Ok(text) = std::fs::read_to_string("host.json") {
+        let config = app.engine().config();
+        match serde_json::from_str(&text) {
+            Ok(host) => {
+                for problem in host_json::problems(&host, config.lease, config.max_dequeue) {
+                    tracing::warn!(problem = %problem, "host.json does not match this handler");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "host.json is not JSON"),
+        }
+    }
     tracing::warn!(port, "custom handler ready");
     let router = router(app, &http, worker);
     axum::serve(listener, router)
