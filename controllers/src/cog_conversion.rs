@@ -8,8 +8,11 @@
 //! sorted without duplicates, defaults are filled in, an absent `target_crs` stays absent.
 //! Each `blobs[i]` is written to `output_container` as `<stem>.cog.tif` in the same folder;
 //! two inputs with the same output, or an output that is one of the inputs, are refused.
-//! Submission checks that every blob exists and is a raster these options can convert and
-//! that the target CRS is known.
+//! Submission checks that the target CRS is known and that the first
+//! [`OPENED_AT_SUBMISSION`] blobs exist and are rasters these options can convert; the
+//! expansion checks that every other blob exists (opening 10 000 rasters, downloaded from
+//! Azure, would not answer fast), and a `cog` task whose input is no raster fails with the
+//! reason.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +34,11 @@ use crate::params::Params;
 
 /// Most inputs one job converts.
 pub const MAX_BLOBS: usize = 10_000;
+/// Inputs opened with GDAL when a job is submitted; the rest are checked to exist when it is
+/// expanded.
+pub const OPENED_AT_SUBMISSION: usize = 8;
+/// Existence checks (blob HEADs) in flight at once at expansion.
+const HEADS_AT_ONCE: usize = 32;
 const GROUP: &str = "cogs";
 
 pub struct CogConversion {
@@ -59,7 +67,33 @@ impl Controller for CogConversion {
         Params::describe(declare)
     }
     async fn check(&self, params: &Value) -> Result<(), CheckError> {
-        check_job(&self.services, &job(params)?).await
+        let mut job = job(params)?;
+        job.blobs.truncate(OPENED_AT_SUBMISSION);
+        check_job(&self.services, &job).await
+    }
+    async fn check_at_expansion(&self, params: &Value) -> Result<(), CheckError> {
+        use futures::{StreamExt, TryStreamExt};
+        let CogJob {
+            blobs: names,
+            container,
+            ..
+        } = job(params)?;
+        let blobs = self.services.blobs.clone();
+        futures::stream::iter(names.into_iter().enumerate().skip(OPENED_AT_SUBMISSION))
+            .map(move |(i, blob)| {
+                let (blobs, container) = (blobs.clone(), container.clone());
+                async move {
+                    blobs
+                        .head(&container, &blob)
+                        .await
+                        .map(drop)
+                        .map_err(|e| services::failure::check_failure(&format!("blobs[{i}]"), e))
+                }
+            })
+            // In order: the first missing blob is the one reported.
+            .buffered(HEADS_AT_ONCE)
+            .try_collect()
+            .await
     }
     fn plan(&self, _job_id: &JobId, params: &Value) -> Result<Vec<TaskSpec>, PlanError> {
         let blobs: Vec<&str> = params["blobs"]
@@ -405,6 +439,47 @@ pub(crate) mod tests {
         assert_eq!(
             check(json!({"container": "nope", "blob": "a.tif", "output_container": "out"})).await,
             Err("invalid params: blobs[0]: blob nope/a.tif does not exist".into())
+        );
+    }
+
+    /// Beyond the first `OPENED_AT_SUBMISSION` inputs, submission opens nothing; the
+    /// expansion checks that each exists and names the first missing one.
+    #[tokio::test]
+    async fn later_blobs_are_checked_to_exist_at_expansion() {
+        let names: Vec<String> = (0..OPENED_AT_SUBMISSION + 4)
+            .map(|i| format!("in/r{i:02}.tif"))
+            .collect();
+        let mut files: Vec<(&str, &str)> =
+            names.iter().map(|n| (n.as_str(), "RGB.byte.tif")).collect();
+        // Not a raster: only a task would find out (submission does not open it).
+        files[OPENED_AT_SUBMISSION].1 = "text:not a raster";
+        let (_dir, services) = data_dir(&files);
+        let c = CogConversion { services };
+        let mut blobs: Vec<String> = names.iter().map(|n| n["in/".len()..].to_owned()).collect();
+        let all = c
+            .validate(json!({"container": "in", "blobs": blobs.clone(), "output_container": "out"}))
+            .unwrap();
+        assert!(c.check(&all).await.is_ok());
+        assert!(c.check_at_expansion(&all).await.is_ok());
+
+        let last = OPENED_AT_SUBMISSION + 2;
+        blobs[last] = "zz-missing.tif".into();
+        blobs.push("zz-missing-too.tif".into());
+        let params = c
+            .validate(json!({"container": "in", "blobs": blobs, "output_container": "out"}))
+            .unwrap();
+        assert!(
+            c.check(&params).await.is_ok(),
+            "submission opens the first ones only"
+        );
+        let e = c.check_at_expansion(&params).await.unwrap_err().to_string();
+        // Sorted: the first missing one is at the end of the existing names.
+        assert_eq!(
+            e,
+            format!(
+                "invalid params: blobs[{}]: blob in/zz-missing-too.tif does not exist",
+                OPENED_AT_SUBMISSION + 3
+            )
         );
     }
 

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use crate::events::{EventKind, JobEvent};
 use crate::graph::{self, HandlerDefaults, PlanError, PlanScope};
 use crate::handler::{
-    Controller, HandlerError, JobResults, Registry, TaskContext, TaskHandler, TaskOutput,
-    ValidationError,
+    CheckError, Controller, HandlerError, JobResults, Registry, TaskContext, TaskHandler,
+    TaskOutput, ValidationError,
 };
 use crate::ids::{JobId, TaskId, job_id};
 use crate::model::*;
@@ -45,7 +45,8 @@ macro_rules! conformance_tests {
             events_are_written_with_their_status_change,
             runtime_cancel_and_forced_rerun_keep_the_story,
             runtime_deleted_job_leaves_no_work,
-            runtime_accepted_jobs_are_expanded_whatever_happens
+            runtime_accepted_jobs_are_expanded_whatever_happens,
+            runtime_poison_messages_are_listed_and_replayed
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -158,6 +159,26 @@ pub async fn jobs_list_pages_newest_first(b: Backend) {
         }
     }
     assert_eq!(seen, vec![1004, 1003, 1002, 1001, 1000]);
+
+    // Every job's status, for gauges: one of them now RUNNING.
+    let stored = b.jobs.get_job(&job(3).id).await.unwrap().unwrap();
+    let mut running = stored.clone();
+    running.status = JobStatus::Running;
+    b.jobs.update_job(&running, &[]).await.unwrap().unwrap();
+    let mut statuses = b.jobs.job_statuses().await.unwrap();
+    statuses.sort();
+    let mut want: Vec<(JobId, JobStatus)> = (0..5)
+        .map(|n| {
+            let status = if n == 3 {
+                JobStatus::Running
+            } else {
+                JobStatus::Pending
+            };
+            (job(n).id, status)
+        })
+        .collect();
+    want.sort();
+    assert_eq!(statuses, want);
 }
 
 pub async fn tasks_insert_is_idempotent_and_updates_compare_and_set(b: Backend) {
@@ -544,15 +565,19 @@ pub async fn queue_delay_and_receipts(b: Backend) {
 }
 
 pub async fn queue_dead_letter(b: Backend) {
-    b.queue.send(&["bad".into()], Duration::ZERO).await.unwrap();
-    let d = b
-        .queue
-        .receive(1, Duration::from_millis(100))
-        .await
-        .unwrap()
-        .pop()
-        .unwrap();
-    b.queue.dead_letter(&d).await.unwrap();
+    let before = crate::model::now_millis();
+    for body in ["bad-1", "bad-2"] {
+        b.queue.send(&[body.into()], Duration::ZERO).await.unwrap();
+        let d = b
+            .queue
+            .receive(1, Duration::from_millis(100))
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(d.body, body);
+        b.queue.dead_letter(&d).await.unwrap();
+    }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         b.queue
@@ -562,6 +587,30 @@ pub async fn queue_dead_letter(b: Backend) {
             .is_empty(),
         "poisoned message gone from the queue"
     );
+    let depth = b.queue.depth().await.unwrap();
+    assert_eq!((depth.messages, depth.poison), (0, 2), "{depth:?}");
+
+    let listed = b.queue.poison_messages(10).await.unwrap();
+    let bodies: Vec<&str> = listed.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["bad-1", "bad-2"], "oldest first");
+    for m in &listed {
+        // Azure keeps insertion times in whole seconds.
+        assert!(
+            (before - 1_000..=crate::model::now_millis()).contains(&m.poisoned_at),
+            "poisoned_at {} not now",
+            m.poisoned_at
+        );
+    }
+    assert_eq!(b.queue.poison_messages(1).await.unwrap().len(), 1);
+
+    // Removing the second leaves the first listed (the scan shows it again at once).
+    assert!(b.queue.remove_poison(&listed[1].id).await.unwrap());
+    assert!(!b.queue.remove_poison(&listed[1].id).await.unwrap(), "gone");
+    assert!(!b.queue.remove_poison("no-such-message").await.unwrap());
+    let left = b.queue.poison_messages(10).await.unwrap();
+    assert_eq!(left, listed[..1], "the other poison message is untouched");
+    assert!(b.queue.remove_poison(&listed[0].id).await.unwrap());
+    assert!(b.queue.poison_messages(10).await.unwrap().is_empty());
 }
 
 pub async fn events_are_ordered_per_job(b: Backend) {
@@ -679,6 +728,15 @@ impl Controller for Fan {
             .and_then(Value::as_u64)
             .ok_or_else(|| ValidationError::new("n", "required integer"))?;
         Ok(json!({ "n": n }))
+    }
+    /// Multiples of 13 are refused, but only once the job is expanded (a check too costly
+    /// for submission).
+    async fn check_at_expansion(&self, params: &Value) -> Result<(), CheckError> {
+        let n = params["n"].as_u64().unwrap_or(0);
+        if n > 0 && n % 13 == 0 {
+            return Err(ValidationError::new("n", format!("{n} is refused at expansion")).into());
+        }
+        Ok(())
     }
     fn plan(&self, _job_id: &JobId, params: &Value) -> Result<Vec<TaskSpec>, PlanError> {
         let n = params["n"].as_i64().unwrap_or(1);
@@ -1160,6 +1218,22 @@ pub async fn runtime_accepted_jobs_are_expanded_whatever_happens(b: Backend) {
         .accept("fan", json!({ "n": 0 }), SubmitOptions::default())
         .await
         .unwrap();
+    // Accepted (the cheap check passes), refused at expansion.
+    let refused = engine
+        .accept("fan", json!({ "n": 13 }), SubmitOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(refused.job.status, JobStatus::Pending);
+    // The command line's path runs the expansion's check first: refused, nothing stored.
+    let inline = engine
+        .submit("fan", json!({ "n": 26 }), SubmitOptions::default())
+        .await;
+    assert!(
+        matches!(&inline, Err(crate::runtime::SubmitError::Invalid(e)) if e.field == "n"),
+        "{inline:?}"
+    );
+    let id = crate::ids::job_id("fan", 1, &json!({ "n": 26 })).unwrap();
+    assert!(b.jobs.get_job(&id).await.unwrap().is_none());
     let shutdown = tokio_util::sync::CancellationToken::new();
     let worker = tokio::spawn(run_worker(
         engine.clone(),
@@ -1173,6 +1247,7 @@ pub async fn runtime_accepted_jobs_are_expanded_whatever_happens(b: Backend) {
     let first = wait_terminal(&engine, &accepted.job.id, Duration::from_secs(60)).await;
     let second = wait_terminal(&engine, &lost.job.id, Duration::from_secs(60)).await;
     let failed = wait_terminal(&engine, &broken.job.id, Duration::from_secs(60)).await;
+    let refused = wait_terminal(&engine, &refused.job.id, Duration::from_secs(60)).await;
     shutdown.cancel();
     worker.await.unwrap();
     sweeper.await.unwrap();
@@ -1188,5 +1263,92 @@ pub async fn runtime_accepted_jobs_are_expanded_whatever_happens(b: Backend) {
         failed.error.as_ref().map(|e| e.code.as_str()),
         Some(codes::INVALID_PLAN)
     );
+    assert_eq!(refused.status, JobStatus::Failed);
+    let error = refused.error.as_ref().unwrap();
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str()),
+        (codes::INVALID_PARAMS, "n: 13 is refused at expansion")
+    );
     assert_story_complete(&b, &first.id, 1).await;
+}
+
+/// A task delivered too often without an outcome fails its job POISONED with its message in
+/// the poison queue; replaying the message re-runs the job (attempt 2) to success, the
+/// job's other poison messages are then stale, and every one is gone in the end.
+pub async fn runtime_poison_messages_are_listed_and_replayed(b: Backend) {
+    use crate::runtime::{PoisonContent, ReplayError, Replayed};
+    let registry = Registry::default()
+        .with_controller(Fan)
+        .with_handler(Add)
+        .with_handler(Spawn)
+        .with_handler(Sum);
+    let engine = Engine::new(
+        b.clone(),
+        registry,
+        EngineConfig {
+            lease: Duration::from_secs(5),
+            max_dequeue: 1,
+            ..EngineConfig::default()
+        },
+    );
+    let sub = engine
+        .submit("fan", json!({ "n": 2 }), SubmitOptions::default())
+        .await
+        .unwrap();
+    // Each first delivery "crashes": received, never answered (Azure leases last 1 s at least).
+    let taken = b.queue.receive(32, Duration::from_millis(1)).await.unwrap();
+    assert!(!taken.is_empty());
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(run_worker(
+        engine.clone(),
+        WorkerConfig::default(),
+        shutdown.clone(),
+    ));
+    let failed = wait_terminal(&engine, &sub.job.id, Duration::from_secs(60)).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+
+    let poison = engine.poison_messages(100).await.unwrap();
+    // The submission's expansion message, taken too, may be there (stale: the job expanded).
+    let (tasks, others): (Vec<_>, Vec<_>) = poison
+        .iter()
+        .partition(|e| matches!(e.content, PoisonContent::Tasks { .. }));
+    assert!(!tasks.is_empty(), "the poisoned task messages are listed");
+    for entry in &tasks {
+        let PoisonContent::Tasks { job_id, task_ids } = &entry.content else {
+            unreachable!()
+        };
+        assert_eq!(job_id, &sub.job.id);
+        assert!(!task_ids.is_empty());
+    }
+    assert!(matches!(
+        engine.replay_poison("no-such-message").await,
+        Err(ReplayError::NotFound(_))
+    ));
+
+    let first = engine.replay_poison(&tasks[0].id).await.unwrap();
+    let Replayed::Rerun { job } = first else {
+        panic!("the first replay re-runs the job: {first:?}")
+    };
+    assert_eq!((job.id.clone(), job.attempt), (sub.job.id.clone(), 2));
+    let done = wait_terminal(&engine, &sub.job.id, Duration::from_secs(60)).await;
+    assert_eq!((done.status, done.attempt), (JobStatus::Succeeded, 2));
+    for entry in tasks[1..].iter().chain(&others) {
+        // Stale, or gone already: a backend may drop a re-run job's messages, poison too.
+        let again = engine.replay_poison(&entry.id).await;
+        assert!(
+            matches!(
+                again,
+                Ok(Replayed::Stale { .. }) | Err(ReplayError::NotFound(_))
+            ),
+            "the job re-ran: {again:?}"
+        );
+    }
+    assert!(
+        engine.poison_messages(100).await.unwrap().is_empty(),
+        "replayed messages leave the poison queue"
+    );
+    shutdown.cancel();
+    worker.await.unwrap();
+    assert_story_complete(&b, &sub.job.id, 2).await;
 }

@@ -356,6 +356,14 @@ pub trait Controller: Send + Sync + 'static {
     async fn check(&self, _params: &Value) -> Result<(), CheckError> {
         Ok(())
     }
+    /// Check what is too costly to check at submission (10 000 blobs, a raster to download
+    /// and open), when the accepted job is expanded: refused params
+    /// ([`CheckError::Invalid`]) end the job FAILED `INVALID_PARAMS`, naming the field; an
+    /// outage leaves the expansion to be delivered again. `tessera run` and the CLI's
+    /// `submit` run it before storing anything, so their users are refused at once.
+    async fn check_at_expansion(&self, _params: &Value) -> Result<(), CheckError> {
+        Ok(())
+    }
     /// Expand normalized params into the initial task specs.
     fn plan(&self, job_id: &JobId, params: &Value) -> Result<Vec<TaskSpec>, PlanError>;
     /// The job's result, from its tasks' results, once every task is terminal.

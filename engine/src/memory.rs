@@ -34,7 +34,7 @@ struct State {
     jobs: HashMap<JobId, (JobRecord, u64)>,
     tasks: BTreeMap<(JobId, TaskId), (TaskRecord, u64)>,
     messages: BTreeMap<u64, Message>,
-    poison: Vec<String>,
+    poison: Vec<PoisonMessage>,
     events: Vec<(u64, JobEvent)>,
     next_id: u64,
     task_log: Vec<StatusChange<TaskStatus>>,
@@ -171,6 +171,15 @@ impl JobStore for MemoryBackend {
                 .then_with(|| a.id.cmp(&b.id))
         });
         Ok(paginate(jobs, page, |j| j.id.to_string()))
+    }
+
+    async fn job_statuses(&self) -> Result<Vec<(JobId, JobStatus)>, StoreError> {
+        Ok(self
+            .lock()
+            .jobs
+            .values()
+            .map(|(j, _)| (j.id.clone(), j.status))
+            .collect())
     }
 }
 
@@ -498,8 +507,34 @@ impl TaskQueue for MemoryBackend {
 
     async fn dead_letter(&self, delivery: &Delivery) -> Result<(), QueueError> {
         self.delete(delivery).await?;
-        self.lock().poison.push(delivery.body.clone());
+        let mut s = self.lock();
+        s.next_id += 1;
+        let id = s.next_id.to_string();
+        s.poison.push(PoisonMessage {
+            id,
+            body: delivery.body.clone(),
+            poisoned_at: now_millis(),
+        });
         Ok(())
+    }
+
+    async fn poison_messages(&self, limit: usize) -> Result<Vec<PoisonMessage>, QueueError> {
+        Ok(self.lock().poison.iter().take(limit).cloned().collect())
+    }
+
+    async fn remove_poison(&self, id: &str) -> Result<bool, QueueError> {
+        let mut s = self.lock();
+        let before = s.poison.len();
+        s.poison.retain(|m| m.id != id);
+        Ok(s.poison.len() < before)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let s = self.lock();
+        Ok(QueueDepth {
+            messages: s.messages.len() as u64,
+            poison: s.poison.len() as u64,
+        })
     }
 
     async fn wait_for_messages(&self, max_wait: Duration) {

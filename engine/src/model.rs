@@ -209,6 +209,9 @@ pub mod codes {
     pub const CORRUPT_RESULT: &str = "CORRUPT_RESULT";
     /// An accepted job whose plan could not be built at expansion.
     pub const INVALID_PLAN: &str = "INVALID_PLAN";
+    /// Params refused: at submission (a client's error), or at expansion by the check that
+    /// was too costly to run at submission (the job ends FAILED with it).
+    pub const INVALID_PARAMS: &str = "INVALID_PARAMS";
 }
 
 /// Latest progress report of a running task.

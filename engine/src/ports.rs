@@ -17,7 +17,8 @@ use async_trait::async_trait;
 use crate::events::JobEvent;
 use crate::ids::{JobId, TaskId};
 use crate::model::{
-    ErrorInfo, JobRecord, Millis, Progress, Revision, StatusCounts, TaskRecord, TaskStatus,
+    ErrorInfo, JobRecord, JobStatus, Millis, Progress, Revision, StatusCounts, TaskRecord,
+    TaskStatus,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -123,6 +124,8 @@ pub trait JobStore: Send + Sync + 'static {
     async fn update_job(&self, job: &JobRecord, events: &[JobEvent]) -> Result<Cas, StoreError>;
     /// Newest first.
     async fn list_jobs(&self, page: PageRequest) -> Result<Page<JobRecord>, StoreError>;
+    /// Every job's ID and status (a scan of the job records, not of their tasks: for gauges).
+    async fn job_statuses(&self) -> Result<Vec<(JobId, JobStatus)>, StoreError>;
 }
 
 /// Tasks of jobs, each updated by compare-and-set.
@@ -202,10 +205,36 @@ pub trait TaskQueue: Send + Sync + 'static {
     async fn delete(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Move the message to the poison queue.
     async fn dead_letter(&self, delivery: &Delivery) -> Result<(), QueueError>;
+    /// The oldest messages of the poison queue, at most `limit`, oldest first. Azure Storage
+    /// Queues can show at most 32 at a time (a peek), so a listing is never longer than that
+    /// there.
+    async fn poison_messages(&self, limit: usize) -> Result<Vec<PoisonMessage>, QueueError>;
+    /// Remove a message from the poison queue; `false` when it holds none with this ID.
+    async fn remove_poison(&self, id: &str) -> Result<bool, QueueError>;
+    /// How many messages the queue and its poison queue hold (approximate on Azure).
+    async fn depth(&self) -> Result<QueueDepth, QueueError>;
     /// Wait until messages may be available, at most `max_wait` (a hint, not a promise).
     async fn wait_for_messages(&self, max_wait: Duration) {
         tokio::time::sleep(max_wait).await;
     }
+}
+
+/// A message in the poison queue: one delivered too often without an outcome, or one that
+/// could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PoisonMessage {
+    /// Stable while the message stays in the poison queue.
+    pub id: String,
+    pub body: String,
+    /// When it entered the poison queue (ms since the epoch).
+    pub poisoned_at: Millis,
+}
+
+/// Messages in the task queue (visible or not) and in its poison queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueDepth {
+    pub messages: u64,
+    pub poison: u64,
 }
 
 /// One received message.
@@ -222,6 +251,13 @@ pub struct Delivery {
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
     async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError>;
+    /// The cursor below which the log is settled at `now` (ms): no event with a lower
+    /// sequence number can still be committed. A reader that follows the log with a cursor
+    /// (a live stream, `?after=N` pages) reads only below it, so it never steps past an event
+    /// committed late. `u64::MAX` (the default) when sequence numbers follow commit order.
+    fn settled_cursor(&self, _now: Millis) -> u64 {
+        u64::MAX
+    }
     /// Events of a job with sequence numbers greater than `after`, oldest first.
     async fn events_after(
         &self,

@@ -269,6 +269,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Poison messages (delivered too often without an outcome, or unreadable): list them,
+    /// replay one (its finished job re-runs), or discard one.
+    Poison {
+        #[command(subcommand)]
+        action: PoisonAction,
+    },
     /// Print a job's events as JSON lines (job_started, task_started, progress_update, ...).
     Events {
         id: String,
@@ -279,5 +285,41 @@ pub enum Command {
         /// Keep printing new events until the job finishes.
         #[arg(long)]
         follow: bool,
+    },
+}
+
+/// Where a `tessera poison` command goes and how it prints.
+#[derive(Debug, Args, Clone)]
+pub struct PoisonTarget {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoisonAction {
+    /// The oldest poison messages, with the job and tasks each carries (Azure shows 32 at most).
+    List {
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: u64,
+        #[command(flatten)]
+        target: PoisonTarget,
+    },
+    /// Put a poison message's work back: its finished job re-runs (attempt + 1), a pending
+    /// job's expansion is queued again; a stale message is removed.
+    Replay {
+        /// Message ID (from `tessera poison list`).
+        id: String,
+        #[command(flatten)]
+        target: PoisonTarget,
+    },
+    /// Remove a poison message without replaying it.
+    Discard {
+        id: String,
+        #[command(flatten)]
+        target: PoisonTarget,
     },
 }

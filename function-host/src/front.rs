@@ -250,10 +250,56 @@ impl Front {
         }
     }
 
+    /// The oldest poison messages, as the API shows them.
+    pub async fn poison(&self, limit: usize) -> Result<Vec<Value>, AppError> {
+        match self {
+            Front::Local(app) => to_values(&app.poison(limit).await?),
+            Front::Remote(c) => {
+                let page: Value = c.get(&format!("/api/poison?limit={limit}")).await?;
+                decode(page["items"].clone())
+            }
+        }
+    }
+
+    /// Replay a poison message: what it did, as the API shows it.
+    pub async fn replay_poison(&self, id: &str) -> Result<Value, AppError> {
+        match self {
+            Front::Local(app) => to_value(&app.replay_poison(id).await?),
+            Front::Remote(c) => {
+                let path = format!("/api/poison/{}/replay", path_segment(id)?);
+                Ok(c.call(reqwest::Method::POST, &path, None).await?.1)
+            }
+        }
+    }
+
+    pub async fn discard_poison(&self, id: &str) -> Result<(), AppError> {
+        match self {
+            Front::Local(app) => app.discard_poison(id).await.map(drop),
+            Front::Remote(c) => {
+                let path = format!("/api/poison/{}", path_segment(id)?);
+                c.call(reqwest::Method::DELETE, &path, None).await.map(drop)
+            }
+        }
+    }
+
     /// Release a local store (a remote one needs nothing).
     pub async fn shutdown(self) {
         if let Front::Local(app) = self {
             app.shutdown().await;
         }
     }
+}
+
+/// A poison message ID checked before it goes into a URL path.
+fn path_segment(id: &str) -> Result<&str, AppError> {
+    function_host::app::parse_poison_id(id)
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, AppError> {
+    serde_json::to_value(value)
+        .map_err(|e| AppError::new(ErrorKind::Internal, codes::INTERNAL, e.to_string()))
+}
+
+fn to_values<T: serde::Serialize>(values: &[T]) -> Result<Vec<Value>, AppError> {
+    values.iter().map(to_value).collect()
 }

@@ -24,7 +24,10 @@ use function_host::http::{ApiKeys, HttpConfig};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use cli::{BackendKind, Cli, Command, DataStoreKind, DbArgs, LogFormat, ParamsArgs, ServerArgs};
+use cli::{
+    BackendKind, Cli, Command, DataStoreKind, DbArgs, LogFormat, ParamsArgs, PoisonAction,
+    ServerArgs,
+};
 use front::{Client, Front};
 
 /// The command line, with `--help` listing the job types this binary registers (from the
@@ -453,6 +456,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             println!("backed up {} to {}", db.db.display(), to.display());
             Ok(EXIT_OK)
         }
+        Command::Poison { action } => poison(action).await,
         Command::Events {
             id,
             db,
@@ -463,6 +467,50 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             with_front(&db, &server, Access::ReadOnly, async move |front| {
                 front.status(&id).await?;
                 output::print_events(front, &id, follow).await?;
+                Ok(EXIT_OK)
+            })
+            .await
+        }
+    }
+}
+
+async fn poison(action: PoisonAction) -> anyhow::Result<u8> {
+    match action {
+        PoisonAction::List { limit, target } => {
+            let access = Access::ReadOnly;
+            with_front(&target.db, &target.server, access, async move |front| {
+                let messages = front.poison(limit as usize).await?;
+                if target.json {
+                    output::print_json(&messages)?;
+                } else {
+                    output::print_poison_table(&messages);
+                }
+                Ok(EXIT_OK)
+            })
+            .await
+        }
+        PoisonAction::Replay { id, target } => {
+            let access = Access::ReadWrite;
+            with_front(&target.db, &target.server, access, async move |front| {
+                let replayed = front.replay_poison(&id).await?;
+                if target.json {
+                    output::print_json(&replayed)?;
+                } else {
+                    output::print_replayed(&id, &replayed);
+                }
+                Ok(EXIT_OK)
+            })
+            .await
+        }
+        PoisonAction::Discard { id, target } => {
+            let access = Access::ReadWrite;
+            with_front(&target.db, &target.server, access, async move |front| {
+                front.discard_poison(&id).await?;
+                if target.json {
+                    output::print_json(&serde_json::json!({ "discarded": id }))?;
+                } else {
+                    println!("poison message {id} discarded");
+                }
                 Ok(EXIT_OK)
             })
             .await

@@ -6,6 +6,7 @@ use crate::front::Front;
 use engine::runtime::JobView;
 use engine::{JobId, JobRecord, JobStatus, TaskRecord};
 use serde::Serialize;
+use serde_json::Value;
 
 use function_host::app::error::{EXIT_JOB_UNSUCCESSFUL, EXIT_OK};
 
@@ -67,9 +68,7 @@ pub fn print_job_table(jobs: &[JobRecord]) {
         "ID", "TYPE", "STATUS", "TASKS"
     );
     for job in jobs {
-        let created = chrono::DateTime::from_timestamp_millis(job.created_at)
-            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-            .unwrap_or_default();
+        let created = time_of(job.created_at);
         println!(
             "{:<64}  {:<14}  {:<22}  {:>7}  {created}",
             job.id,
@@ -77,6 +76,60 @@ pub fn print_job_table(jobs: &[JobRecord]) {
             job.status.as_str(),
             job.planned_tasks
         );
+    }
+}
+
+fn time_of(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// Poison messages as the API shows them (`id`, `poisoned_at`, `kind`, `job_id`, `task_ids`).
+pub fn print_poison_table(messages: &[Value]) {
+    println!(
+        "{:<36}  {:<19}  {:<10}  {:<64}  TASKS",
+        "ID", "POISONED", "KIND", "JOB"
+    );
+    for m in messages {
+        let tasks = m["task_ids"].as_array().map_or(String::new(), |t| {
+            t.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        println!(
+            "{:<36}  {:<19}  {:<10}  {:<64}  {}",
+            m["id"].as_str().unwrap_or_default(),
+            time_of(m["poisoned_at"].as_i64().unwrap_or_default()),
+            m["kind"].as_str().unwrap_or_default(),
+            m["job_id"].as_str().unwrap_or("-"),
+            if tasks.is_empty() {
+                m["error"].as_str().unwrap_or_default().to_owned()
+            } else {
+                tasks
+            }
+        );
+    }
+}
+
+/// What a replay did, in one line.
+pub fn print_replayed(id: &str, replayed: &Value) {
+    match replayed["action"].as_str().unwrap_or_default() {
+        "rerun" => println!(
+            "poison message {id} replayed: job {} re-runs (attempt {}, {}); a worker picks it up",
+            replayed["job"]["id"].as_str().unwrap_or_default(),
+            replayed["job"]["attempt"],
+            replayed["job"]["status"].as_str().unwrap_or_default()
+        ),
+        "requeued" => println!(
+            "poison message {id} replayed: the expansion of job {} is queued again",
+            replayed["job_id"].as_str().unwrap_or_default()
+        ),
+        _ => println!(
+            "poison message {id} removed, nothing left to do: {}",
+            replayed["reason"].as_str().unwrap_or_default()
+        ),
     }
 }
 

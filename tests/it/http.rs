@@ -31,10 +31,19 @@ impl Drop for Server {
 }
 
 fn start(dir: tempfile::TempDir, extra: &[&str], key: Option<&'static str>) -> Server {
-    let mut cmd = tessera(
+    let cmd = tessera(
         &dir.path().join("tessera.db"),
         &[&["serve", "--bind", "127.0.0.1:0"], extra].concat(),
     );
+    start_command(cmd, dir, key)
+}
+
+/// Start `cmd` (a `tessera serve --bind 127.0.0.1:0 ...`) and read the address it listens on.
+fn start_command(
+    mut cmd: std::process::Command,
+    dir: tempfile::TempDir,
+    key: Option<&'static str>,
+) -> Server {
     cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     let mut child = cmd.spawn().expect("starting tessera serve");
     let stdout = child.stdout.take().unwrap();
@@ -670,6 +679,42 @@ fn metrics_expose_engine_counters_and_requests_by_route() {
     assert!(text.contains("tessera_http_request_duration_seconds_bucket{route=\"/api/jobs\",method=\"POST\",status=\"202\",le=\"+Inf\"} 1"));
 }
 
+/// Gauges of the store: jobs by status, tasks of unfinished jobs by status, queue depth.
+#[test]
+fn metrics_gauge_jobs_tasks_and_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tessera.db");
+    // One job planned and left to workers that are not there: RUNNING, its 4 tasks waiting.
+    let (code, out, err) =
+        crate::support::run(&db, &["submit", "hello_world", "--params", r#"{"n": 3}"#]);
+    assert_eq!(code, 0, "{out}{err}");
+    let s = start(dir, &["--no-workers"], None);
+    let rt = rt();
+    let r = send(&rt, get(&s, "/metrics"));
+    assert_eq!(r.status, 200);
+    let text = r.body.as_str().unwrap().to_owned();
+    let value = |series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+    };
+    assert_eq!(value("tessera_gauges_up"), 1);
+    assert_eq!(value("tessera_jobs{status=\"RUNNING\"}"), 1, "{text}");
+    assert_eq!(value("tessera_jobs{status=\"SUCCEEDED\"}"), 0, "{text}");
+    let active: u64 = engine::TaskStatus::ALL
+        .iter()
+        .map(|st| value(&format!("tessera_active_tasks{{status=\"{st}\"}}")))
+        .sum();
+    assert_eq!(active, 4, "3 greetings and the summary: {text}");
+    assert_eq!(value("tessera_active_tasks{status=\"SUCCEEDED\"}"), 0);
+    assert_eq!(value("tessera_active_jobs_counted"), 1);
+    assert!(
+        value("tessera_queue_messages{queue=\"tasks\"}") >= 1,
+        "{text}"
+    );
+    assert_eq!(value("tessera_queue_messages{queue=\"poison\"}"), 0);
+}
+
 #[test]
 fn the_cli_as_a_client_prints_and_exits_like_the_local_commands() {
     let dir = tempfile::tempdir().unwrap();
@@ -905,4 +950,249 @@ fn the_openapi_document_is_valid_and_the_server_keeps_to_it() {
         out.status.success(),
         "schemathesis found failures:\n{report}"
     );
+}
+
+/// Poison messages over the API and the CLI: a job whose task messages were delivered too
+/// often without an outcome (as crashed deliveries leave them) fails POISONED; its messages
+/// are listed with their job and tasks, one replay re-runs the job to success, the others are
+/// then stale; an unreadable message cannot be replayed, only discarded.
+#[test]
+fn poison_messages_are_listed_replayed_and_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tessera.db");
+    let (code, out, err) = crate::support::run(
+        &db,
+        &["submit", "hello_world", "--params", r#"{"n": 3}"#, "--json"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    {
+        // What crashed deliveries leave: dequeue counts past the limit (5); and a message no
+        // one can read.
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let n = c
+            .execute(
+                "UPDATE queue SET dequeue_count = 9 WHERE queue = 'tasks' AND body NOT LIKE '%expand%'",
+                [],
+            )
+            .unwrap();
+        assert!(n > 0);
+        c.execute(
+            "INSERT INTO queue (queue, body, visible_at, inserted_at) VALUES ('tasks', 'not a message', 0, 0)",
+            [],
+        )
+        .unwrap();
+    }
+    let s = start(dir, &["--workers", "2"], None);
+    let rt = rt();
+    let failed = wait_done(&rt, &s, &id);
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("POISONED"),
+        "{failed}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let items = loop {
+        let list = send(&rt, get(&s, "/api/poison"));
+        assert_eq!(list.status, 200, "{}", list.body);
+        let items = list.body["items"].as_array().unwrap().clone();
+        if items.iter().any(|m| m["kind"] == "unreadable") {
+            break items;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no unreadable message listed: {items:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let of_kind =
+        |kind: &str| -> Vec<&Value> { items.iter().filter(|m| m["kind"] == kind).collect() };
+    let (tasks, unreadable) = (of_kind("tasks"), of_kind("unreadable"));
+    assert!(!tasks.is_empty(), "{items:?}");
+    for m in &tasks {
+        assert_eq!(m["job_id"], id.as_str());
+        assert!(!m["task_ids"].as_array().unwrap().is_empty(), "{m}");
+    }
+
+    // The unreadable one: replay refused (422), discard (204), then it is gone (404).
+    let bad = unreadable[0]["id"].as_str().unwrap();
+    let replay_bad = send(
+        &rt,
+        s.request(reqwest::Method::POST, &format!("/api/poison/{bad}/replay")),
+    );
+    assert_problem(&replay_bad, 422, "UNREADABLE_MESSAGE");
+    let discard = send(
+        &rt,
+        s.request(reqwest::Method::DELETE, &format!("/api/poison/{bad}")),
+    );
+    assert_eq!(discard.status, 204, "{}", discard.body);
+    let again = send(
+        &rt,
+        s.request(reqwest::Method::DELETE, &format!("/api/poison/{bad}")),
+    );
+    assert_problem(&again, 404, "POISON_NOT_FOUND");
+    let invalid = send(
+        &rt,
+        s.request(reqwest::Method::POST, "/api/poison/a%20b/replay"),
+    );
+    assert_problem(&invalid, 400, "INVALID_ID");
+
+    // The CLI as a client lists the same messages and replays the first: the job re-runs.
+    let server = s.base.clone();
+    let (code, out, err) = crate::support::run(
+        &db_of(&s),
+        &["poison", "list", "--server", &server, "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.len(), tasks.len(), "{out}");
+    let first = tasks[0]["id"].as_str().unwrap();
+    let (code, out, err) = crate::support::run(
+        &db_of(&s),
+        &["poison", "replay", first, "--server", &server],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("re-runs (attempt 2"), "{out}");
+    let done = wait_done(&rt, &s, &id);
+    assert_eq!(
+        (done["status"].clone(), done["attempt"].clone()),
+        (json!("SUCCEEDED"), json!(2)),
+        "{done}"
+    );
+
+    for m in &tasks[1..] {
+        let path = format!("/api/poison/{}/replay", m["id"].as_str().unwrap());
+        let r = send(&rt, s.request(reqwest::Method::POST, &path));
+        // Stale now; or already gone with the first attempt's messages.
+        if r.status == 200 {
+            assert_eq!(r.body["action"], "stale", "{}", r.body);
+        } else {
+            assert_problem(&r, 404, "POISON_NOT_FOUND");
+        }
+    }
+    let list = send(&rt, get(&s, "/api/poison"));
+    assert_eq!(list.body["items"], json!([]), "{}", list.body);
+}
+
+/// The database file of a server started by `start`.
+fn db_of(s: &Server) -> std::path::PathBuf {
+    s._dir.path().join("tessera.db")
+}
+
+/// What submission can check cheaply is refused then (400, nothing stored); what is too
+/// costly (inputs beyond the first few of a `cog_conversion`) is checked at expansion, where
+/// the job ends FAILED `INVALID_PARAMS` naming the field.
+#[test]
+fn costly_checks_run_at_expansion_and_fail_the_job_with_the_field() {
+    let data = crate::support::data_dir_with("in", &["byte.tif"]);
+    let names: Vec<String> = (0..12).map(|i| format!("r{i:02}.tif")).collect();
+    for name in &names {
+        std::fs::copy(
+            data.path().join("in/byte.tif"),
+            data.path().join("in").join(name),
+        )
+        .unwrap();
+    }
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let s = serve(&["--data-dir", &data_dir]);
+    let rt = rt();
+    // A missing first input: refused at submission.
+    let early = send(
+        &rt,
+        post_json(
+            &s,
+            "/api/jobs",
+            json!({"job_type": "cog_conversion", "params": {"container": "in", "blobs": ["a-missing.tif", "r00.tif"], "output_container": "out"}}),
+        ),
+    );
+    assert_problem(&early, 400, "INVALID_PARAMS");
+    assert_eq!(
+        early.body["errors"][0]["field"], "params.blobs[0]",
+        "{}",
+        early.body
+    );
+    // A missing twelfth: accepted, then failed at expansion.
+    let mut blobs = names.clone();
+    blobs.push("zz-missing.tif".into());
+    let id = submit_id(
+        &rt,
+        &s,
+        json!({"job_type": "cog_conversion", "params": {"container": "in", "blobs": blobs, "output_container": "out"}}),
+    );
+    let failed = wait_done(&rt, &s, &id);
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert_eq!(failed["error"]["code"], "INVALID_PARAMS", "{failed}");
+    assert_eq!(
+        failed["error"]["message"], "blobs[12]: blob in/zz-missing.tif does not exist",
+        "{failed}"
+    );
+    assert_eq!(failed["planned_tasks"], 0, "nothing was planned: {failed}");
+    drop(data);
+}
+
+/// `tessera serve --backend azure` on Azurite: a job submitted over HTTP runs to its end on
+/// the in-process workers, its events stream to `job_completed`, and the events page holds
+/// them all, once each.
+#[test]
+fn serve_runs_on_the_azure_backend() {
+    let store = crate::support::Store::azure(crate::support::azurite_connection());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cmd = store.tessera(&[
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        "4",
+        "--data-dir",
+        cache.to_str().unwrap(),
+    ]);
+    let s = start_command(cmd, dir, None);
+    let rt = rt();
+    let id = submit_id(
+        &rt,
+        &s,
+        json!({"job_type": "hello_world", "params": {"n": 20, "fail_every": 7}, "outcome_policy": "continue"}),
+    );
+    let streamed = read_sse(&rt, get(&s, &format!("/api/jobs/{id}/events")));
+    assert_eq!(
+        streamed.last().map(|(_, name, _)| name.as_str()),
+        Some("job_completed"),
+        "{streamed:?}"
+    );
+    let done = wait_done(&rt, &s, &id);
+    assert_eq!(done["status"], "COMPLETED_WITH_ERRORS", "{done}");
+    let page = send(
+        &rt,
+        get(&s, &format!("/api/jobs/{id}/events?after=0&limit=1000")),
+    );
+    assert_eq!(page.status, 200);
+    let cursors: Vec<u64> = page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cursor"].as_u64().unwrap())
+        .collect();
+    let streamed_cursors: Vec<u64> = streamed.iter().map(|(c, _, _)| *c).collect();
+    assert_eq!(cursors, streamed_cursors, "the stream and the page agree");
+    let mut unique = cursors.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), cursors.len(), "no event twice");
+    let ends = page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            ["task_completed", "task_failed"]
+                .contains(&e["event"]["type"].as_str().unwrap_or_default())
+        })
+        .count();
+    assert_eq!(ends, 21, "20 greetings and the summary, each ended once");
 }

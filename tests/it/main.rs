@@ -15,6 +15,7 @@ mod azure;
 mod chaos;
 mod cli;
 mod crash;
+mod dashboard;
 mod functions;
 mod geo;
 mod http;

@@ -7,6 +7,7 @@
 
 mod bench;
 mod bench_azure;
+mod bench_dashboard;
 mod bench_functions;
 mod bench_geo;
 mod bench_http;
@@ -62,6 +63,7 @@ pub fn build_tessera(root: &Path) -> anyhow::Result<PathBuf> {
     if let Some(bin) = std::env::var_os("TESSERA_BENCH_BIN") {
         return Ok(PathBuf::from(bin));
     }
+    ensure_npm()?;
     run(cargo().current_dir(root).args([
         "build",
         "--release",
@@ -155,15 +157,7 @@ pub fn ensure_azurite(root: &Path) -> anyhow::Result<PathBuf> {
     if bin.exists() {
         return Ok(bin);
     }
-    let have_npm = Command::new("npm")
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have_npm {
-        println!("Installing Node.js and npm with apt-get (for Azurite)...");
-        apt_install(&["nodejs", "npm"]).context("installing npm (needs root or sudo)")?;
-    }
+    ensure_npm()?;
     println!("Installing Azurite from npm into {}...", prefix.display());
     run(Command::new("npm")
         .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
@@ -171,6 +165,33 @@ pub fn ensure_azurite(root: &Path) -> anyhow::Result<PathBuf> {
         .arg("azurite@3"))
     .context("installing Azurite with npm")?;
     Ok(bin)
+}
+
+/// Node.js and npm from apt-get when missing: the build installs the dashboard's browser
+/// dependencies from npm (web/build.rs), and the tests run Azurite.
+pub fn ensure_npm() -> anyhow::Result<()> {
+    let have_npm = Command::new("npm")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_npm {
+        println!("Installing Node.js and npm with apt-get...");
+        apt_install(&["nodejs", "npm"]).context("installing npm (needs root or sudo)")?;
+    }
+    Ok(())
+}
+
+/// Headless Chromium and its WebDriver from apt-get when missing (the dashboard's browser
+/// tests); returns the chromedriver to start.
+pub fn ensure_chromium() -> anyhow::Result<PathBuf> {
+    let driver = PathBuf::from("/usr/bin/chromedriver");
+    if !(driver.exists() && Path::new("/usr/bin/chromium").exists()) {
+        println!("Installing Chromium and chromedriver with apt-get (dashboard tests)...");
+        apt_install(&["chromium", "chromium-driver"])
+            .context("installing Chromium (needs root or sudo)")?;
+    }
+    Ok(driver)
 }
 
 fn nix_is_root() -> bool {
@@ -255,6 +276,10 @@ fn count_files(dir: &Path, ext: &str) -> anyhow::Result<usize> {
 
 fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     ensure_gdal()?;
+    ensure_npm()?;
+    let chromedriver = ensure_chromium()?;
+    // Screenshots of failed browser tests land here (kept with the CI log).
+    let artifacts = root.join("target/test-artifacts");
     // Integration tests start the binary: build it first (they find it under target/debug).
     run(cargo()
         .current_dir(root)
@@ -272,7 +297,9 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
             .args(args)
             .env("TESSERA_AZURITE", azurite.connection_string())
             .env("TESSERA_AZURITE_BIN", &azurite_bin)
-            .env("TESSERA_PY_BIN", &python_tools);
+            .env("TESSERA_PY_BIN", &python_tools)
+            .env("TESSERA_CHROMEDRIVER", &chromedriver)
+            .env("TESSERA_ARTIFACTS", &artifacts);
         cmd
     };
     let result = if extra.is_empty() {
@@ -305,5 +332,11 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
         ))
     };
     drop(azurite);
+    if result.is_err() && artifacts.exists() {
+        println!(
+            "Screenshots of the failed browser tests: {}",
+            artifacts.display()
+        );
+    }
     result
 }

@@ -147,8 +147,24 @@ fn parse_event(entity: &Entity, pk: &str) -> Result<(u64, JobEvent), StoreError>
     }
 }
 
+/// How long after its sequence number is drawn an event may still be committed: the
+/// writers' clock skew plus a transaction's latency, with a margin. Readers that follow the
+/// log stay this far behind (`settled_cursor`).
+pub const EVENT_SETTLE_MS: i64 = 2_000;
+
+fn settled_cursor_at(now: engine::model::Millis) -> u64 {
+    u64::try_from(now - EVENT_SETTLE_MS).unwrap_or(0) << 22
+}
+
 #[async_trait]
 impl EventLog for AzureBackend {
+    /// Sequence numbers come from the writers' clocks, not from the commit: an event drawn at
+    /// `t` may be committed after one drawn at `t + 1` by another process. Below
+    /// `now - EVENT_SETTLE_MS`, every event is in.
+    fn settled_cursor(&self, now: engine::model::Millis) -> u64 {
+        settled_cursor_at(now)
+    }
+
     /// Events that go with no status change (the engine stores those with the change): one
     /// transaction per partition, stored before this returns.
     async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError> {
@@ -201,5 +217,26 @@ impl EventLog for AzureBackend {
         out.sort_by_key(|(seq, _)| *seq);
         out.truncate(limit);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(millis: i64, tag: u64, counter: u64) -> u64 {
+        (u64::try_from(millis).unwrap() << 22) | (tag << 12) | counter
+    }
+
+    /// A follower reads below the settled cursor: every event drawn before the last
+    /// `EVENT_SETTLE_MS` (by any process: any tag, any counter), none drawn after.
+    #[test]
+    fn the_settled_cursor_trails_the_writers_clocks() {
+        let now = engine::model::now_millis();
+        let settled = settled_cursor_at(now);
+        let before = now - EVENT_SETTLE_MS - 1;
+        assert!(seq(before, 0x3ff, 0xfff) < settled);
+        assert!(seq(now - EVENT_SETTLE_MS, 0, 0) >= settled);
+        assert!(Sequencer::default().next(now) >= settled, "drawn now");
     }
 }

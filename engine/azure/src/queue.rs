@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_storage_queues::prelude::*;
-use engine::ports::{Delivery, QueueError, TaskQueue};
+use engine::ports::{Delivery, PoisonMessage, QueueDepth, QueueError, TaskQueue};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::ops::Op;
@@ -126,4 +126,102 @@ impl TaskQueue for AzureBackend {
             .await?;
         self.delete(delivery).await
     }
+
+    async fn poison_messages(&self, limit: usize) -> Result<Vec<PoisonMessage>, QueueError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.ops.count(Op::QueueGet);
+        let peeked = self
+            .poison
+            .peek_messages()
+            .number_of_messages(limit.min(PEEK_MAX) as u8)
+            .await
+            .map_err(|e| unavailable("poison queue peek", e))?;
+        Ok(peeked
+            .messages
+            .into_iter()
+            .map(|m| PoisonMessage {
+                id: m.message_id,
+                body: m.message_text,
+                poisoned_at: millis(m.insertion_time),
+            })
+            .collect())
+    }
+
+    /// Storage Queues delete a message by pop receipt only: receive batches of the poison
+    /// queue until the message shows, delete it, and make the others visible again at once.
+    async fn remove_poison(&self, id: &str) -> Result<bool, QueueError> {
+        let mut held = Vec::new();
+        let mut found = false;
+        loop {
+            self.ops.count(Op::QueueGet);
+            let batch = self
+                .poison
+                .get_messages()
+                .number_of_messages(PEEK_MAX as u8)
+                .visibility_timeout(POISON_SCAN_LEASE)
+                .await
+                .map_err(|e| unavailable("poison queue receive", e))?
+                .messages;
+            if batch.is_empty() {
+                break;
+            }
+            for m in batch {
+                if !found && m.message_id == id {
+                    self.ops.count(Op::QueueDelete);
+                    self.poison
+                        .pop_receipt_client(m.pop_receipt())
+                        .delete()
+                        .await
+                        .map_err(|e| unavailable("poison queue delete", e))?;
+                    found = true;
+                } else {
+                    held.push(m);
+                }
+            }
+            if found {
+                break;
+            }
+        }
+        // Shown again now, not at the end of the scan's lease (failures here only delay them).
+        for m in held {
+            self.ops.count(Op::QueueUpdate);
+            let restored = self
+                .poison
+                .pop_receipt_client(m.pop_receipt())
+                .update(m.message_text.clone(), Duration::ZERO)
+                .await;
+            if let Err(e) = restored {
+                tracing::debug!(error = %describe(&e), "a poison message shows again at the end of its scan lease");
+            }
+        }
+        Ok(found)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let count = |queue: &QueueClient| {
+            let queue = queue.clone();
+            async move {
+                self.ops.count(Op::QueueGet);
+                queue
+                    .get_metadata()
+                    .await
+                    .map(|m| m.approximate_messages_count as u64)
+                    .map_err(|e| unavailable("queue metadata", e))
+            }
+        };
+        let (messages, poison) = futures::try_join!(count(&self.queue), count(&self.poison))?;
+        Ok(QueueDepth { messages, poison })
+    }
+}
+
+/// At most this many messages per peek or receive (the service's limit).
+const PEEK_MAX: usize = 32;
+
+/// How long a scan for one poison message hides the others (made visible again after it).
+const POISON_SCAN_LEASE: Duration = Duration::from_secs(30);
+
+fn millis(t: time::OffsetDateTime) -> engine::model::Millis {
+    (t.unix_timestamp_nanos() / 1_000_000) as engine::model::Millis
 }

@@ -274,6 +274,27 @@ impl JobStore for AzureBackend {
             next,
         })
     }
+
+    async fn job_statuses(&self) -> Result<Vec<(JobId, JobStatus)>, StoreError> {
+        let filter = format!("RowKey eq {}", lit(codec::JOB_RK));
+        let entities =
+            tables::query_all(&self.ops, &self.jobs, &filter, Some("PartitionKey,Status")).await?;
+        entities
+            .iter()
+            .map(|e| {
+                let corrupt = |what: &str| StoreError::Corrupt {
+                    message: format!("job entity {e:?}: {what}"),
+                };
+                let id = str_prop(e, "PartitionKey")
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| corrupt("no job ID"))?;
+                let status = str_prop(e, "Status")
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| corrupt("no known status"))?;
+                Ok((id, status))
+            })
+            .collect()
+    }
 }
 
 #[async_trait]

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use engine::events::JobEvent;
 use engine::ids::{JobId, TaskId};
 use engine::model::{
-    ErrorInfo, JobRecord, Millis, Progress, Revision, StatusCounts, TaskRecord, TaskStatus,
-    now_millis,
+    ErrorInfo, JobRecord, JobStatus, Millis, Progress, Revision, StatusCounts, TaskRecord,
+    TaskStatus, now_millis,
 };
 use engine::ports::*;
 use rand::Rng;
@@ -252,21 +252,6 @@ impl SqliteBackend {
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Number of messages in the poison queue.
-    pub async fn poison_count(&self) -> Result<u64, StoreError> {
-        self.db
-            .read(|c| {
-                c.query_row(
-                    "SELECT count(*) FROM queue WHERE queue = ?1",
-                    [POISON_QUEUE],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map(|n| n as u64)
-                .map_err(sql)
-            })
-            .await
     }
 }
 
@@ -682,6 +667,31 @@ impl JobStore for SqliteBackend {
                     None
                 };
                 Ok(Page { items, next })
+            })
+            .await
+    }
+
+    async fn job_statuses(&self) -> Result<Vec<(JobId, JobStatus)>, StoreError> {
+        self.db
+            .read(|c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT id, status FROM jobs")
+                    .map_err(sql)?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .map_err(sql)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (id, status) = row.map_err(sql)?;
+                    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt {
+                        message: format!("job {id}: {e}"),
+                    };
+                    out.push((
+                        id.parse().map_err(|e| corrupt(&e))?,
+                        status.parse().map_err(|e| corrupt(&e))?,
+                    ));
+                }
+                Ok(out)
             })
             .await
     }
@@ -1107,11 +1117,71 @@ impl TaskQueue for SqliteBackend {
     }
 
     async fn dead_letter(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        // `inserted_at` becomes the time it entered the poison queue (as a put there on Azure).
         self.with_receipt(
             delivery,
-            "UPDATE queue SET queue = 'tasks-poison' WHERE id = ?1 AND receipt = ?2",
+            "UPDATE queue SET queue = 'tasks-poison', inserted_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) WHERE id = ?1 AND receipt = ?2",
         )
         .await
+    }
+
+    async fn poison_messages(&self, limit: usize) -> Result<Vec<PoisonMessage>, QueueError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT id, body, inserted_at FROM queue WHERE queue = ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(sql)?
+                .query_map(params![POISON_QUEUE, limit], |r| {
+                    Ok(PoisonMessage {
+                        id: r.get::<_, i64>(0)?.to_string(),
+                        body: r.get(1)?,
+                        poisoned_at: r.get(2)?,
+                    })
+                })
+                .map_err(sql)?
+                .collect::<Result<_, _>>()
+                .map_err(sql)
+            })
+            .await
+            .map_err(queue_error)
+    }
+
+    async fn remove_poison(&self, id: &str) -> Result<bool, QueueError> {
+        let Ok(id) = id.parse::<i64>() else {
+            return Ok(false);
+        };
+        let n = self
+            .db
+            .call(move |c| {
+                c.prepare_cached("DELETE FROM queue WHERE queue = ?1 AND id = ?2")
+                    .map_err(sql)?
+                    .execute(params![POISON_QUEUE, id])
+                    .map_err(sql)
+            })
+            .await
+            .map_err(queue_error)?;
+        Ok(n == 1)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        self.db
+            .read(|c| {
+                let count = |queue: &str| {
+                    c.prepare_cached("SELECT count(*) FROM queue WHERE queue = ?1")
+                        .map_err(sql)?
+                        .query_row([queue], |r| r.get::<_, i64>(0))
+                        .map(|n| n as u64)
+                        .map_err(sql)
+                };
+                Ok(QueueDepth {
+                    messages: count(TASKS_QUEUE)?,
+                    poison: count(POISON_QUEUE)?,
+                })
+            })
+            .await
+            .map_err(queue_error)
     }
 
     async fn wait_for_messages(&self, max_wait: Duration) {
@@ -1420,7 +1490,8 @@ mod open_tests {
             .build()
             .unwrap();
         let backend = SqliteBackend::open_read_only(&db, &SqliteConfig::default()).unwrap();
-        assert_eq!(rt.block_on(backend.poison_count()).unwrap(), 0);
+        let depth = rt.block_on(backend.depth()).unwrap();
+        assert_eq!((depth.messages, depth.poison), (1, 0));
         let sent = rt.block_on(backend.send(&["x".into()], Duration::ZERO));
         let message = format!("{:?}", sent.unwrap_err());
         assert!(message.contains("readonly"), "{message}");

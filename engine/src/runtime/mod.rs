@@ -3,6 +3,7 @@
 mod coalesce;
 mod finish;
 mod lease;
+mod poison;
 mod push;
 mod sweeper;
 pub mod triage;
@@ -28,6 +29,7 @@ use crate::ports::{Backend, Inserted, QueueError, Removal, StoreError};
 use crate::status::InvalidTransition;
 
 use coalesce::Coalescer;
+pub use poison::{Decision, POISON_LIST_MAX, PoisonContent, PoisonEntry, ReplayError, Replayed};
 pub use push::{HostedAnswer, HostedMessage};
 pub use sweeper::{SweepReport, run_sweeper};
 pub use worker::{WorkerConfig, run_worker};
@@ -101,6 +103,9 @@ pub enum RuntimeError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     InvalidTransition(#[from] InvalidTransition),
+    /// What a job's params refer to cannot be checked now (an outage): try again later.
+    #[error("{0}")]
+    CheckUnavailable(String),
 }
 
 /// Why a submission was refused.
@@ -263,11 +268,24 @@ impl Engine {
         params: Value,
         options: SubmitOptions,
     ) -> Result<Submission, SubmitError> {
+        // The expansion's check first (for a new job or a re-run): a command-line user is
+        // refused at once, nothing stored.
+        let (id, normalized, _) = self.normalize(job_type, params.clone())?;
+        let checked = if options.force || self.inner.backend.jobs.get_job(&id).await?.is_none() {
+            self.controller(job_type)?
+                .check_at_expansion(&normalized)
+                .await
+                .map_err(submit_check_error)?;
+            Checked::Already
+        } else {
+            // An existing PENDING job is expanded below, with its check.
+            Checked::No
+        };
         let submission = self.accept(job_type, params, options).await?;
         if submission.job.status != JobStatus::Pending {
             return Ok(submission);
         }
-        self.expand(&submission.job.id).await?;
+        self.expand_checked(&submission.job.id, checked).await?;
         let job = self
             .inner
             .backend
@@ -291,13 +309,27 @@ impl Engine {
         params: Value,
         options: SubmitOptions,
     ) -> Result<Submission, SubmitError> {
+        self.accept_with(job_type, params, options, |s| {
+            matches!(s, JobStatus::Failed | JobStatus::Cancelled)
+        })
+        .await
+    }
+
+    /// [`Engine::accept`], where `force` re-runs a job whose status passes `rerunnable`.
+    pub(crate) async fn accept_with(
+        &self,
+        job_type: &str,
+        params: Value,
+        options: SubmitOptions,
+        rerunnable: impl Fn(JobStatus) -> bool,
+    ) -> Result<Submission, SubmitError> {
         let (id, params, job_version) = self.normalize(job_type, params)?;
         let span = tracing::error_span!("submit", job_id = %id, job_type);
         async move {
             let mut attempt = 1;
             if let Some(existing) = self.inner.backend.jobs.get_job(&id).await? {
                 match existing.status {
-                    JobStatus::Failed | JobStatus::Cancelled if options.force => {
+                    status if options.force && rerunnable(status) => {
                         info!(
                             previous_attempt = existing.attempt,
                             "re-running the job (--force)"
@@ -321,10 +353,10 @@ impl Engine {
                 }
             }
             let controller = self.controller(job_type)?;
-            controller.check(&params).await.map_err(|e| match e {
-                CheckError::Invalid(e) => SubmitError::Invalid(e),
-                e @ CheckError::Unavailable { .. } => SubmitError::CheckUnavailable(e.to_string()),
-            })?;
+            controller
+                .check(&params)
+                .await
+                .map_err(submit_check_error)?;
             let now = now_millis();
             let job = JobRecord {
                 id: id.clone(),
@@ -371,11 +403,30 @@ impl Engine {
     /// Idempotent (tasks are inserted by ID; a job no longer PENDING is left alone). A plan
     /// that cannot be built closes the job FAILED with `INVALID_PLAN`: it never stays PENDING.
     pub async fn expand(&self, id: &JobId) -> Result<(), RuntimeError> {
+        self.expand_checked(id, Checked::No).await
+    }
+
+    async fn expand_checked(&self, id: &JobId, checked: Checked) -> Result<(), RuntimeError> {
         let Some(job) = self.inner.backend.jobs.get_job(id).await? else {
             return Ok(());
         };
         if job.status != JobStatus::Pending {
             return Ok(());
+        }
+        if checked == Checked::No {
+            if let Some(controller) = self.inner.registry.controller(&job.job_type) {
+                match controller.check_at_expansion(&job.params).await {
+                    Ok(()) => {}
+                    Err(CheckError::Invalid(e)) => {
+                        warn!(job_id = %id, field = %e.field, error = %e.reason, "the accepted job's params are refused at expansion");
+                        let message = format!("{}: {}", e.field, e.reason);
+                        return self.fail_pending(id, codes::INVALID_PARAMS, message).await;
+                    }
+                    Err(e @ CheckError::Unavailable { .. }) => {
+                        return Err(RuntimeError::CheckUnavailable(e.to_string()));
+                    }
+                }
+            }
         }
         let plan = match self.plan_of(&job) {
             Ok(plan) => plan,
@@ -671,6 +722,20 @@ impl Engine {
 }
 
 /// The message that asks a worker to expand an accepted job.
+/// Whether the expansion's check already ran (the command line runs it before storing).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    Already,
+    No,
+}
+
+fn submit_check_error(e: CheckError) -> SubmitError {
+    match e {
+        CheckError::Invalid(e) => SubmitError::Invalid(e),
+        e @ CheckError::Unavailable { .. } => SubmitError::CheckUnavailable(e.to_string()),
+    }
+}
+
 pub(crate) fn expand_message(id: &JobId) -> String {
     serde_json::to_string(&QueueMessage::Expand { expand: id.clone() })
         .expect("a message of IDs always serializes")

@@ -1,7 +1,7 @@
 //! One error type for every front door (CLI, HTTP, Functions): its kind decides both the
 //! CLI exit code and the HTTP status, so the two cannot disagree.
 
-use engine::runtime::{JobQueryError, SubmitError};
+use engine::runtime::{JobQueryError, ReplayError, SubmitError};
 use engine_azure::ConnectError;
 use engine_sqlite::{BackupError, OpenError};
 use serde::Serialize;
@@ -82,7 +82,7 @@ pub struct FieldError {
 
 /// Error codes of the application layer (the engine's are in `engine::model::codes`).
 pub mod codes {
-    pub const INVALID_PARAMS: &str = "INVALID_PARAMS";
+    pub const INVALID_PARAMS: &str = engine::model::codes::INVALID_PARAMS;
     pub const INVALID_JSON: &str = "INVALID_JSON";
     pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
     pub const INVALID_QUERY: &str = "INVALID_QUERY";
@@ -95,9 +95,14 @@ pub mod codes {
     pub const TIMEOUT: &str = "TIMEOUT";
     pub const INVALID_ID: &str = "INVALID_ID";
     pub const UNKNOWN_JOB_TYPE: &str = "UNKNOWN_JOB_TYPE";
-    pub const INVALID_PLAN: &str = "INVALID_PLAN";
+    pub const INVALID_PLAN: &str = engine::model::codes::INVALID_PLAN;
     pub const JOB_NOT_FOUND: &str = "JOB_NOT_FOUND";
     pub const TASK_NOT_FOUND: &str = "TASK_NOT_FOUND";
+    pub const POISON_NOT_FOUND: &str = "POISON_NOT_FOUND";
+    /// A poison message that cannot be read: it can only be discarded.
+    pub const UNREADABLE_MESSAGE: &str = "UNREADABLE_MESSAGE";
+    /// A job with too many tasks to draw its graph.
+    pub const GRAPH_TOO_LARGE: &str = "GRAPH_TOO_LARGE";
     pub const NOT_RERUNNABLE: &str = "NOT_RERUNNABLE";
     pub const JOB_FINISHED: &str = "JOB_FINISHED";
     pub const JOB_NOT_FINISHED: &str = "JOB_NOT_FINISHED";
@@ -127,6 +132,9 @@ pub mod codes {
         INVALID_PLAN,
         JOB_NOT_FOUND,
         TASK_NOT_FOUND,
+        POISON_NOT_FOUND,
+        UNREADABLE_MESSAGE,
+        GRAPH_TOO_LARGE,
         NOT_RERUNNABLE,
         JOB_FINISHED,
         JOB_NOT_FINISHED,
@@ -251,6 +259,27 @@ impl From<SubmitError> for AppError {
                 AppError::new(ErrorKind::Conflict, codes::NOT_RERUNNABLE, e.to_string())
             }
             SubmitError::Runtime(r) => r.into(),
+            e => AppError::new(ErrorKind::Internal, codes::INTERNAL, e.to_string()),
+        }
+    }
+}
+
+impl From<ReplayError> for AppError {
+    fn from(e: ReplayError) -> Self {
+        match e {
+            ReplayError::NotFound(_) => {
+                AppError::new(ErrorKind::NotFound, codes::POISON_NOT_FOUND, e.to_string())
+            }
+            ReplayError::Unreadable { .. } => AppError::new(
+                ErrorKind::Unprocessable,
+                codes::UNREADABLE_MESSAGE,
+                e.to_string(),
+            ),
+            ReplayError::JobRunning { .. } => {
+                AppError::new(ErrorKind::Conflict, codes::JOB_NOT_FINISHED, e.to_string())
+            }
+            ReplayError::Submit(e) => e.into(),
+            ReplayError::Runtime(e) => e.into(),
             e => AppError::new(ErrorKind::Internal, codes::INTERNAL, e.to_string()),
         }
     }

@@ -7,6 +7,7 @@
 //! kind gives both the exit code and the HTTP status.
 
 pub mod error;
+pub mod graph;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use engine::events::JobEvent;
 use engine::ports::{Page, PageRequest, Removal, TaskQuery};
-use engine::runtime::{JobView, Submission};
+use engine::runtime::{JobView, PoisonEntry, Replayed, Submission};
 use engine::{
     Engine, EngineConfig, JobId, JobRecord, JobStatus, SubmitOptions, TaskId, TaskRecord,
 };
@@ -74,6 +75,8 @@ pub struct AppConfig {
 /// A wired engine and the backend handles its shutdown needs.
 pub struct App {
     engine: Engine,
+    /// The geospatial job types' data store (the dashboard reads tiles and outputs from it).
+    blobs: Blobs,
     azure: Option<Arc<AzureBackend>>,
     sqlite: Option<Arc<SqliteBackend>>,
 }
@@ -87,6 +90,24 @@ pub struct JobTypeInfo {
     /// The JSON Schema of its params, from the declarations that validate them.
     pub params_schema: Value,
 }
+
+/// The store's state at one moment, for gauges.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    /// Jobs by status.
+    pub jobs: std::collections::BTreeMap<JobStatus, u64>,
+    /// Tasks by status, of the jobs not finished (those counted: see `active_jobs_counted`).
+    pub active_tasks: engine::model::StatusCounts,
+    /// Unfinished jobs whose tasks were counted (at most [`GAUGE_MAX_ACTIVE_JOBS`]).
+    pub active_jobs_counted: u64,
+    pub queue: engine::ports::QueueDepth,
+}
+
+/// Tasks of the largest job whose graph is drawn.
+pub const GRAPH_MAX_TASKS: u64 = 200_000;
+
+/// Unfinished jobs whose tasks one gauge reading counts at most.
+pub const GAUGE_MAX_ACTIVE_JOBS: usize = 200;
 
 /// A job listing's filter.
 #[derive(Debug, Clone, Default)]
@@ -137,11 +158,12 @@ impl App {
         };
         let engine = Engine::new(
             backend,
-            controllers::registry(&services::Services::new(blobs)),
+            controllers::registry(&services::Services::new(blobs.clone())),
             engine_config,
         );
         Ok(App {
             engine,
+            blobs,
             azure,
             sqlite,
         })
@@ -343,19 +365,134 @@ impl App {
         Ok(())
     }
 
-    /// The job's events after cursor `after`, oldest first.
+    /// The job's events after cursor `after`, oldest first, up to where the log is settled
+    /// (on Azure, 2 s behind the writers' clocks): a client following the cursor never steps
+    /// past an event committed late, so it gets every event exactly once.
     pub async fn events_after(
         &self,
         id: &JobId,
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, JobEvent)>, AppError> {
-        Ok(self
-            .engine
-            .backend()
-            .events
+        let events = &self.engine.backend().events;
+        let settled = events.settled_cursor(engine::model::now_millis());
+        let mut page = events
             .events_after(id, after, limit.clamp(1, 10_000))
-            .await?)
+            .await?;
+        page.retain(|(seq, _)| *seq < settled);
+        Ok(page)
+    }
+
+    /// The oldest poison messages (at most `limit`; Azure shows 32 at most), with what each
+    /// carries.
+    pub async fn poison(&self, limit: usize) -> Result<Vec<PoisonEntry>, AppError> {
+        Ok(self.engine.poison_messages(limit).await?)
+    }
+
+    /// Replay a poison message: its finished job re-runs (attempt + 1; a worker expands it),
+    /// a pending job's expansion is queued again, and a message with nothing left to do is
+    /// removed. Refused while its job runs (409) and for an unreadable message (422).
+    pub async fn replay_poison(&self, id: &str) -> Result<Replayed, AppError> {
+        Ok(self.engine.replay_poison(parse_poison_id(id)?).await?)
+    }
+
+    /// Remove a poison message without replaying it.
+    pub async fn discard_poison(&self, id: &str) -> Result<PoisonEntry, AppError> {
+        Ok(self.engine.discard_poison(parse_poison_id(id)?).await?)
+    }
+
+    /// Jobs by status, tasks of unfinished jobs by status and the queue's depth. A scan of
+    /// the job records and of the unfinished jobs' task statuses: read it seldom (`/metrics`
+    /// caches it).
+    pub async fn gauges(&self) -> Result<Gauges, AppError> {
+        use futures::{StreamExt, TryStreamExt};
+        let backend = self.engine.backend();
+        let (statuses, queue) = futures::try_join!(
+            async { Ok::<_, AppError>(backend.jobs.job_statuses().await?) },
+            async {
+                Ok(backend
+                    .queue
+                    .depth()
+                    .await
+                    .map_err(engine::runtime::RuntimeError::from)?)
+            },
+        )?;
+        let mut gauges = Gauges {
+            queue,
+            ..Gauges::default()
+        };
+        let mut active = Vec::new();
+        for (id, status) in statuses {
+            *gauges.jobs.entry(status).or_default() += 1;
+            if !status.is_terminal() {
+                active.push(id);
+            }
+        }
+        active.truncate(GAUGE_MAX_ACTIVE_JOBS);
+        gauges.active_jobs_counted = active.len() as u64;
+        let counts: Vec<engine::model::StatusCounts> = futures::stream::iter(active)
+            .map(|id| async move { backend.tasks.count_tasks(&id, None).await })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        for c in counts {
+            for (status, n) in c.0 {
+                gauges.active_tasks.add(status, n);
+            }
+        }
+        Ok(gauges)
+    }
+
+    /// The job's task DAG as a client draws it (large fan-outs collapsed into group nodes
+    /// unless named in `expand`), with the job.
+    pub async fn graph(
+        &self,
+        id: &JobId,
+        expand: &std::collections::BTreeSet<String>,
+    ) -> Result<(JobView, graph::Graph), AppError> {
+        let view = self.status(id).await?;
+        let total = view.tasks.total();
+        if total > GRAPH_MAX_TASKS {
+            return Err(AppError::new(
+                ErrorKind::Unprocessable,
+                codes::GRAPH_TOO_LARGE,
+                format!(
+                    "job {id} has {total} tasks, more than the {GRAPH_MAX_TASKS} a graph is drawn for; list its tasks instead"
+                ),
+            ));
+        }
+        let tasks = &self.engine.backend().tasks;
+        let mut all = Vec::with_capacity(total as usize);
+        let mut page = PageRequest::first(1_000);
+        loop {
+            let got = tasks
+                .list_tasks(id, &TaskQuery::default(), page.clone())
+                .await?;
+            all.extend(got.items);
+            match got.next {
+                Some(next) => page.after = Some(next),
+                None => break,
+            }
+        }
+        Ok((view, graph::graph(&all, expand)))
+    }
+
+    /// A file of the data store (a tile, a COG, a STAC item, a TileJSON document).
+    pub async fn data(&self, container: &str, blob: &str) -> Result<bytes::Bytes, AppError> {
+        use services::blob::BlobError;
+        self.blobs.get(container, blob).await.map_err(|e| match e {
+            BlobError::NotFound { .. } | BlobError::NoContainer { .. } => {
+                AppError::new(ErrorKind::NotFound, codes::NOT_FOUND, e.to_string())
+            }
+            BlobError::InvalidName { .. } => {
+                AppError::invalid(codes::INVALID_REQUEST, e.to_string())
+            }
+            e => AppError::new(
+                ErrorKind::Unavailable,
+                codes::STORAGE_UNAVAILABLE,
+                format!("data store: {e}"),
+            ),
+        })
     }
 
     /// The registered job types, sorted by name.
@@ -383,6 +520,21 @@ pub fn parse_job_id(id: &str) -> Result<JobId, AppError> {
 
 pub fn parse_task_id(id: &str) -> Result<TaskId, AppError> {
     Ok(id.parse::<TaskId>()?)
+}
+
+/// A poison message ID from a caller: what the backends hand out (SQLite row numbers, Azure
+/// GUIDs), 1 to 128 letters, digits and dashes.
+pub fn parse_poison_id(id: &str) -> Result<&str, AppError> {
+    let ok =
+        (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(id)
+    } else {
+        Err(AppError::invalid(
+            codes::INVALID_ID,
+            format!("{id:?} is not a poison message ID (1 to 128 letters, digits and dashes)"),
+        ))
+    }
 }
 
 /// Params JSON from a caller: strict (a repeated key is refused, naming it).

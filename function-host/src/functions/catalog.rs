@@ -51,11 +51,18 @@ pub const HTTP_RESPONSE_BINDING: &str = "res";
 pub const SWEEP_FUNCTION: &str = "sweep";
 
 /// Routes of the API the Functions host cannot carry, and why.
-pub const NOT_SERVED: &[(&str, &str, &str)] = &[(
-    "get",
-    "/api/events",
-    "a live Server-Sent Events stream cannot pass through the Functions host (poll GET /api/jobs?... or /api/jobs/{id}/events?after=N instead)",
-)];
+pub const NOT_SERVED: &[(&str, &str, &str)] = &[
+    (
+        "get",
+        "/api/events",
+        "a live Server-Sent Events stream cannot pass through the Functions host (poll GET /api/jobs?... or /api/jobs/{id}/events?after=N instead)",
+    ),
+    (
+        "get",
+        "/data/{container}/{path}",
+        "the dashboard's data files: the dashboard is served by tessera serve, not by the function app",
+    ),
+];
 
 /// An HTTP-triggered function: one API path and its methods.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,14 +4,16 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::App;
+use engine::{JobStatus, TaskStatus};
+
+use crate::app::{App, GAUGE_MAX_ACTIVE_JOBS, Gauges};
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: &[f64] = &[
@@ -26,11 +28,40 @@ struct Series {
     count: u64,
 }
 
-/// HTTP request metrics, shared by the recording layer and the exposition.
+/// HTTP request metrics, shared by the recording layer and the exposition, and the last
+/// reading of the store's gauges.
 #[derive(Default)]
 pub struct HttpMetrics {
     /// (route, method, status) -> latency series.
     series: Mutex<BTreeMap<(String, String, u16), Series>>,
+    gauges: tokio::sync::Mutex<Option<(Instant, Gauges)>>,
+}
+
+/// The store's gauges are read at most this often (a scan of the job records and of the
+/// unfinished jobs' tasks; Prometheus scrapes every 15 to 60 s).
+const GAUGES_MAX_AGE: Duration = Duration::from_secs(5);
+
+impl HttpMetrics {
+    /// The gauges, read again when older than [`GAUGES_MAX_AGE`]; `None` when the store
+    /// cannot be read (the counters are still exposed, with `tessera_gauges_up 0`).
+    async fn gauges(&self, app: &App) -> Option<Gauges> {
+        let mut cached = self.gauges.lock().await;
+        if let Some((at, gauges)) = cached.as_ref() {
+            if at.elapsed() < GAUGES_MAX_AGE {
+                return Some(gauges.clone());
+            }
+        }
+        match app.gauges().await {
+            Ok(gauges) => {
+                *cached = Some((Instant::now(), gauges.clone()));
+                Some(gauges)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: the store's gauges cannot be read");
+                None
+            }
+        }
+    }
 }
 
 impl HttpMetrics {
@@ -84,8 +115,69 @@ fn counter(out: &mut String, name: &str, help: &str, samples: &[(&str, u64)]) {
     }
 }
 
+fn gauge(out: &mut String, name: &str, help: &str, samples: &[(String, u64)]) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            out.push_str(&format!("{name} {value}\n"));
+        } else {
+            out.push_str(&format!("{name}{{{labels}}} {value}\n"));
+        }
+    }
+}
+
+/// The store's gauges; every status appears, with 0 when none is in it.
+fn render_gauges(out: &mut String, gauges: Option<&Gauges>) {
+    gauge(
+        out,
+        "tessera_gauges_up",
+        "1 when the store's gauges below could be read.",
+        &[(String::new(), u64::from(gauges.is_some()))],
+    );
+    let Some(g) = gauges else {
+        return;
+    };
+    let jobs: Vec<(String, u64)> = JobStatus::ALL
+        .iter()
+        .map(|s| {
+            (
+                format!("status=\"{s}\""),
+                g.jobs.get(s).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    gauge(out, "tessera_jobs", "Jobs by status.", &jobs);
+    let tasks: Vec<(String, u64)> = TaskStatus::ALL
+        .iter()
+        .map(|s| (format!("status=\"{s}\""), g.active_tasks.get(*s)))
+        .collect();
+    gauge(
+        out,
+        "tessera_active_tasks",
+        "Tasks of unfinished jobs by status (see tessera_active_jobs_counted).",
+        &tasks,
+    );
+    gauge(
+        out,
+        "tessera_active_jobs_counted",
+        &format!(
+            "Unfinished jobs whose tasks tessera_active_tasks counts (at most {GAUGE_MAX_ACTIVE_JOBS})."
+        ),
+        &[(String::new(), g.active_jobs_counted)],
+    );
+    gauge(
+        out,
+        "tessera_queue_messages",
+        "Messages in the task queue (visible or leased) and in its poison queue; approximate on Azure.",
+        &[
+            ("queue=\"tasks\"".to_owned(), g.queue.messages),
+            ("queue=\"poison\"".to_owned(), g.queue.poison),
+        ],
+    );
+}
+
 /// The exposition text.
-pub fn render(app: &App, http: &HttpMetrics) -> String {
+pub fn render(app: &App, http: &HttpMetrics, gauges: Option<&Gauges>) -> String {
     let m = app.engine().metrics();
     let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let mut out = String::new();
@@ -131,6 +223,7 @@ pub fn render(app: &App, http: &HttpMetrics) -> String {
     ] {
         counter(&mut out, name, help, &[("", value)]);
     }
+    render_gauges(&mut out, gauges);
     let series = http.series.lock().unwrap_or_else(|e| e.into_inner());
     out.push_str("# HELP tessera_http_requests_total HTTP requests by route, method and status.\n# TYPE tessera_http_requests_total counter\n");
     for ((route, method, status), s) in series.iter() {
@@ -170,6 +263,6 @@ pub async fn metrics(State((app, http)): State<(Arc<App>, Arc<HttpMetrics>)>) ->
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        render(&app, &http),
+        render(&app, &http, http.gauges(&app).await.as_ref()),
     )
 }

@@ -7,6 +7,7 @@
 //! Invariant: only this module knows HTTP; the application layer and the engine do not.
 
 mod auth;
+mod dashboard;
 mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -20,7 +21,7 @@ use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
@@ -120,6 +121,11 @@ pub fn router(app: Arc<App>, config: &HttpConfig) -> Router {
         .route("/api/jobs/{id}/result", get(routes::get_result))
         .route("/api/jobs/{id}/cancel", post(routes::cancel))
         .route("/api/job-types", get(routes::job_types))
+        .route("/api/jobs/{id}/graph", get(routes::graph))
+        .route("/data/{container}/{*path}", get(dashboard::data))
+        .route("/api/poison", get(routes::list_poison))
+        .route("/api/poison/{id}", delete(routes::discard_poison))
+        .route("/api/poison/{id}/replay", post(routes::replay_poison))
         .route("/readyz", get(routes::readyz))
         .layer(
             ServiceBuilder::new()
@@ -154,6 +160,11 @@ pub fn router(app: Arc<App>, config: &HttpConfig) -> Router {
             auth::require_key,
         ))
         .route("/healthz", get(routes::healthz))
+        // The dashboard's page and assets hold no data: served without a key (the page asks
+        // for one when the API wants it).
+        .route("/", get(dashboard::jobs_page))
+        .route("/jobs/{id}", get(dashboard::job_page))
+        .route("/assets/{file}", get(dashboard::asset))
         .route(
             "/openapi.json",
             get(move || {

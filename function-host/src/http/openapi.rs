@@ -21,11 +21,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/jobs/{id}/result"),
     ("post", "/api/jobs/{id}/cancel"),
     ("get", "/api/jobs/{id}/events"),
+    ("get", "/api/jobs/{id}/graph"),
     ("get", "/api/events"),
     ("get", "/api/job-types"),
+    ("get", "/api/poison"),
+    ("delete", "/api/poison/{id}"),
+    ("post", "/api/poison/{id}/replay"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
+    ("get", "/data/{container}/{path}"),
     ("get", "/openapi.json"),
 ];
 
@@ -109,6 +114,10 @@ pub fn document(types: &[JobTypeInfo], max_body: usize, max_limit: usize) -> Val
     let task_statuses = spellings(TaskStatus::ALL, TaskStatus::as_str);
     let id = path_param("id", "job ID: 64 lowercase hex digits");
     let task_id = path_param("task_id", "task ID: 64 lowercase hex digits");
+    let poison_id = json!({
+        "name": "id", "in": "path", "required": true, "description": "poison message ID",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,128}$"}
+    });
     let cursor = query(
         "cursor",
         json!({"type": "string"}),
@@ -234,6 +243,47 @@ pub fn document(types: &[JobTypeInfo], max_body: usize, max_limit: usize) -> Val
                 }}), errors(&[("404", "no such job")]))
             }
         },
+        "/api/jobs/{id}/graph": {
+            "get": {
+                "summary": "The job's task DAG as a client draws it: fan-outs of more than 12 members collapsed into group nodes with counts per status, each node with its layer",
+                "parameters": [
+                    id.clone(),
+                    query("expand", json!({"type": "string"}), "groups to draw member by member, comma-separated")
+                ],
+                "responses": merge(json!({"200": json_ok("the graph", json!({
+                    "type": "object",
+                    "required": ["job", "nodes", "edges"],
+                    "properties": {
+                        "job": schema_ref("JobView"),
+                        "nodes": {"type": "array", "items": {
+                            "type": "object",
+                            "required": ["id", "kind", "label", "size", "layer"],
+                            "properties": {
+                                "id": {"type": "string"},
+                                "kind": {"type": "string", "enum": ["parallel", "sequential", "orchestrator", "barrier", "group"]},
+                                "label": {"type": "string"},
+                                "status": {"type": "string", "enum": task_statuses.clone()},
+                                "group": {"type": "string"},
+                                "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                                "size": {"type": "integer"},
+                                "layer": {"type": "integer"}
+                            }
+                        }},
+                        "edges": {"type": "array", "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}}
+                    }
+                }))}), errors(&[("404", "no such job"), ("422", "too many tasks to draw (GRAPH_TOO_LARGE)")]))
+            }
+        },
+        "/data/{container}/{path}": {
+            "get": {
+                "summary": "A file of the data store (tiles, COGs, STAC items, TileJSON), for the dashboard's map",
+                "parameters": [
+                    {"name": "container", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "path", "in": "path", "required": true, "schema": {"type": "string"}, "description": "the blob's name; may contain '/'"}
+                ],
+                "responses": merge(json!({"200": {"description": "the file", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}), errors(&[("404", "no such container or blob")]))
+            }
+        },
         "/api/events": {
             "get": {
                 "summary": "SSE of job-level changes (job_created, job_status, job_progress)",
@@ -257,6 +307,35 @@ pub fn document(types: &[JobTypeInfo], max_body: usize, max_limit: usize) -> Val
                         }
                     }}}
                 }))}), errors(&[]))
+            }
+        },
+        "/api/poison": {
+            "get": {
+                "summary": "The oldest poison messages, with what each carries (Azure shows 32 at most)",
+                "parameters": [limit_param(max_limit)],
+                "responses": merge(json!({"200": json_ok("poison messages", json!({
+                    "type": "object",
+                    "required": ["items"],
+                    "properties": {"items": {"type": "array", "items": schema_ref("PoisonMessage")}}
+                }))}), errors(&[]))
+            }
+        },
+        "/api/poison/{id}": {
+            "delete": {
+                "summary": "Discard a poison message",
+                "parameters": [poison_id.clone()],
+                "responses": merge(json!({"204": {"description": "discarded"}}), errors(&[("404", "no such poison message")]))
+            }
+        },
+        "/api/poison/{id}/replay": {
+            "post": {
+                "summary": "Replay a poison message: its finished job re-runs, a pending job's expansion is queued again, a stale message is removed",
+                "parameters": [poison_id],
+                "responses": merge(json!({"200": json_ok("what the replay did", schema_ref("Replayed"))}), errors(&[
+                    ("404", "no such poison message"),
+                    ("409", "the message's job still runs"),
+                    ("422", "the message cannot be read: discard it")
+                ]))
             }
         },
         "/healthz": {"get": {"summary": "The process is up", "security": [], "responses": {"200": json_ok("up", json!({"type": "object"}))}}},
@@ -426,6 +505,29 @@ fn schemas(types: &[JobTypeInfo]) -> Value {
                 "updated_at": millis,
                 "started_at": opt_millis.clone(),
                 "finished_at": opt_millis
+            }
+        },
+        "PoisonMessage": {
+            "type": "object",
+            "required": ["id", "poisoned_at", "kind", "body"],
+            "properties": {
+                "id": {"type": "string"},
+                "poisoned_at": {"type": "integer"},
+                "kind": {"type": "string", "enum": ["tasks", "expand", "unreadable"]},
+                "job_id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "task_ids": {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                "error": {"type": "string", "description": "why an unreadable message cannot be read"},
+                "body": {"type": "string", "description": "the message as it was queued"}
+            }
+        },
+        "Replayed": {
+            "type": "object",
+            "required": ["action"],
+            "properties": {
+                "action": {"type": "string", "enum": ["rerun", "requeued", "stale"]},
+                "job": schema_ref("Job"),
+                "job_id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "reason": {"type": "string"}
             }
         },
         "Event": {

@@ -241,6 +241,61 @@ pub async fn delete_job(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphParams {
+    /// Groups to draw member by member, comma-separated.
+    pub expand: Option<String>,
+}
+
+pub async fn graph(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<GraphParams>,
+) -> ApiResult<Json<Value>> {
+    let expand = query
+        .expand
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let (view, graph) = app.graph(&parse_job_id(&id)?, &expand).await?;
+    Ok(Json(
+        json!({ "job": view, "nodes": graph.nodes, "edges": graph.edges }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoisonParams {
+    pub limit: Option<usize>,
+}
+
+pub async fn list_poison(
+    State(app): State<Arc<App>>,
+    ApiQuery(query): ApiQuery<PoisonParams>,
+) -> ApiResult<Json<Value>> {
+    let limit = page_request(query.limit, None)?.limit;
+    Ok(Json(json!({ "items": app.poison(limit).await? })))
+}
+
+pub async fn replay_poison(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<engine::runtime::Replayed>> {
+    Ok(Json(app.replay_poison(&id).await?))
+}
+
+pub async fn discard_poison(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    app.discard_poison(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub async fn job_types(State(app): State<Arc<App>>) -> Json<Value> {
     Json(json!({ "items": app.job_types() }))
 }

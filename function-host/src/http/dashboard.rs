@@ -1,0 +1,119 @@
+//! The dashboard, same origin as the API: one page for `/` (jobs) and `/jobs/{id}` (a job)
+//! whose script routes by the URL, its assets (Leaflet included, from npm at build time),
+//! and the data store's files (`/data/{container}/{path}`: tiles, COGs, STAC, TileJSON) that
+//! the map shows. Nothing comes from a CDN.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::problem::ApiError;
+use crate::app::App;
+use crate::app::error::{AppError, ErrorKind, codes};
+
+fn html() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        web::DASHBOARD_HTML,
+    )
+        .into_response()
+}
+
+/// `GET /`: the jobs list.
+pub async fn jobs_page() -> Response {
+    html()
+}
+
+/// `GET /jobs/{id}`: a job (the script reads the ID from the URL and asks the API).
+pub async fn job_page(Path(_id): Path<String>) -> Response {
+    html()
+}
+
+/// `GET /assets/{file}`.
+pub async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {
+    let asset = web::asset(&file).ok_or_else(|| {
+        AppError::new(
+            ErrorKind::NotFound,
+            codes::NOT_FOUND,
+            format!("no asset {file:?}"),
+        )
+    })?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            ),
+        ],
+        asset.bytes,
+    )
+        .into_response())
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path
+        .rsplit_once('.')
+        .map(|(_, ext)| ext.to_ascii_lowercase())
+    {
+        Some(ext) => match ext.as_str() {
+            "png" => "image/png",
+            "jpg" | "jpeg" => "image/jpeg",
+            "webp" => "image/webp",
+            "json" => "application/json",
+            "tif" | "tiff" => "image/tiff",
+            "html" => "text/html; charset=utf-8",
+            "js" => "text/javascript; charset=utf-8",
+            "css" => "text/css; charset=utf-8",
+            "txt" => "text/plain; charset=utf-8",
+            _ => "application/octet-stream",
+        },
+        None => "application/octet-stream",
+    }
+}
+
+/// `GET /data/{container}/{*path}`: a file of the data store.
+pub async fn data(
+    State(app): State<Arc<App>>,
+    Path((container, path)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let bytes = app.data(&container, &path).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(&path)),
+        )],
+        bytes,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_by_extension() {
+        for (path, want) in [
+            ("t/3/4/5.png", "image/png"),
+            ("a.PNG", "image/png"),
+            ("out/x.cog.tif", "image/tiff"),
+            ("tiles/tilejson.json", "application/json"),
+            ("tiles/index.html", "text/html; charset=utf-8"),
+            ("noextension", "application/octet-stream"),
+        ] {
+            assert_eq!(content_type(path), want, "{path}");
+        }
+    }
+}
