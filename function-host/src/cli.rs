@@ -156,6 +156,16 @@ pub enum Command {
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
         concurrency: u64,
     },
+    /// Run as an Azure Functions custom handler (docs/azure-functions.md): the host starts it
+    /// with FUNCTIONS_CUSTOMHANDLER_PORT and AzureWebJobsStorage (or the identity-based
+    /// AzureWebJobsStorage__accountName); TESSERA_AZURE_PREFIX, TESSERA_LEASE_SECS,
+    /// TESSERA_DATA_STORE and TESSERA_DATA_DIR as app settings. No arguments.
+    Functions {
+        /// Handlers running at once per invocation of a bundled message (the host's
+        /// batchSize bounds the invocations at once).
+        #[arg(long, default_value_t = 8, env = "TESSERA_CONCURRENCY")]
+        concurrency: u32,
+    },
     /// Serve the HTTP API (docs/http-api.md), with in-process workers and the sweeper.
     ///
     /// Without API keys it binds loopback only. SIGTERM / Ctrl-C stops accepting, ends event

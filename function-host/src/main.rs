@@ -59,7 +59,7 @@ fn parse_cli() -> Cli {
 fn main() -> ExitCode {
     let cli = parse_cli();
     let default_level = match cli.command {
-        Command::Worker { .. } => "info",
+        Command::Worker { .. } | Command::Functions { .. } => "info",
         _ => "warn",
     };
     init_logging(cli.log_format, default_level);
@@ -115,6 +115,7 @@ fn app_config(db: &DbArgs, access: Access) -> Result<AppConfig, AppError> {
         BackendKind::Azure => StoreConfig::Azure {
             credentials: azure_credentials(db)?,
             prefix: db.azure_prefix.clone(),
+            dead_letter_queue: None,
         },
     };
     let data_store = db.data_store.unwrap_or(match db.backend {
@@ -283,6 +284,43 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             let workers = (!no_workers).then_some(workers as usize);
             let app = App::open(&app_config(&db, Access::ReadWrite)?).await?;
             serve::serve(app, bind, config, workers).await
+        }
+        Command::Functions { concurrency } => {
+            let settings =
+                function_host::functions::settings::from_settings(|name| std::env::var(name).ok())?;
+            let keys = match std::env::var("TESSERA_API_KEYS") {
+                Ok(text) => ApiKeys::parse(&text)
+                    .map_err(|e| AppError::invalid(codes::BAD_CONFIG, e.to_string()))?,
+                Err(_) => ApiKeys::none(),
+            };
+            let app = std::sync::Arc::new(App::open(&settings.app).await?);
+            let shutdown = CancellationToken::new();
+            let http = HttpConfig {
+                keys,
+                shutdown: shutdown.clone(),
+                ..HttpConfig::default()
+            };
+            let worker = WorkerConfig {
+                concurrency: concurrency as usize,
+                worker_id: std::env::var("WEBSITE_INSTANCE_ID").unwrap_or_else(|_| worker_id()),
+                ..WorkerConfig::default()
+            };
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::warn!("shutting down: finishing in-flight invocations");
+                stop.cancel();
+            });
+            let served =
+                function_host::functions::serve(app.clone(), settings.port, http, worker, shutdown)
+                    .await;
+            // The router holds the last other reference; it is dropped once serving ends.
+            match std::sync::Arc::try_unwrap(app) {
+                Ok(app) => app.shutdown().await,
+                Err(_) => tracing::warn!("the application is still referenced at exit; not closed"),
+            }
+            served?;
+            Ok(EXIT_OK)
         }
         Command::Submit {
             job_type,

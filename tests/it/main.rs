@@ -7,6 +7,7 @@
 //! - `chaos`: three workers SIGKILLed again and again; the event log stays complete
 //! - `azure`: the Azure backend on Azurite: CLI, bad configuration, storage restart
 //! - `http`: `tessera serve` with a real HTTP client: submit, errors, paging, auth, SSE, drain
+//! - `functions`: `tessera functions` under a protocol-level Functions host (`tessera_tests::functions_host`) on Azurite
 //! - `geo`: `list_container`, `cog_conversion` (checked by GDAL's COG validator), `sync_container`
 //! - `tiles`: `tiled_raster` against `gdal2tiles.py`, bad input
 //! - `golden`: the golden corpus (issue 13): tiles against `gdal2tiles.py`, STAC against
@@ -17,6 +18,7 @@ mod chaos;
 mod cli;
 mod crash;
 mod dashboard;
+mod functions;
 mod geo;
 mod golden;
 mod http;

@@ -31,8 +31,9 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         Some("azure") => crate::bench_azure::azure(root, flag("--quick")),
         Some("http") => crate::bench_http::http(root, flag("--quick")),
         Some("dashboard") => crate::bench_dashboard::dashboard(root, flag("--quick")),
+        Some("functions") => crate::bench_functions::functions(root, flag("--quick")),
         _ => bail!(
-            "usage: cargo xtask bench <engine [--quick] [--with-celery] | tiles [--quick] | cog [--quick] | azure [--quick] | http [--quick] | dashboard [--quick]>"
+            "usage: cargo xtask bench <engine [--quick] [--with-celery] | tiles [--quick] | cog [--quick] | azure [--quick] | http [--quick] | dashboard [--quick] | functions [--quick]>"
         ),
     }
 }

@@ -16,11 +16,11 @@ use serde_json::Value;
 
 use crate::bench::median;
 
-struct Run {
-    dispatch_s: f64,
-    total_s: f64,
-    ops: Value,
-    ops_total: u64,
+pub(crate) struct Run {
+    pub dispatch_s: f64,
+    pub total_s: f64,
+    pub ops: Value,
+    pub ops_total: u64,
 }
 
 pub fn azure(root: &Path, quick: bool) -> anyhow::Result<()> {
@@ -70,12 +70,12 @@ fn tessera(bin: &Path, connection: &str, prefix: &str, args: &[&str]) -> Command
         .env("AZURE_STORAGE_CONNECTION_STRING", connection)
         .env("TESSERA_AZURE_PREFIX", prefix)
         .env("TESSERA_LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn,tessera=info");
+        .env("RUST_LOG", "warn,tessera=info,function_host=info");
     cmd
 }
 
 /// The `storage operations of this process` log line in a process's stderr.
-fn ops_of(stderr: &str) -> anyhow::Result<(Value, u64)> {
+pub(crate) fn ops_of(stderr: &str) -> anyhow::Result<(Value, u64)> {
     for line in stderr.lines().rev() {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
@@ -89,7 +89,7 @@ fn ops_of(stderr: &str) -> anyhow::Result<(Value, u64)> {
     bail!("no storage operations line in:\n{stderr}")
 }
 
-fn add(a: &mut Value, b: &Value) {
+pub(crate) fn add(a: &mut Value, b: &Value) {
     if let (Some(a), Some(b)) = (a.as_object_mut(), b.as_object()) {
         for (k, v) in b {
             let sum = a.get(k).and_then(Value::as_u64).unwrap_or(0) + v.as_u64().unwrap_or(0);
@@ -106,7 +106,7 @@ fn stop(child: Child) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-fn one_run(bin: &Path, connection: &str, run: usize, tasks: u64) -> anyhow::Result<Run> {
+pub(crate) fn one_run(bin: &Path, connection: &str, run: usize, tasks: u64) -> anyhow::Result<Run> {
     let prefix = format!("bench{run}x{}", std::process::id());
     let workers: Vec<Child> = (0..2)
         .map(|i| {

@@ -2,13 +2,16 @@
 //!
 //! - `cargo xtask demo`  build and run the showcase job on the embedded backend
 //! - `cargo xtask test`  run every test (unit, conformance, property, integration)
-//! - `cargo xtask bench engine|tiles|cog|azure|http`  benchmarks against their peers (docs/performance.md)
+//! - `cargo xtask functions-app --out DIR`  assemble the Azure Functions app (infra/functions + release binary)
+//! - `cargo xtask bench engine|tiles|cog|azure|http|functions`  benchmarks against their peers (docs/performance.md)
 
 mod bench;
 mod bench_azure;
 mod bench_dashboard;
+mod bench_functions;
 mod bench_geo;
 mod bench_http;
+mod functions_app;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,9 +25,10 @@ fn main() -> anyhow::Result<()> {
         Some("demo") => demo(&root),
         Some("test") => test(&root, &args[1..]),
         Some("bench") => bench::run(&root, &args[1..]),
+        Some("functions-app") => functions_app::run(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo | test [cargo test args] | bench <engine [--quick] [--with-celery] | tiles [--quick] | cog [--quick] | azure [--quick] | http [--quick]>>"
+                "usage: cargo xtask <demo | test [cargo test args] | functions-app --out DIR | bench <engine [--quick] [--with-celery] | tiles [--quick] | cog [--quick] | azure [--quick] | http [--quick] | functions [--quick]>>"
             );
             bail!("unknown or missing command")
         }
@@ -69,7 +73,9 @@ pub fn build_tessera(root: &Path) -> anyhow::Result<PathBuf> {
         "--bin",
         "tessera",
     ]))?;
-    Ok(root.join("target/release/tessera"))
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    Ok(target.join("release/tessera"))
 }
 
 /// Debian packages the geospatial services and their tests need: GDAL's library and

@@ -36,6 +36,10 @@ pub struct AzureConfig {
     pub max_retries: u32,
     /// ... and for at most this long in total.
     pub max_retry_time: Duration,
+    /// The dead-letter queue (poison messages); `None`: `<prefix>-tasks-poison`. Under the
+    /// Azure Functions host that name is the host's own poison queue, so the Functions
+    /// handler sets another one (`<prefix>-tasks-dead`).
+    pub dead_letter_queue: Option<String>,
 }
 
 impl AzureConfig {
@@ -47,7 +51,15 @@ impl AzureConfig {
             connect_timeout: Duration::from_secs(5),
             max_retries: 3,
             max_retry_time: Duration::from_secs(10),
+            dead_letter_queue: None,
         }
+    }
+
+    /// The name of the dead-letter queue.
+    pub fn dead_letter_queue(&self) -> String {
+        self.dead_letter_queue
+            .clone()
+            .unwrap_or_else(|| format!("{}-tasks-poison", self.prefix))
     }
 
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {

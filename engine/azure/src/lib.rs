@@ -3,7 +3,7 @@
 //! - Jobs, tasks and events in **Table Storage**, every transition a compare-and-set on the
 //!   entity's ETag (412 is the engine's expected [`Conflict`](engine::ports::Conflict)).
 //! - Task messages (IDs only) on a **Storage Queue**: lease = visibility timeout, poison
-//!   messages moved to `<queue>-poison`.
+//!   messages moved to the dead-letter queue (`<queue>-poison` unless configured).
 //! - Results above the table property limit in **Blob** storage, a pointer in the entity.
 //!
 //! Key design (see docs/azure.md): a job's tasks are spread over 16 partitions by the first
@@ -19,6 +19,8 @@ mod blob;
 mod codec;
 mod config;
 mod events;
+#[cfg(feature = "azurite")]
+pub mod host_queues;
 mod ops;
 mod queue;
 mod store;
@@ -98,7 +100,7 @@ impl AzureBackend {
             tasks: tables.table_client(format!("{p}tasks")),
             sequencer: events::Sequencer::default(),
             queue: queues.queue_client(format!("{p}-tasks")),
-            poison: queues.queue_client(format!("{p}-tasks-poison")),
+            poison: queues.queue_client(config.dead_letter_queue()),
             blobs: blob::Results::new(blobs.container_client(format!("{p}-results"))),
             blob_service: blobs,
             ops,

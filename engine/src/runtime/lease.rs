@@ -6,6 +6,12 @@
 //! and is delivered again. A bundle delivered a second time is split into one message per task
 //! before anything runs ([`Engine::open_delivery`](super::Engine)), so the dequeue count of a
 //! part is that of its own message and a poison task cannot take its bundle-mates down with it.
+//!
+//! A message pushed by a host that owns it (the Azure Functions host) is shared the same way
+//! but never renewed, deleted nor made visible again by the engine: acknowledging only settles
+//! the part (the host deletes the message when the invocation answers success), postponing
+//! sends a delayed copy, and dead-lettering asks the host to park the message
+//! ([`HostedShare::outcome`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,8 +23,20 @@ use tracing::{Instrument, debug, warn};
 
 use crate::ports::{Delivery, QueueError, TaskQueue};
 
+/// Who owns a received message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// The engine received it: it renews, deletes and dead-letters it.
+    Engine,
+    /// A host pushed it: the host renews and deletes it; the engine only sends new messages.
+    Host,
+}
+
 /// One received message and how many of its parts are still open.
 struct Shared {
+    owner: Owner,
+    /// A hosted lone part asked for the message to be dead-lettered.
+    park: AtomicBool,
     queue: Arc<dyn TaskQueue>,
     delivery: Mutex<Delivery>,
     open: AtomicUsize,
@@ -56,8 +74,52 @@ pub(crate) fn share(
     bodies: Vec<String>,
     lease: Duration,
 ) -> Vec<PartLease> {
+    let (leases, shared) = share_as(Owner::Engine, queue, delivery, bodies);
+    tokio::spawn(keep_alive(shared, lease).in_current_span());
+    leases
+}
+
+/// What became of a hosted message once its parts are settled or dropped.
+pub(crate) struct HostedShare(Arc<Shared>);
+
+/// The answer a host gets for its message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HostedOutcome {
+    /// A part was dropped unsettled (a storage error): the host must deliver it again.
+    pub redeliver: bool,
+    /// Move the message to the dead-letter queue (poison, or malformed).
+    pub park: bool,
+}
+
+impl HostedShare {
+    pub fn outcome(&self) -> HostedOutcome {
+        HostedOutcome {
+            redeliver: self.0.keep.load(Ordering::Acquire),
+            park: self.0.park.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Share a message a host pushed (and owns): no keeper, no delete.
+pub(crate) fn share_hosted(
+    queue: Arc<dyn TaskQueue>,
+    delivery: Delivery,
+    bodies: Vec<String>,
+) -> (Vec<PartLease>, HostedShare) {
+    let (leases, shared) = share_as(Owner::Host, queue, delivery, bodies);
+    (leases, HostedShare(shared))
+}
+
+fn share_as(
+    owner: Owner,
+    queue: Arc<dyn TaskQueue>,
+    delivery: Delivery,
+    bodies: Vec<String>,
+) -> (Vec<PartLease>, Arc<Shared>) {
     let parts = bodies.len();
     let shared = Arc::new(Shared {
+        owner,
+        park: AtomicBool::new(false),
         queue,
         dequeue_count: delivery.dequeue_count,
         delivery: Mutex::new(delivery),
@@ -66,15 +128,15 @@ pub(crate) fn share(
         stop: CancellationToken::new(),
         parts,
     });
-    tokio::spawn(keep_alive(shared.clone(), lease).in_current_span());
-    bodies
+    let leases = bodies
         .into_iter()
         .map(|body| PartLease {
             shared: shared.clone(),
             body,
             settled: false,
         })
-        .collect()
+        .collect();
+    (leases, shared)
 }
 
 async fn keep_alive(shared: Arc<Shared>, lease: Duration) {
@@ -111,7 +173,10 @@ impl PartLease {
     /// This part is done: the message is deleted once every part is.
     pub async fn ack(mut self) -> Result<(), QueueError> {
         self.settled = true;
-        if !self.shared.settle() || self.shared.keep.load(Ordering::Acquire) {
+        if !self.shared.settle()
+            || self.shared.keep.load(Ordering::Acquire)
+            || self.shared.owner == Owner::Host
+        {
             return Ok(());
         }
         let delivery = self.shared.delivery.lock().await;
@@ -125,9 +190,9 @@ impl PartLease {
     }
 
     /// Deliver this part again after `wait`: the message's visibility for a lone part, a new
-    /// delayed message for a part of a bundle.
+    /// delayed message for a part of a bundle or of a hosted message.
     pub async fn postpone(mut self, wait: Duration) -> Result<(), QueueError> {
-        if self.bundled() {
+        if self.bundled() || self.shared.owner == Owner::Host {
             self.shared
                 .queue
                 .send(std::slice::from_ref(&self.body), wait)
@@ -148,6 +213,10 @@ impl PartLease {
         }
         self.settled = true;
         self.shared.settle();
+        if self.shared.owner == Owner::Host {
+            self.shared.park.store(true, Ordering::Release);
+            return Ok(());
+        }
         let delivery = self.shared.delivery.lock().await;
         self.shared.queue.dead_letter(&delivery).await
     }

@@ -4,7 +4,9 @@ mod coalesce;
 mod finish;
 mod lease;
 mod poison;
+mod push;
 mod sweeper;
+pub mod triage;
 mod worker;
 
 use std::sync::Arc;
@@ -28,7 +30,8 @@ use crate::status::InvalidTransition;
 
 use coalesce::Coalescer;
 pub use poison::{Decision, POISON_LIST_MAX, PoisonContent, PoisonEntry, ReplayError, Replayed};
-pub use sweeper::run_sweeper;
+pub use push::{HostedAnswer, HostedMessage};
+pub use sweeper::{SweepReport, run_sweeper};
 pub use worker::{WorkerConfig, run_worker};
 
 /// Engine-wide settings (a `Config` struct rather than boolean parameters).

@@ -14,11 +14,14 @@ use super::{Engine, Metrics, RuntimeError, encode_message, message_body};
 use crate::graph::{self, PlanScope};
 use crate::handler::{HandlerError, TaskContext, TaskOutput};
 use crate::model::{
-    ErrorInfo, JobRecord, Millis, QueueMessage, TaskKind, TaskMessage, TaskRecord, TaskStatus,
-    codes, now_millis,
+    ErrorInfo, JobRecord, Millis, TaskKind, TaskMessage, TaskRecord, TaskStatus, codes, now_millis,
 };
 use crate::ports::Delivery;
 use crate::retry::{RetryDecision, decide_retry};
+
+use super::triage::{
+    Decision, DeliveryFacts, Opening, TaskState, expand_allowed, open_message, triage,
+};
 
 /// One worker's settings.
 #[derive(Clone, Debug)]
@@ -177,8 +180,8 @@ impl Engine {
     /// never loses) so that each task counts its own deliveries from then on.
     pub(crate) async fn open_delivery(&self, delivery: Delivery) -> Vec<(Part, PartLease)> {
         let queue = &self.inner.backend.queue;
-        let tasks = match serde_json::from_str::<QueueMessage>(&delivery.body) {
-            Ok(QueueMessage::Expand { expand }) => {
+        let tasks = match open_message(&delivery.body, delivery.dequeue_count) {
+            Opening::Expand(expand) => {
                 let body = delivery.body.clone();
                 let leases =
                     lease::share(queue.clone(), delivery, vec![body], self.inner.config.lease);
@@ -187,30 +190,28 @@ impl Engine {
                     .map(|l| (Part::Expand(expand.clone()), l))
                     .collect();
             }
-            Ok(message) => message.into_tasks(),
-            Err(e) => {
-                warn!(message_id = %delivery.message_id, error = %e, "malformed message moved to the poison queue");
-                Vec::new()
+            Opening::Malformed(reason) => {
+                warn!(message_id = %delivery.message_id, error = %reason, "malformed message moved to the poison queue");
+                if let Err(e) = queue.dead_letter(&delivery).await {
+                    warn!(error = %e, "dead-lettering failed");
+                }
+                return Vec::new();
             }
+            Opening::Split(tasks) => {
+                debug!(message_id = %delivery.message_id, tasks = tasks.len(), "bundle delivered again; split into one message per task");
+                let bodies: Vec<String> = tasks.iter().map(encode_message).collect();
+                let split = match queue.send(&bodies, Duration::ZERO).await {
+                    Ok(()) => queue.delete(&delivery).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = split {
+                    warn!(error = %e, "splitting a bundle failed; it will be delivered again");
+                }
+                return Vec::new();
+            }
+            Opening::Parts(tasks) => tasks,
         };
-        if tasks.is_empty() {
-            if let Err(e) = queue.dead_letter(&delivery).await {
-                warn!(error = %e, "dead-lettering failed");
-            }
-            return Vec::new();
-        }
         let bodies: Vec<String> = tasks.iter().map(encode_message).collect();
-        if tasks.len() > 1 && delivery.dequeue_count > 1 {
-            debug!(message_id = %delivery.message_id, tasks = tasks.len(), "bundle delivered again; split into one message per task");
-            let split = match queue.send(&bodies, Duration::ZERO).await {
-                Ok(()) => queue.delete(&delivery).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = split {
-                warn!(error = %e, "splitting a bundle failed; it will be delivered again");
-            }
-            return Vec::new();
-        }
         let leases = lease::share(queue.clone(), delivery, bodies, self.inner.config.lease);
         tasks.into_iter().map(Part::Task).zip(leases).collect()
     }
@@ -229,7 +230,7 @@ impl Engine {
     async fn process_expand(&self, job_id: crate::ids::JobId, lease: PartLease) {
         let span = tracing::error_span!("expand", job_id = %job_id);
         async move {
-            if lease.dequeue_count() > self.inner.config.max_dequeue.max(1) {
+            if !expand_allowed(lease.dequeue_count(), self.inner.config.max_dequeue) {
                 warn!(
                     dequeue_count = lease.dequeue_count(),
                     "expansion delivered too often; the job fails"
@@ -290,87 +291,68 @@ impl Engine {
         config: &WorkerConfig,
     ) -> Result<(), RuntimeError> {
         let backend = &self.inner.backend;
-        let Some(mut task) = backend
+        let stored = backend
             .tasks
             .get_task(&message.job_id, &message.task_id)
-            .await?
-        else {
+            .await?;
+        if let Some(task) = &stored {
+            let span = tracing::Span::current();
+            span.record("task", task.task.as_str());
+            span.record("task_version", task.task_version);
+        }
+        let now = now_millis();
+        let facts = DeliveryFacts {
+            attempt: message.attempt,
+            dequeue_count: lease.dequeue_count(),
+            max_dequeue: self.inner.config.max_dequeue,
+            now,
+        };
+        let decision = triage(stored.as_ref().map(TaskState::of), facts);
+        let Some(mut task) = stored else {
             debug!("message for an unknown task (job removed or re-planned); dropped");
             lease.ack().await.ok();
             return Ok(());
         };
-        let span = tracing::Span::current();
-        span.record("task", task.task.as_str());
-        span.record("task_version", task.task_version);
-
-        let now = now_millis();
-        if task.status == TaskStatus::Running && task.lease_until.is_some_and(|l| l > now) {
-            // Held by a live lease (a duplicate, or the holder's lease not yet expired in the
-            // task record): come back when that lease ends; a takeover happens then if needed.
-            debug!(holder = ?task.worker, "task is held; delivery postponed until its lease ends");
-            let wait = Duration::from_millis(
-                u64::try_from(task.lease_until.unwrap_or(now) - now).unwrap_or(0) + 100,
-            );
-            lease.postpone(wait).await?;
-            return Ok(());
-        }
-
-        if lease.dequeue_count() > self.inner.config.max_dequeue.max(1)
-            && !task.status.is_terminal()
-        {
-            warn!(
-                dequeue_count = lease.dequeue_count(),
-                "poison message: delivered too often without an outcome"
-            );
-            let dequeue_count = lease.dequeue_count();
-            lease.dead_letter().await?;
-            let error = ErrorInfo::new(
-                codes::POISONED,
-                format!(
-                    "delivered {} times without an outcome (max_dequeue {})",
-                    dequeue_count, self.inner.config.max_dequeue
-                ),
-            );
-            if let Some(failed) = self
-                .cas_task(&task, TaskStatus::Failed, |t| t.error = Some(error.clone()))
-                .await?
-            {
-                Metrics::inc(&self.inner.metrics.tasks_poisoned);
-                Metrics::inc(&self.inner.metrics.tasks_failed);
-                if let Some(job) = backend.jobs.get_job(&message.job_id).await? {
-                    self.after_terminal(&job, failed).await?;
-                }
+        match decision {
+            Decision::Postpone { until } => {
+                // Held by a live lease (a duplicate, or the holder's lease not yet expired in
+                // the task record), or early for a retry (a sweeper re-send): come back then;
+                // a takeover happens then if needed.
+                debug!(holder = ?task.worker, status = %task.status, "delivery postponed");
+                let wait = Duration::from_millis(u64::try_from(until - now).unwrap_or(0));
+                lease.postpone(wait).await?;
+                return Ok(());
             }
-            return Ok(());
-        }
-
-        if task.status.is_terminal() || message.attempt < task.attempt {
-            // A duplicate or stale delivery: redo the idempotent follow-up (a crash may have
-            // interrupted it), then drop the message.
-            Metrics::inc(&self.inner.metrics.duplicate_deliveries);
-            if task.status.is_terminal() {
-                if let Some(job) = backend.jobs.get_job(&message.job_id).await? {
+            Decision::Poison => {
+                warn!(
+                    dequeue_count = lease.dequeue_count(),
+                    "poison message: delivered too often without an outcome"
+                );
+                // The task first: a storage error leaves the message to come back (and be
+                // poison again), never parked with its task still unfinished.
+                self.poison_task(&task, lease.dequeue_count()).await?;
+                lease.dead_letter().await?;
+                return Ok(());
+            }
+            Decision::Finished | Decision::Stale => {
+                // A duplicate or stale delivery: redo the idempotent follow-up (a crash may
+                // have interrupted it), then drop the message.
+                Metrics::inc(&self.inner.metrics.duplicate_deliveries);
+                if decision == Decision::Finished
+                    && let Some(job) = backend.jobs.get_job(&message.job_id).await?
+                {
                     self.after_terminal(&job, task).await?;
                 }
+                lease.ack().await.ok();
+                return Ok(());
             }
-            lease.ack().await.ok();
-            return Ok(());
-        }
-
-        match task.status {
-            TaskStatus::Pending => {
+            // (An unknown task was dropped above.)
+            Decision::NeverReleased | Decision::UnknownTask => {
                 warn!("message for a task that was never released; dropped");
                 lease.ack().await.ok();
                 return Ok(());
             }
-            TaskStatus::RetryWait => {
-                let wait = task.not_before.unwrap_or(0) - now;
-                if wait > 50 {
-                    // Early (a sweeper re-send): come back when the backoff is over.
-                    let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
-                    lease.postpone(wait).await?;
-                    return Ok(());
-                }
+            Decision::ReleaseRetry => {
                 match self
                     .cas_task(&task, TaskStatus::Queued, |t| t.not_before = None)
                     .await?
@@ -379,11 +361,11 @@ impl Engine {
                     None => return Ok(()),
                 }
             }
-            _ => {}
+            Decision::Run { .. } => {}
         }
 
         let lease_until = now + millis(self.inner.config.lease);
-        let took_over = task.status == TaskStatus::Running;
+        let took_over = matches!(decision, Decision::Run { takeover: true });
         let dequeue_count = lease.dequeue_count();
         // The `task_started` event is stored with this change (its starts count goes up).
         let Some(running) = self
@@ -437,6 +419,33 @@ impl Engine {
         }
         if let Err(e) = lease.ack().await {
             debug!(error = %e, "message not deleted; a re-delivery will find the task finished");
+        }
+        Ok(())
+    }
+
+    /// Fail a task delivered too often without an outcome (`POISONED`); the job then follows
+    /// its outcome policy. Done already (another delivery won): nothing.
+    pub(crate) async fn poison_task(
+        &self,
+        task: &TaskRecord,
+        dequeue_count: u32,
+    ) -> Result<(), RuntimeError> {
+        let error = ErrorInfo::new(
+            codes::POISONED,
+            format!(
+                "delivered {} times without an outcome (max_dequeue {})",
+                dequeue_count, self.inner.config.max_dequeue
+            ),
+        );
+        if let Some(failed) = self
+            .cas_task(task, TaskStatus::Failed, |t| t.error = Some(error.clone()))
+            .await?
+        {
+            Metrics::inc(&self.inner.metrics.tasks_poisoned);
+            Metrics::inc(&self.inner.metrics.tasks_failed);
+            if let Some(job) = self.inner.backend.jobs.get_job(&task.job_id).await? {
+                self.after_terminal(&job, failed).await?;
+            }
         }
         Ok(())
     }

@@ -37,6 +37,8 @@ pub enum StoreConfig {
     Azure {
         credentials: Credentials,
         prefix: String,
+        /// The dead-letter queue; `None`: the backend's default (`<prefix>-tasks-poison`).
+        dead_letter_queue: Option<String>,
     },
 }
 
@@ -135,8 +137,10 @@ impl App {
             StoreConfig::Azure {
                 credentials,
                 prefix,
+                dead_letter_queue,
             } => {
-                let config = AzureConfig::new(credentials.clone()).with_prefix(prefix.clone());
+                let mut config = AzureConfig::new(credentials.clone()).with_prefix(prefix.clone());
+                config.dead_letter_queue = dead_letter_queue.clone();
                 let azure = AzureBackend::connect(&config).await?;
                 (azure.backend(), Some(azure), None)
             }
