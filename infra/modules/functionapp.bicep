@@ -157,6 +157,8 @@ resource app 'Microsoft.Web/sites@2023-12-01' = {
         { name: 'AzureWebJobsSecretStorageType', value: 'blob' }
         // The code is in the image: no content share (it would need a shared key).
         { name: 'WEBSITES_ENABLE_APP_SERVICE_STORAGE', value: 'false' }
+        // The image's host listens on 8080 as a non-root user (infra/Dockerfile).
+        { name: 'WEBSITES_PORT', value: '8080' }
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insightsConnectionString }
         { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'ClientId=${identityClientId};Authorization=AAD' }
         // The project's own settings (function-host/src/functions/settings.rs).
