@@ -21,6 +21,16 @@ from pycep import BicepParser
 INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
 
 
+_PARSER = []
+
+
+def parser():
+    """One parser for every file: building the grammar is most of the cost."""
+    if not _PARSER:
+        _PARSER.append(BicepParser())
+    return _PARSER[0]
+
+
 class Sym(str):
     """A value the template alone cannot give: its expression, as text."""
 
@@ -35,7 +45,7 @@ class File:
     def __init__(self, model, path, args):
         self.model = model
         self.path = path
-        self.tree = BicepParser().parse(file_path=path)
+        self.tree = parser().parse(file_path=path)
         self.args = args
         self.cache = {}
         self.modules = {}
