@@ -265,6 +265,7 @@ def main():
         "tables": [],
         "containers": [],
         "sites": [],
+        "plans": [],
         "role_assignments": [],
     }
     done = set()
@@ -292,6 +293,8 @@ def main():
                 out["tables"].append(plain(config["name"]))
             elif kind == "Microsoft.Storage/storageAccounts/blobServices/containers":
                 out["containers"].append(plain(config["name"]))
+            elif kind == "Microsoft.Web/serverfarms":
+                out["plans"].append({"at": where, **plain(config)})
             elif kind == "Microsoft.Web/sites":
                 site = plain(config)
                 props = site.get("properties", {})

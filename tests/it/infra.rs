@@ -452,6 +452,23 @@ fn mismatches(model: &Value) -> Vec<String> {
             }
             // host.json's visibilityTimeout stays above the lease (docs/azure-functions.md).
             let host = read_json(&workspace().join("infra/functions/host.json"));
+            // host.json's functionTimeout needs a plan without Consumption's 10-minute cap.
+            let timeout = host["functionTimeout"].as_str().unwrap_or("00:00:00");
+            let timeout_secs: u64 = timeout
+                .split(':')
+                .fold(0, |acc, part| acc * 60 + part.parse::<u64>().unwrap_or(0));
+            for plan in model["plans"].as_array().into_iter().flatten() {
+                let tier = plan["sku"]["tier"].as_str().unwrap_or_default();
+                if timeout_secs > 600 && matches!(tier, "Dynamic" | "") {
+                    bad.push(format!(
+                        "plan {}: tier {tier:?} caps functions at 10 minutes, host.json's functionTimeout is {timeout}",
+                        plan["at"]
+                    ));
+                }
+            }
+            if model["plans"].as_array().is_none_or(|p| p.is_empty()) {
+                bad.push("the template has no App Service plan".into());
+            }
             let visibility = host["extensions"]["queues"]["visibilityTimeout"]
                 .as_str()
                 .unwrap_or("00:00:00");
@@ -667,6 +684,13 @@ fn broken_copies_fail_the_check() {
             "name: 'TESSERA_AZURE_PREFIX'",
             "name: 'TESSERA_PREFIX'",
             "TESSERA_AZURE_PREFIX",
+        ),
+        // A Consumption plan for functions of 2 hours.
+        (
+            "modules/functionapp.bicep",
+            "tier: 'ElasticPremium'",
+            "tier: 'Dynamic'",
+            "functionTimeout",
         ),
         // Shared keys allowed.
         (
