@@ -125,14 +125,23 @@ fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     apt(&install)
 }
 
-/// The Python tools the API tests run against the served `/openapi.json` (two tools no one
-/// here wrote): `openapi-spec-validator` and `schemathesis`, pinned, in a virtual environment
-/// under target/py when missing. Returns its `bin` directory.
+/// The Python tools the tests run (tools no one here wrote), pinned, in a virtual environment
+/// under target/py when missing: `openapi-spec-validator` and `schemathesis` against the
+/// served `/openapi.json`; `checkov` over infra/ and `pycep-parser` (checkov's own Bicep
+/// parser, pinned to the version checkov requires) for the deployment's parity test
+/// (tests/it/infra.rs). Returns its `bin` directory.
 pub fn ensure_python_tools(root: &Path) -> anyhow::Result<PathBuf> {
-    const TOOLS: &[&str] = &["openapi-spec-validator==0.9.0", "schemathesis==4.32.5"];
+    const TOOLS: &[&str] = &[
+        "openapi-spec-validator==0.9.0",
+        "schemathesis==4.32.5",
+        "checkov==3.3.30",
+        "pycep-parser==0.5.1",
+    ];
     let venv = root.join("target/py");
     let bin = venv.join("bin");
-    let have = bin.join("schemathesis").exists() && bin.join("openapi-spec-validator").exists();
+    let have = ["schemathesis", "openapi-spec-validator", "checkov"]
+        .iter()
+        .all(|tool| bin.join(tool).exists());
     if !have {
         println!(
             "Installing {} from PyPI into {}...",
@@ -144,7 +153,7 @@ pub fn ensure_python_tools(root: &Path) -> anyhow::Result<PathBuf> {
         run(Command::new(bin.join("pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
             .args(TOOLS))
-        .context("installing the API test tools from PyPI")?;
+        .context("installing the test tools from PyPI")?;
     }
     Ok(bin)
 }

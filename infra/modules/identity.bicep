@@ -1,0 +1,17 @@
+// The user-assigned managed identity of the Function App: the Functions host uses it for its
+// storage connection (AzureWebJobsStorage__credential = managedidentity, __clientId), to pull
+// the container image and to send telemetry.
+
+param name string
+param location string
+param tags object = {}
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: name
+  location: location
+  tags: tags
+}
+
+output id string = identity.id
+output clientId string = identity.properties.clientId
+output principalId string = identity.properties.principalId
