@@ -440,8 +440,13 @@ impl Blobs {
         let Ok(store) = self.store(container, false) else {
             return Ok(0);
         };
+        let blobs = match self.list(container, prefix).await {
+            // No container (Azure answers either): nothing to delete.
+            Err(BlobError::NoContainer { .. } | BlobError::NotFound { .. }) => return Ok(0),
+            listed => listed?,
+        };
         let mut n = 0;
-        for blob in self.list(container, prefix).await? {
+        for blob in blobs {
             store
                 .delete(&ObjectPath::from(blob.name.as_str()))
                 .await

@@ -636,12 +636,8 @@ async fn tiled_raster_on_azure_blob_end_to_end() {
         )
         .await
         .unwrap();
-    // The output container must exist today: `plan_pyramid`'s clean-up (Blobs::delete_prefix)
-    // fails NOT_FOUND on a missing Azure container (reported, not in this test's scope).
-    blobs
-        .put(&output, "placeholder.txt", bytes::Bytes::from_static(b"x"))
-        .await
-        .unwrap();
+    // The output container does not exist yet: `plan_pyramid`'s clean-up of stale tiles
+    // (Blobs::delete_prefix) finds nothing to delete, and the tiles create it.
     let running = Running::start(&store, 2).await;
     let params = json!({"container": input, "blob": "RGB.byte.tif", "output_container": output, "min_zoom": 7, "max_zoom": 10});
     let id = running.submit("tiled_raster", params).await;
