@@ -69,6 +69,11 @@ pub struct DbArgs {
     /// Azure: prefix of the table, queue and container names (lowercase letters and digits).
     #[arg(long, default_value = "tessera", env = "TESSERA_AZURE_PREFIX")]
     pub azure_prefix: String,
+    /// Azure: the dead-letter queue (default `<prefix>-tasks-poison`). A Functions app parks
+    /// its dead letters in `<prefix>-tasks-dead`: set that to list and replay them
+    /// (`tessera poison`) from the command line.
+    #[arg(long, env = "TESSERA_AZURE_DEAD_LETTER_QUEUE", value_name = "QUEUE")]
+    pub dead_letter_queue: Option<String>,
     /// Queue lease (visibility timeout) in seconds; a crashed worker's tasks come back after it.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub lease_secs: u64,

@@ -115,7 +115,7 @@ fn app_config(db: &DbArgs, access: Access) -> Result<AppConfig, AppError> {
         BackendKind::Azure => StoreConfig::Azure {
             credentials: azure_credentials(db)?,
             prefix: db.azure_prefix.clone(),
-            dead_letter_queue: None,
+            dead_letter_queue: db.dead_letter_queue.clone(),
         },
     };
     let data_store = db.data_store.unwrap_or(match db.backend {

@@ -235,3 +235,40 @@ fn a_blob_store_outage_at_submission_is_exit_3_not_invalid_input() {
         assert!(!stderr.contains("invalid params"), "{job_type}: {stderr}");
     }
 }
+
+/// `tessera poison` reads the dead-letter queue it is told (`--dead-letter-queue`): a
+/// Functions deployment parks its dead letters in `<prefix>-tasks-dead`.
+#[test]
+fn the_cli_lists_and_discards_the_dead_letters_of_the_queue_it_is_told() {
+    let connection = azurite_connection();
+    let store = Store::azure(connection.clone());
+    let Store::Azure { prefix, .. } = &store else {
+        unreachable!()
+    };
+    let dead = format!("{prefix}-tasks-dead");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let queues = engine_azure::host_queues::HostQueues::connect(&connection).unwrap();
+    rt.block_on(async {
+        queues.create(&dead).await.unwrap();
+        queues
+            .put(&dead, "not a message", Duration::ZERO)
+            .await
+            .unwrap();
+    });
+    let (code, listed) = store.run_json(&["poison", "list", "--dead-letter-queue", &dead]);
+    assert_eq!(code, 0, "{listed}");
+    let items = listed.as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listed}");
+    assert_eq!(items[0]["kind"], "unreadable", "{listed}");
+    let (code, default) = store.run_json(&["poison", "list"]);
+    assert_eq!(
+        (code, default),
+        (0, json!([])),
+        "the default queue is another one"
+    );
+    let id = items[0]["id"].as_str().unwrap();
+    let (code, _) = store.run_json(&["poison", "discard", id, "--dead-letter-queue", &dead]);
+    assert_eq!(code, 0);
+    let (_, after) = store.run_json(&["poison", "list", "--dead-letter-queue", &dead]);
+    assert_eq!(after, json!([]));
+}
