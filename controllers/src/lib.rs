@@ -200,6 +200,27 @@ mod tests {
             json!({"shape": "ring"}),
             Err("invalid params: shape: must be one of [\"fan_out\", \"chain\"], got \"ring\""),
         );
+        // An optional integer: absent and null record nothing (the same job as before it
+        // existed); given, it is checked and kept.
+        for absent in [json!({}), json!({"transient_failures": null})] {
+            check(
+                c,
+                absent,
+                Ok(json!({"label": "", "n": 10, "shape": "fan_out", "sleep_ms": 0})),
+            );
+        }
+        check(
+            c,
+            json!({"transient_failures": 2}),
+            Ok(
+                json!({"label": "", "n": 10, "shape": "fan_out", "sleep_ms": 0, "transient_failures": 2}),
+            ),
+        );
+        check(
+            c,
+            json!({"transient_failures": 11}),
+            Err("invalid params: transient_failures: must be an integer between 0 and 10, got 11"),
+        );
         let id = engine::ids::job_id("synthetic", 1, &json!({})).unwrap();
         let chain = c.plan(&id, &json!({"shape": "chain", "n": 3})).unwrap();
         assert_eq!(chain.len(), 3);

@@ -209,6 +209,29 @@ impl Params {
         Ok(value)
     }
 
+    /// An optional integer in `range`: `None` (and nothing recorded, so absent and `null`
+    /// give the same job, and a job type can gain one without changing its jobs' IDs) when
+    /// absent or `null`.
+    pub fn optional_int(
+        &mut self,
+        name: &str,
+        range: RangeInclusive<i64>,
+    ) -> Result<Option<i64>, ValidationError> {
+        let schema = serde_json::json!({
+            "type": ["integer", "null"], "minimum": range.start(), "maximum": range.end()
+        });
+        if self.declare(name, schema, false) {
+            return Ok(None);
+        }
+        match self.input.get(name) {
+            None | Some(Value::Null) => {
+                self.input.remove(name);
+                Ok(None)
+            }
+            Some(_) => self.int(name, range, None).map(Some),
+        }
+    }
+
     /// An optional string whose length in characters is in `chars`: `None` (and nothing
     /// recorded, so absent and `null` give the same job) when absent or `null`.
     pub fn optional_string(

@@ -2,7 +2,10 @@
 //!
 //! Params: `shape` "fan_out" (n parallel `noop` + a `noop_barrier`) or "chain" (n sequential
 //! `noop`), `n` 1..=1000000 (default 10), `sleep_ms` 0..=600000 per task (default 0),
-//! `label` free text to make otherwise identical jobs distinct (default "").
+//! `label` free text to make otherwise identical jobs distinct (default ""),
+//! `transient_failures` 0..=10 (optional: each `noop` fails that many attempts with a
+//! transient error before it succeeds, to exercise retries; absent, nothing is recorded, so
+//! the IDs of jobs without it are unchanged).
 
 use async_trait::async_trait;
 use engine::graph::PlanError;
@@ -68,5 +71,6 @@ fn declare(p: &mut Params) -> Result<(), ValidationError> {
     p.int("n", 1..=1_000_000, Some(10))?;
     p.int("sleep_ms", 0..=600_000, Some(0))?;
     p.string("label", 0..=200, Some(""))?;
+    p.optional_int("transient_failures", 0..=10)?;
     Ok(())
 }

@@ -7,8 +7,12 @@ use async_trait::async_trait;
 use engine::{HandlerError, TaskContext, TaskHandler, TaskOutput};
 use serde_json::{Value, json};
 
-/// Sleeps `sleep_ms` (job param; 0 = return at once).
+/// Sleeps `sleep_ms` (job param; 0 = return at once); fails its first `transient_failures`
+/// attempts (job param, default 0) with a transient error, which the retry policy retries.
 pub struct Noop;
+
+/// The code of a `noop` attempt failed on purpose.
+pub const TRANSIENT_ON_PURPOSE: &str = "TRANSIENT_ON_PURPOSE";
 
 #[async_trait]
 impl TaskHandler for Noop {
@@ -26,6 +30,20 @@ impl TaskHandler for Noop {
                 _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
                 _ = ctx.cancelled() => return Err(HandlerError::permanent("CANCELLED", "stopped on cancellation")),
             }
+        }
+        let failures = ctx
+            .job_params
+            .get("transient_failures")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if u64::from(ctx.attempt) <= failures {
+            return Err(HandlerError::transient(
+                TRANSIENT_ON_PURPOSE,
+                format!(
+                    "attempt {} of {failures} set to fail (transient_failures)",
+                    ctx.attempt
+                ),
+            ));
         }
         TaskOutput::value(Value::Null)
     }

@@ -384,6 +384,42 @@ async fn http_submission_runs_hello_world_and_errors_are_the_apis() {
     assert_eq!(host.counters.restarts.load(Ordering::Relaxed), 0);
 }
 
+/// Tasks that fail transiently, then succeed: each retry is a delayed message the engine
+/// sends before answering 200 (the host never sees a failed invocation), and the job ends
+/// SUCCEEDED with every task on its second attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_failing_transiently_are_retried_and_the_job_succeeds() {
+    let store = Store::azure(azurite_connection());
+    let running = Running::start(&store, 2).await;
+    let id = running
+        .submit(
+            "synthetic",
+            json!({"n": 10, "transient_failures": 1, "label": "transient"}),
+        )
+        .await;
+    let job = running.wait_terminal(&id, Duration::from_secs(180)).await;
+    assert_eq!(job["status"], "SUCCEEDED", "{job}");
+    let events = running.events(&id).await;
+    assert_eq!(count_of(&events, "job_completed"), 1, "closed once");
+    let host = running.stop().await;
+    let tasks = tasks_of(&store, &id).await;
+    let noops: Vec<_> = tasks.iter().filter(|t| t.task == "noop").collect();
+    assert_eq!(noops.len(), 10);
+    for t in &noops {
+        assert_eq!(
+            (t.status, t.attempt),
+            (TaskStatus::Succeeded, 2),
+            "{}",
+            t.key
+        );
+    }
+    assert_eq!(
+        host.counters.failures.load(Ordering::Relaxed),
+        0,
+        "a handler's transient failure is not an invocation failure"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_and_duplicate_deliveries_run_every_task_once() {
     let store = Store::azure(azurite_connection());
