@@ -220,6 +220,17 @@ impl Params {
         let schema = serde_json::json!({
             "type": ["integer", "null"], "minimum": range.start(), "maximum": range.end()
         });
+        self.optional(name, schema, |p| p.int(name, range, None))
+    }
+
+    /// An optional field: nothing recorded when absent or `null`, else `read` (the field's
+    /// required form).
+    fn optional<T>(
+        &mut self,
+        name: &str,
+        schema: Value,
+        read: impl FnOnce(&mut Self) -> Result<T, ValidationError>,
+    ) -> Result<Option<T>, ValidationError> {
         if self.declare(name, schema, false) {
             return Ok(None);
         }
@@ -228,7 +239,7 @@ impl Params {
                 self.input.remove(name);
                 Ok(None)
             }
-            Some(_) => self.int(name, range, None).map(Some),
+            Some(_) => read(self).map(Some),
         }
     }
 
@@ -242,16 +253,7 @@ impl Params {
         let schema = serde_json::json!({
             "type": ["string", "null"], "minLength": chars.start(), "maxLength": chars.end()
         });
-        if self.declare(name, schema, false) {
-            return Ok(None);
-        }
-        match self.input.get(name) {
-            None | Some(Value::Null) => {
-                self.input.remove(name);
-                Ok(None)
-            }
-            Some(_) => self.string(name, chars, None).map(Some),
-        }
+        self.optional(name, schema, |p| p.string(name, chars, None))
     }
 
     /// A set of names given either as one string (`one`) or as a non-empty array of strings
