@@ -174,11 +174,33 @@ pub fn graph(tasks: &[TaskRecord], expand: &BTreeSet<String>) -> Graph {
     for (node, l) in nodes.iter_mut().zip(layer) {
         node.layer = l;
     }
-    nodes.sort_by(|a, b| a.layer.cmp(&b.layer).then_with(|| a.label.cmp(&b.label)));
+    nodes.sort_by_cached_key(|n| (n.layer, natural(&n.label)));
     Graph {
         nodes,
         edges: edges.into_iter().collect(),
     }
+}
+
+/// A sort key that orders the numbers in a label by value: `greet[9]` before `greet[10]`.
+fn natural(label: &str) -> String {
+    let mut out = String::with_capacity(label.len() + 8);
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if !digits.is_empty() {
+            out.push_str(&format!("{:0>20}", digits));
+            digits.clear();
+        }
+    };
+    for c in label.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -309,6 +331,14 @@ mod tests {
                 assert_eq!(got_edges.len(), edges.len(), "{name}: {got_edges:?}");
             }
         }
+    }
+
+    #[test]
+    fn members_are_drawn_in_the_order_of_their_keys() {
+        let g = graph(&fan(12), &BTreeSet::new());
+        let labels: Vec<&str> = g.nodes.iter().map(|n| n.label.as_str()).take(3).collect();
+        assert_eq!(labels, ["greet[0]", "greet[1]", "greet[2]"]);
+        assert!(natural("greet[9]") < natural("greet[10]"));
     }
 
     #[test]
