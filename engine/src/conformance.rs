@@ -337,6 +337,15 @@ pub async fn tasks_finish_unstarted_leaves_running_alone(b: Backend) {
     let j = insert_job(&b, &job(1)).await;
     let ts = tasks(&j.id, 2);
     b.tasks.insert_tasks(&j.id, &ts).await.unwrap();
+    // Another attempt's follow-up (a late one of a cancelled attempt) moves none of them.
+    let late = ErrorInfo::new("JOB_CANCELLED", "attempt 2 is not theirs");
+    assert_eq!(
+        b.tasks
+            .finish_unstarted(&j.id, 2, TaskStatus::Cancelled, &late)
+            .await
+            .unwrap(),
+        0
+    );
     let mut running = b.tasks.get_task(&j.id, &ts[0].id).await.unwrap().unwrap();
     running.status = TaskStatus::Running;
     b.tasks.update_task(&running, &[]).await.unwrap().unwrap();

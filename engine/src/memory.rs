@@ -373,7 +373,10 @@ impl TaskStore for MemoryBackend {
         let now = now_millis();
         let mut changed = Vec::new();
         for (t, n) in s.tasks.values_mut() {
-            if &t.job_id == job_id && TaskStatus::UNSTARTED.contains(&t.status) {
+            if &t.job_id == job_id
+                && t.job_attempt == job_attempt
+                && TaskStatus::UNSTARTED.contains(&t.status)
+            {
                 changed.push(StatusChange {
                     id: t.id.to_string(),
                     from: Some(t.status),

@@ -175,8 +175,9 @@ pub trait TaskStore: Send + Sync + 'static {
     /// the orchestrators feeding it? Must be cheap: it runs after every task.
     async fn any_unfinished(&self, job_id: &JobId, group: Option<&str>)
     -> Result<bool, StoreError>;
-    /// Move every PENDING / QUEUED / RETRY_WAIT task of the job to `to` (CANCELLED or SKIPPED)
-    /// with `error`, changing their revisions. Returns how many moved. Each write that moves
+    /// Move every PENDING / QUEUED / RETRY_WAIT task of the job's attempt `job_attempt` to `to`
+    /// (CANCELLED or SKIPPED) with `error`, changing their revisions. Tasks of another attempt
+    /// are left alone: a late follow-up of a cancelled attempt never ends a re-run's tasks. Returns how many moved. Each write that moves
     /// tasks stores, in the same write, a `tasks_ended` event (of `job_attempt`) with the
     /// number it moved, so the events' counts add up to the tasks moved.
     async fn finish_unstarted(

@@ -568,6 +568,10 @@ impl TaskStore for AzureBackend {
             let mut by_pk: BTreeMap<String, Vec<BatchOp>> = BTreeMap::new();
             for entity in &entities {
                 let mut task = self.task_from_entity(entity).await?;
+                if task.job_attempt != job_attempt {
+                    // Another attempt's task (the job was re-run since the caller read it).
+                    continue;
+                }
                 task.status = to;
                 task.error = Some(error.clone());
                 task.updated_at = now;

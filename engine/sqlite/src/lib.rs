@@ -1002,9 +1002,10 @@ impl TaskStore for SqliteBackend {
                         &format!(
                             "UPDATE tasks SET status = ?1, updated_at = ?2, revision = revision + 1,
                                doc = json_set(doc, '$.status', ?1, '$.error', json(?3), '$.updated_at', ?2, '$.finished_at', ?2)
-                             WHERE job = (SELECT key FROM jobs WHERE id = ?4) AND status IN {UNSTARTED}"
+                             WHERE job = (SELECT key FROM jobs WHERE id = ?4) AND status IN {UNSTARTED}
+                               AND COALESCE(json_extract(doc, '$.job_attempt'), 1) = ?5"
                         ),
-                        params![to.as_str(), now, error, job_id.as_str()],
+                        params![to.as_str(), now, error, job_id.as_str(), job_attempt],
                     )
                     .map_err(sql)?;
                 if n > 0 {
