@@ -60,6 +60,12 @@ impl Controller for TiledRaster {
         }
         Ok(())
     }
+    /// The command line's path: the source's existence and size once, then it is opened.
+    async fn check_all(&self, params: &Value) -> Result<(), CheckError> {
+        let p = params_of(params)?;
+        self.source_size(&p).await?;
+        self.check_raster(&p).await
+    }
     fn plan(&self, _job_id: &JobId, _params: &Value) -> Result<Vec<TaskSpec>, PlanError> {
         Ok(vec![
             TaskSpec::orchestrator("plan_pyramid", 0).children_in(RENDER_GROUP),

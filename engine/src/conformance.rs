@@ -46,6 +46,7 @@ macro_rules! conformance_tests {
             runtime_cancel_and_forced_rerun_keep_the_story,
             runtime_deleted_job_leaves_no_work,
             runtime_accepted_jobs_are_expanded_whatever_happens,
+            runtime_expands_each_job_once_whoever_does_it,
             runtime_poison_messages_are_listed_and_replayed
         );
     };
@@ -78,6 +79,7 @@ fn job(n: u64) -> JobRecord {
         updated_at: 1_000,
         started_at: None,
         finished_at: None,
+        expansion: None,
         revision: Revision::default(),
     }
 }
@@ -721,7 +723,11 @@ pub async fn maintenance_finds_stale_work_and_deletes_jobs(b: Backend) {
 
 // ---- the runtime on this backend ----
 
-struct Fan;
+#[derive(Default)]
+struct Fan {
+    /// Plans made per job: one expansion each, whoever does it.
+    plans: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<JobId, u32>>>,
+}
 
 #[async_trait]
 impl Controller for Fan {
@@ -739,15 +745,22 @@ impl Controller for Fan {
         Ok(json!({ "n": n }))
     }
     /// Multiples of 13 are refused, but only once the job is expanded (a check too costly
-    /// for submission).
+    /// for submission: it takes a while, which leaves concurrent expansions time to meet).
     async fn check_at_expansion(&self, params: &Value) -> Result<(), CheckError> {
+        tokio::time::sleep(Duration::from_millis(30)).await;
         let n = params["n"].as_u64().unwrap_or(0);
         if n > 0 && n % 13 == 0 {
             return Err(ValidationError::new("n", format!("{n} is refused at expansion")).into());
         }
         Ok(())
     }
-    fn plan(&self, _job_id: &JobId, params: &Value) -> Result<Vec<TaskSpec>, PlanError> {
+    fn plan(&self, job_id: &JobId, params: &Value) -> Result<Vec<TaskSpec>, PlanError> {
+        *self
+            .plans
+            .lock()
+            .unwrap()
+            .entry(job_id.clone())
+            .or_default() += 1;
         let n = params["n"].as_i64().unwrap_or(1);
         let mut specs: Vec<TaskSpec> = (0..n)
             .map(|i| TaskSpec::parallel("add", i).in_group("g"))
@@ -830,8 +843,12 @@ impl TaskHandler for Sum {
 
 /// The check's job type and handlers.
 fn registry() -> Registry {
+    registry_with(Fan::default())
+}
+
+fn registry_with(fan: Fan) -> Registry {
     Registry::default()
-        .with_controller(Fan)
+        .with_controller(fan)
         .with_handler(Add)
         .with_handler(Spawn)
         .with_handler(Sum)
@@ -1280,6 +1297,80 @@ pub async fn runtime_accepted_jobs_are_expanded_whatever_happens(b: Backend) {
         (codes::INVALID_PARAMS, "n: 13 is refused at expansion")
     );
     assert_story_complete(&b, &first.id, 1).await;
+}
+
+/// One expansion per job, whoever does it: the command line's inline path while workers run,
+/// accepted jobs whose expansion message is delivered several times at once, and a sweeper
+/// resuming PENDING jobs all the while.
+pub async fn runtime_expands_each_job_once_whoever_does_it(b: Backend) {
+    let fan = Fan::default();
+    let plans = fan.plans.clone();
+    let engine = Engine::new(
+        b.clone(),
+        registry_with(fan),
+        EngineConfig {
+            lease: Duration::from_secs(5),
+            stale_after: Duration::ZERO,
+            sweep_interval: Duration::from_millis(100),
+            ..EngineConfig::default()
+        },
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut running = Vec::new();
+    for _ in 0..3 {
+        running.push(tokio::spawn(run_worker(
+            engine.clone(),
+            WorkerConfig {
+                concurrency: 4,
+                ..WorkerConfig::default()
+            },
+            shutdown.clone(),
+        )));
+    }
+    running.push(tokio::spawn(crate::runtime::run_sweeper(
+        engine.clone(),
+        shutdown.clone(),
+    )));
+    let mut ids = Vec::new();
+    for n in 1..=6 {
+        let accepted = engine
+            .accept("fan", json!({ "n": n }), SubmitOptions::default())
+            .await
+            .unwrap();
+        // The same expansion message three more times (an at-least-once queue).
+        let again = vec![crate::runtime::expand_message(&accepted.job.id); 3];
+        b.queue.send(&again, Duration::ZERO).await.unwrap();
+        ids.push(accepted.job.id);
+    }
+    let inline: Vec<_> = (1..=6)
+        .map(|n| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                engine
+                    .submit("fan", json!({ "n": 200 + n }), SubmitOptions::default())
+                    .await
+            })
+        })
+        .collect();
+    for submitted in inline {
+        ids.push(submitted.await.unwrap().unwrap().job.id);
+    }
+    for id in &ids {
+        let job = wait_terminal(&engine, id, Duration::from_secs(120)).await;
+        assert_eq!(job.status, JobStatus::Succeeded, "{id}");
+        assert_eq!(
+            job.expansion, None,
+            "the claim is released when the job starts"
+        );
+    }
+    shutdown.cancel();
+    for task in running {
+        task.await.unwrap();
+    }
+    let plans = plans.lock().unwrap().clone();
+    for id in &ids {
+        assert_eq!(plans.get(id), Some(&1), "expansions of job {id}");
+    }
 }
 
 /// A task delivered too often without an outcome fails its job POISONED with its message in

@@ -364,6 +364,16 @@ pub trait Controller: Send + Sync + 'static {
     async fn check_at_expansion(&self, _params: &Value) -> Result<(), CheckError> {
         Ok(())
     }
+    /// Both checks, for a front door that expands at once (the command line): [`check`]
+    /// then [`check_at_expansion`]. Override it when the two would read the same thing twice
+    /// (the same blob's size, say).
+    ///
+    /// [`check`]: Controller::check
+    /// [`check_at_expansion`]: Controller::check_at_expansion
+    async fn check_all(&self, params: &Value) -> Result<(), CheckError> {
+        self.check(params).await?;
+        self.check_at_expansion(params).await
+    }
     /// Expand normalized params into the initial task specs.
     fn plan(&self, job_id: &JobId, params: &Value) -> Result<Vec<TaskSpec>, PlanError>;
     /// The job's result, from its tasks' results, once every task is terminal.

@@ -377,8 +377,22 @@ pub struct JobRecord {
     pub started_at: Option<Millis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Millis>,
+    /// Who is expanding this PENDING job, until when (cleared when it starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expansion: Option<ExpansionClaim>,
     #[serde(skip)]
     pub revision: Revision,
+}
+
+/// A claim on the expansion of a PENDING job: one expansion at a time, whoever runs it (a
+/// worker's `{"expand"}` message, the command line's inline path, the sweeper). The holder
+/// renews it while it stores a large plan; a claim whose holder died lapses at `until`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpansionClaim {
+    /// A random token of the one expansion that holds the claim.
+    pub owner: String,
+    /// Epoch milliseconds after which the claim has lapsed.
+    pub until: Millis,
 }
 
 fn one() -> u32 {

@@ -1,6 +1,8 @@
 //! The thin I/O shell around the pure functions: submission, workers, completion, sweeping.
 
+mod admission;
 mod coalesce;
+mod expansion;
 mod finish;
 mod lease;
 mod poison;
@@ -18,7 +20,7 @@ use serde_json::Value;
 use tracing::{Instrument, info, warn};
 
 use crate::events::{job_transition, task_transition};
-use crate::graph::{self, PlanError, PlanScope};
+use crate::graph::PlanError;
 use crate::handler::{CheckError, Registry, ValidationError};
 use crate::ids::{CanonicalJsonError, JobId, job_id};
 use crate::model::{
@@ -28,7 +30,10 @@ use crate::model::{
 use crate::ports::{Backend, Inserted, QueueError, Removal, StoreError};
 use crate::status::InvalidTransition;
 
+use admission::Admission;
 use coalesce::Coalescer;
+use expansion::Checked;
+pub use expansion::Expanded;
 pub use poison::{Decision, POISON_LIST_MAX, PoisonContent, PoisonEntry, ReplayError, Replayed};
 pub use push::{HostedAnswer, HostedMessage};
 pub use sweeper::{SweepReport, run_sweeper};
@@ -259,44 +264,26 @@ impl Engine {
         Ok((id, params, controller.job_version()))
     }
 
-    /// Submit a job and expand it at once (the command line's path): [`Engine::accept`], then
-    /// [`Engine::expand`] in this process. The same request returns the existing job (a
-    /// PENDING one is expanded: its planning was interrupted).
+    /// Submit a job and expand it at once (the command line's path): the submission's and
+    /// the expansion's checks run first (refused: nothing stored), then the job is stored
+    /// PENDING under this call's expansion claim, with no `{"expand"}` message, and expanded
+    /// in this process. Should the process die before it starts the job, the claim lapses and
+    /// the sweeper expands it. The same request returns the existing job (a PENDING one that
+    /// nobody is expanding is expanded: its planning was interrupted).
     pub async fn submit(
         &self,
         job_type: &str,
         params: Value,
         options: SubmitOptions,
     ) -> Result<Submission, SubmitError> {
-        // The expansion's check first (for a new job or a re-run): a command-line user is
-        // refused at once, nothing stored.
-        let (id, normalized, _) = self.normalize(job_type, params.clone())?;
-        let checked = if options.force || self.inner.backend.jobs.get_job(&id).await?.is_none() {
-            self.controller(job_type)?
-                .check_at_expansion(&normalized)
-                .await
-                .map_err(submit_check_error)?;
-            Checked::Already
-        } else {
-            // An existing PENDING job is expanded below, with its check.
-            Checked::No
-        };
-        let submission = self.accept(job_type, params, options).await?;
-        if submission.job.status != JobStatus::Pending {
-            return Ok(submission);
-        }
-        self.expand_checked(&submission.job.id, checked).await?;
-        let job = self
-            .inner
-            .backend
-            .jobs
-            .get_job(&submission.job.id)
-            .await?
-            .unwrap_or(submission.job);
-        Ok(Submission {
-            job,
-            created: submission.created,
-        })
+        self.admit(
+            job_type,
+            params,
+            options,
+            Front::Inline,
+            failed_or_cancelled,
+        )
+        .await
     }
 
     /// The first step of a submission, answering fast whatever the job's size: validate the
@@ -309,10 +296,8 @@ impl Engine {
         params: Value,
         options: SubmitOptions,
     ) -> Result<Submission, SubmitError> {
-        self.accept_with(job_type, params, options, |s| {
-            matches!(s, JobStatus::Failed | JobStatus::Cancelled)
-        })
-        .await
+        self.admit(job_type, params, options, Front::Queue, failed_or_cancelled)
+            .await
     }
 
     /// [`Engine::accept`], where `force` re-runs a job whose status passes `rerunnable`.
@@ -323,40 +308,57 @@ impl Engine {
         options: SubmitOptions,
         rerunnable: impl Fn(JobStatus) -> bool,
     ) -> Result<Submission, SubmitError> {
+        self.admit(job_type, params, options, Front::Queue, rerunnable)
+            .await
+    }
+
+    /// One submission path for both front doors: validate once, read the job once, check,
+    /// store, then hand the expansion to a worker (`Front::Queue`) or do it here.
+    async fn admit(
+        &self,
+        job_type: &str,
+        params: Value,
+        options: SubmitOptions,
+        front: Front,
+        rerunnable: impl Fn(JobStatus) -> bool,
+    ) -> Result<Submission, SubmitError> {
         let (id, params, job_version) = self.normalize(job_type, params)?;
         let span = tracing::error_span!("submit", job_id = %id, job_type);
         async move {
-            let mut attempt = 1;
-            if let Some(existing) = self.inner.backend.jobs.get_job(&id).await? {
-                match existing.status {
-                    status if options.force && rerunnable(status) => {
-                        info!(
-                            previous_attempt = existing.attempt,
-                            "re-running the job (--force)"
-                        );
-                        attempt = existing.attempt + 1;
-                        self.inner
-                            .backend
-                            .maintenance
-                            .delete_job(&id, Removal::KeepEvents)
-                            .await?;
-                    }
-                    status if options.force => {
-                        return Err(SubmitError::NotRerunnable { id, status });
-                    }
-                    _ => {
-                        return Ok(Submission {
-                            job: existing,
-                            created: false,
-                        });
+            let existing = self.inner.backend.jobs.get_job(&id).await?;
+            let attempt = match existing {
+                None => 1,
+                Some(job) => {
+                    match admission::admit(job.status, job.attempt, options.force, &rerunnable) {
+                        Admission::Rerun { attempt } => attempt,
+                        Admission::NotRerunnable => {
+                            return Err(SubmitError::NotRerunnable {
+                                id,
+                                status: job.status,
+                            });
+                        }
+                        Admission::Existing => return self.existing(job, front).await,
                     }
                 }
-            }
+            };
             let controller = self.controller(job_type)?;
-            controller
-                .check(&params)
-                .await
-                .map_err(submit_check_error)?;
+            match front {
+                Front::Queue => controller.check(&params).await,
+                Front::Inline => controller.check_all(&params).await,
+            }
+            .map_err(submit_check_error)?;
+            if attempt > 1 {
+                info!(
+                    previous_attempt = attempt - 1,
+                    "re-running the job (--force)"
+                );
+                self.inner
+                    .backend
+                    .maintenance
+                    .delete_job(&id, Removal::KeepEvents)
+                    .await?;
+            }
+            let owner = (front == Front::Inline).then(expansion::new_owner);
             let now = now_millis();
             let job = JobRecord {
                 id: id.clone(),
@@ -377,208 +379,52 @@ impl Engine {
                 updated_at: now,
                 started_at: None,
                 finished_at: None,
+                expansion: owner.clone().map(|owner| self.claim_for(owner)),
                 revision: Default::default(),
             };
             let job = match self.inner.backend.jobs.insert_job(&job).await? {
                 Inserted::Created(revision) => JobRecord { revision, ..job },
-                Inserted::Existing(existing) => {
-                    return Ok(Submission {
-                        job: existing,
-                        created: false,
-                    });
-                }
+                Inserted::Existing(existing) => return self.existing(existing, front).await,
             };
-            self.inner
-                .backend
-                .queue
-                .send(&[expand_message(&job.id)], Duration::ZERO)
-                .await?;
-            Ok(Submission { job, created: true })
+            let Some(owner) = owner else {
+                self.inner
+                    .backend
+                    .queue
+                    .send(&[expand_message(&job.id)], Duration::ZERO)
+                    .await?;
+                return Ok(Submission { job, created: true });
+            };
+            self.expand_as(&job.id, &owner, Checked::Already).await?;
+            Ok(Submission {
+                job: self.inner.backend.jobs.get_job(&id).await?.unwrap_or(job),
+                created: true,
+            })
         }
         .instrument(span)
         .await
     }
 
-    /// The second step of a submission: plan an accepted job, store its tasks, start it.
-    /// Idempotent (tasks are inserted by ID; a job no longer PENDING is left alone). A plan
-    /// that cannot be built closes the job FAILED with `INVALID_PLAN`: it never stays PENDING.
-    pub async fn expand(&self, id: &JobId) -> Result<(), RuntimeError> {
-        self.expand_checked(id, Checked::No).await
-    }
-
-    async fn expand_checked(&self, id: &JobId, checked: Checked) -> Result<(), RuntimeError> {
-        let Some(job) = self.inner.backend.jobs.get_job(id).await? else {
-            return Ok(());
-        };
-        if job.status != JobStatus::Pending {
-            return Ok(());
+    /// The same request again: the stored job as it is; on the command line a PENDING job
+    /// that nobody is expanding is expanded first (its planning was interrupted).
+    async fn existing(&self, job: JobRecord, front: Front) -> Result<Submission, SubmitError> {
+        if front == Front::Queue || job.status != JobStatus::Pending {
+            return Ok(Submission {
+                job,
+                created: false,
+            });
         }
-        if checked == Checked::No {
-            if let Some(controller) = self.inner.registry.controller(&job.job_type) {
-                match controller.check_at_expansion(&job.params).await {
-                    Ok(()) => {}
-                    Err(CheckError::Invalid(e)) => {
-                        warn!(job_id = %id, field = %e.field, error = %e.reason, "the accepted job's params are refused at expansion");
-                        let message = format!("{}: {}", e.field, e.reason);
-                        return self.fail_pending(id, codes::INVALID_PARAMS, message).await;
-                    }
-                    Err(e @ CheckError::Unavailable { .. }) => {
-                        return Err(RuntimeError::CheckUnavailable(e.to_string()));
-                    }
-                }
-            }
-        }
-        let plan = match self.plan_of(&job) {
-            Ok(plan) => plan,
-            Err(message) => {
-                warn!(job_id = %id, error = %message, "the accepted job cannot be planned");
-                return self.fail_pending(id, codes::INVALID_PLAN, message).await;
-            }
-        };
-        // The record learns its barriers and size before any task runs: a group member that
-        // finishes at once must find the barrier it wakes.
-        let job = if job.barriers != plan.barriers || job.planned_tasks != plan.len() as u64 {
-            let mut sized = job.clone();
-            sized.barriers = plan.barriers.clone();
-            sized.planned_tasks = plan.len() as u64;
-            match self.cas_job(&job, sized).await? {
-                Some(sized) => sized,
-                None => return Ok(()), // another expansion (or a cancel) got there first
-            }
-        } else {
-            job
-        };
-        self.store_tasks(&job, plan.into_records()).await?;
-        self.start(job).await?;
-        Ok(())
-    }
-
-    /// Close a PENDING job FAILED with `code` (a job already further is left alone).
-    pub(crate) async fn fail_pending(
-        &self,
-        job_id: &JobId,
-        code: &str,
-        message: String,
-    ) -> Result<(), RuntimeError> {
-        let Some(job) = self.inner.backend.jobs.get_job(job_id).await? else {
-            return Ok(());
-        };
-        if job.status != JobStatus::Pending {
-            return Ok(());
-        }
-        let mut failed = job.clone();
-        failed.status = JobStatus::Failed;
-        failed.finished_at = Some(now_millis());
-        failed.error = Some(ErrorInfo::new(code, message));
-        if self.cas_job(&job, failed).await?.is_some() {
-            Metrics::inc(&self.inner.metrics.jobs_closed);
-        }
-        Ok(())
-    }
-
-    /// The validated plan of a job, or why there is none.
-    fn plan_of(&self, job: &JobRecord) -> Result<graph::Plan, String> {
-        let controller = self
-            .inner
-            .registry
-            .controller(&job.job_type)
-            .ok_or_else(|| {
-                format!(
-                    "no controller for job type {:?} in this worker",
-                    job.job_type
-                )
-            })?;
-        let specs = controller
-            .plan(&job.id, &job.params)
-            .map_err(|e| e.to_string())?;
-        graph::plan(
-            &job.id,
-            specs,
-            PlanScope::Job,
-            &|n| self.inner.registry.handler_defaults(n),
-            now_millis(),
-        )
-        .map_err(|e| e.to_string())
-    }
-
-    /// Insert tasks in chunks, sending the messages of each chunk's root tasks right after it.
-    pub(crate) async fn store_tasks(
-        &self,
-        job: &JobRecord,
-        tasks: impl Iterator<Item = TaskRecord>,
-    ) -> Result<(), RuntimeError> {
-        let chunk = self.inner.config.insert_chunk.max(1);
-        let mut tasks = tasks.peekable();
-        let mut batch = Vec::with_capacity(chunk);
-        while tasks.peek().is_some() {
-            batch.clear();
-            batch.extend(tasks.by_ref().take(chunk).map(|mut t| {
-                t.job_attempt = job.attempt;
-                t
-            }));
-            self.inner
+        self.expand_as(&job.id, &expansion::new_owner(), Checked::No)
+            .await?;
+        Ok(Submission {
+            job: self
+                .inner
                 .backend
-                .tasks
-                .insert_tasks(&job.id, &batch)
-                .await?;
-            let queued: Vec<&TaskRecord> = batch
-                .iter()
-                .filter(|t| t.status == TaskStatus::Queued)
-                .collect();
-            let bodies = message_bodies(&job.id, &queued, self.inner.config.bundle_max);
-            if !bodies.is_empty() {
-                self.inner
-                    .backend
-                    .queue
-                    .send(&bodies, Duration::ZERO)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// PENDING -> RUNNING, then a completion check (everything may have finished already).
-    async fn start(&self, job: JobRecord) -> Result<JobRecord, RuntimeError> {
-        let mut running = job.clone();
-        running.status = JobStatus::Running;
-        running.started_at = Some(now_millis());
-        match self.cas_job(&job, running).await? {
-            Some(running) => {
-                self.check_completion(&running.id).await?;
-                Ok(self
-                    .inner
-                    .backend
-                    .jobs
-                    .get_job(&running.id)
-                    .await?
-                    .unwrap_or(running))
-            }
-            None => {
-                // Cancelled (or failed fast) while planning: sweep what the last chunks added.
-                let current = self
-                    .inner
-                    .backend
-                    .jobs
-                    .get_job(&job.id)
-                    .await?
-                    .unwrap_or(job);
-                if current.status.is_terminal() {
-                    let error =
-                        ErrorInfo::new(codes::JOB_CANCELLED, format!("job is {}", current.status));
-                    self.inner
-                        .backend
-                        .tasks
-                        .finish_unstarted(
-                            &current.id,
-                            current.attempt,
-                            TaskStatus::Cancelled,
-                            &error,
-                        )
-                        .await?;
-                }
-                Ok(current)
-            }
-        }
+                .jobs
+                .get_job(&job.id)
+                .await?
+                .unwrap_or(job),
+            created: false,
+        })
     }
 
     /// The job with task counts and progress.
@@ -721,12 +567,18 @@ impl Engine {
     }
 }
 
-/// The message that asks a worker to expand an accepted job.
-/// Whether the expansion's check already ran (the command line runs it before storing).
+/// What a forced submission re-runs (a replay of poison may re-run more).
+fn failed_or_cancelled(status: JobStatus) -> bool {
+    matches!(status, JobStatus::Failed | JobStatus::Cancelled)
+}
+
+/// Which front door a submission came in by.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Checked {
-    Already,
-    No,
+enum Front {
+    /// HTTP, the queue trigger: accept and enqueue the expansion, answer at once.
+    Queue,
+    /// The command line: check everything, then expand in this process.
+    Inline,
 }
 
 fn submit_check_error(e: CheckError) -> SubmitError {
@@ -736,6 +588,12 @@ fn submit_check_error(e: CheckError) -> SubmitError {
     }
 }
 
+/// A duration in milliseconds (saturating).
+pub(crate) fn as_millis(d: Duration) -> crate::model::Millis {
+    crate::model::Millis::try_from(d.as_millis()).unwrap_or(crate::model::Millis::MAX)
+}
+
+/// The message that asks a worker to expand an accepted job.
 pub(crate) fn expand_message(id: &JobId) -> String {
     serde_json::to_string(&QueueMessage::Expand { expand: id.clone() })
         .expect("a message of IDs always serializes")
@@ -778,6 +636,7 @@ pub(crate) fn message_bodies(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::{self, PlanScope};
     use crate::ids::TaskId;
 
     fn tasks(n: usize) -> (JobId, Vec<TaskRecord>) {

@@ -312,6 +312,7 @@ mod tests {
                 updated_at: 0,
                 started_at: None,
                 finished_at: None,
+                expansion: None,
                 revision: Revision::default(),
             }
         }

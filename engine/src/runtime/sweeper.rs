@@ -8,8 +8,8 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{Engine, Metrics, RuntimeError, message_body};
-use crate::model::{Millis, TaskStatus, now_millis};
+use super::{Engine, Expanded, Metrics, RuntimeError, as_millis, message_body};
+use crate::model::{TaskStatus, now_millis};
 
 const SWEEP_BATCH: usize = 500;
 
@@ -85,7 +85,8 @@ impl Engine {
         {
             info!(job_id = %job.id, "expanding a job whose expansion was interrupted");
             match self.expand(&job.id).await {
-                Ok(_) => report.jobs_resumed += 1,
+                Ok(Expanded::Done) => report.jobs_resumed += 1,
+                Ok(Expanded::Held { .. }) => debug!(job_id = %job.id, "being expanded elsewhere"),
                 Err(e) => warn!(error = %e, "could not resume job"),
             }
         }
@@ -104,8 +105,4 @@ impl Engine {
         }
         Ok(report)
     }
-}
-
-fn as_millis(d: Duration) -> Millis {
-    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
 }

@@ -10,11 +10,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 use super::lease::{self, PartLease};
-use super::{Engine, Metrics, RuntimeError, encode_message, message_body};
+use super::{
+    Engine, Expanded, Metrics, RuntimeError, as_millis, encode_message, expand_message,
+    message_body,
+};
 use crate::graph::{self, PlanScope};
 use crate::handler::{HandlerError, TaskContext, TaskOutput};
 use crate::model::{
-    ErrorInfo, JobRecord, Millis, TaskKind, TaskMessage, TaskRecord, TaskStatus, codes, now_millis,
+    ErrorInfo, JobRecord, TaskKind, TaskMessage, TaskRecord, TaskStatus, codes, now_millis,
 };
 use crate::ports::Delivery;
 use crate::retry::{RetryDecision, decide_retry};
@@ -254,8 +257,33 @@ impl Engine {
                 return;
             }
             match self.expand(&job_id).await {
-                Ok(()) => {
+                Ok(Expanded::Done) => {
                     lease.ack().await.ok();
+                }
+                Ok(Expanded::Held { until }) => {
+                    // Another expansion is at work: ask again when its claim would lapse, with
+                    // a new message (this one's delivery count must not grow meanwhile).
+                    let wait =
+                        Duration::from_millis(u64::try_from(until - now_millis()).unwrap_or(0))
+                            + Duration::from_secs(1);
+                    debug!(
+                        wait_ms = as_millis(wait),
+                        "the job is being expanded elsewhere"
+                    );
+                    match self
+                        .inner
+                        .backend
+                        .queue
+                        .send(&[expand_message(&job_id)], wait)
+                        .await
+                    {
+                        Ok(()) => {
+                            lease.ack().await.ok();
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "expansion deferred; it will be delivered again")
+                        }
+                    }
                 }
                 Err(e) => warn!(error = %e, "expansion not completed; it will be delivered again"),
             }
@@ -364,7 +392,7 @@ impl Engine {
             Decision::Run { .. } => {}
         }
 
-        let lease_until = now + millis(self.inner.config.lease);
+        let lease_until = now + as_millis(self.inner.config.lease);
         let took_over = matches!(decision, Decision::Run { takeover: true });
         let dequeue_count = lease.dequeue_count();
         // The `task_started` event is stored with this change (its starts count goes up).
@@ -534,7 +562,7 @@ impl Engine {
         task: &mut TaskRecord,
     ) -> Result<Option<String>, RuntimeError> {
         let lease = self.inner.config.lease;
-        let lease_until = now_millis() + millis(lease);
+        let lease_until = now_millis() + as_millis(lease);
         match self
             .cas_task(task, TaskStatus::Running, |t| {
                 t.lease_until = Some(lease_until)
@@ -623,7 +651,7 @@ impl Engine {
         let jitter: f64 = rand::rng().random();
         match decide_retry(&task.retry, task.attempt, error.class, jitter) {
             RetryDecision::RetryAfter(delay) => {
-                let not_before = now_millis() + millis(delay);
+                let not_before = now_millis() + as_millis(delay);
                 let waiting = self
                     .cas_task(task, TaskStatus::RetryWait, |t| {
                         t.attempt += 1;
@@ -634,7 +662,7 @@ impl Engine {
                     .await?;
                 if let Some(waiting) = &waiting {
                     Metrics::inc(&self.inner.metrics.tasks_retried);
-                    info!(error = %error, delay_ms = millis(delay), "attempt failed; retry scheduled");
+                    info!(error = %error, delay_ms = as_millis(delay), "attempt failed; retry scheduled");
                     self.inner
                         .backend
                         .queue
@@ -690,13 +718,9 @@ impl Engine {
             }
         };
         info!(children = plan.len(), "orchestrator created children");
-        self.store_tasks(job, plan.into_records()).await?;
+        self.store_tasks(job.clone(), plan.into_records()).await?;
         Ok(Ok(()))
     }
-}
-
-fn millis(d: Duration) -> Millis {
-    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
 }
 
 fn panic_message(e: tokio::task::JoinError) -> String {
