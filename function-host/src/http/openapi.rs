@@ -458,7 +458,13 @@ fn schemas(types: &[JobTypeInfo]) -> Value {
                 "created_at": millis.clone(),
                 "updated_at": millis.clone(),
                 "started_at": opt_millis.clone(),
-                "finished_at": opt_millis.clone()
+                "finished_at": opt_millis.clone(),
+                "expansion": {
+                    "type": "object",
+                    "description": "while a PENDING job is being expanded: who expands it and until when",
+                    "required": ["owner", "until"],
+                    "properties": {"owner": {"type": "string"}, "until": millis.clone()}
+                }
             }
         },
         "JobView": {
