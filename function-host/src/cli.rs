@@ -187,17 +187,12 @@ pub enum Command {
         /// Serve the API only (workers run elsewhere: `tessera worker`).
         #[arg(long)]
         no_workers: bool,
-        /// File of API keys, one per line: `KEY` (full access) or `ro:KEY` (GET only).
+        /// File of API keys, one per line: `KEY` (full access) or `ro:KEY` (GET only); a
+        /// file with no key is an error. Without it, the keys of the environment variable
+        /// `TESSERA_API_KEYS` (same format, comma-separated) are used; keys are never given
+        /// on the command line, where `ps` would show them.
         #[arg(long, value_name = "PATH")]
         api_key_file: Option<PathBuf>,
-        /// API keys, comma-separated, same format (instead of a file).
-        #[arg(
-            long,
-            env = "TESSERA_API_KEYS",
-            hide_env_values = true,
-            value_name = "KEYS"
-        )]
-        api_keys: Option<String>,
         /// Largest request body in bytes (413 above).
         #[arg(long, default_value_t = 1024 * 1024)]
         max_body: usize,

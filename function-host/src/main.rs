@@ -258,21 +258,22 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             workers,
             no_workers,
             api_key_file,
-            api_keys,
             max_body,
         } => {
-            let keys = match (&api_key_file, &api_keys) {
-                (Some(path), _) => {
+            let keys = match &api_key_file {
+                Some(path) => {
                     let text = std::fs::read_to_string(path).map_err(|e| {
                         AppError::invalid(
                             codes::BAD_PATH,
                             format!("cannot read --api-key-file {}: {e}", path.display()),
                         )
                     })?;
-                    ApiKeys::parse(&text)
+                    ApiKeys::parse_from(&format!("--api-key-file {}", path.display()), &text)
                 }
-                (None, Some(text)) => ApiKeys::parse(text),
-                (None, None) => Ok(ApiKeys::none()),
+                None => match std::env::var("TESSERA_API_KEYS") {
+                    Ok(text) => ApiKeys::parse_from("TESSERA_API_KEYS", &text),
+                    Err(_) => Ok(ApiKeys::none()),
+                },
             }
             .map_err(|e| AppError::invalid(codes::BAD_CONFIG, e.to_string()))?;
             function_host::http::check_bind(bind, &keys)?;

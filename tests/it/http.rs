@@ -449,8 +449,8 @@ fn listings_page_with_cursors_and_filters_and_delete_removes_the_job() {
 
 #[test]
 fn api_keys_are_required_and_read_only_keys_only_read() {
-    let keys = format!("{KEY},ro:{RO_KEY}");
-    let mut s = start(tempfile::tempdir().unwrap(), &["--api-keys", &keys], None);
+    let (dir, keys) = key_file(&format!("# the API's keys\n{KEY}\nro:{RO_KEY}\n"));
+    let mut s = start(dir, &["--api-key-file", &keys], None);
     let rt = rt();
     let body = json!({"job_type": "hello_world", "params": {"n": 1}});
     let missing = send(&rt, post_json(&s, "/api/jobs", body.clone()));
@@ -484,6 +484,49 @@ fn api_keys_are_required_and_read_only_keys_only_read() {
     .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}
+
+/// A temp dir holding `keys.txt` with `text`, and the file's path.
+fn key_file(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.txt");
+    std::fs::write(&path, text).unwrap();
+    (dir, path.to_str().unwrap().to_owned())
+}
+
+#[test]
+fn a_key_source_without_keys_is_refused_not_auth_off() {
+    // An empty file, or one of comments only, is a mistake: exit 2 naming the file.
+    for text in ["", "# keys go here\n\n"] {
+        let (dir, keys) = key_file(text);
+        let out = tessera(
+            &dir.path().join("t.db"),
+            &["serve", "--bind", "127.0.0.1:0", "--api-key-file", &keys],
+        )
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&keys) && stderr.contains("no API key"), "{stderr}");
+    }
+    // The same for the environment variable, set but empty.
+    let dir = tempfile::tempdir().unwrap();
+    let out = tessera(&dir.path().join("t.db"), &["serve", "--bind", "127.0.0.1:0"])
+        .env("TESSERA_API_KEYS", " ")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("TESSERA_API_KEYS: no API key"), "{stderr}");
+    // Keys are not taken on the command line (`ps` would show them).
+    let out = tessera(
+        &dir.path().join("t.db"),
+        &["serve", "--bind", "127.0.0.1:0", "--api-keys", "0123456789abcdef"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--api-keys"));
 }
 
 /// Read an SSE stream until it closes: (id, event, data) of each event.
@@ -717,10 +760,9 @@ fn metrics_gauge_jobs_tasks_and_the_queue() {
 
 #[test]
 fn the_cli_as_a_client_prints_and_exits_like_the_local_commands() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, keys) = key_file(&format!("{KEY}\nro:{RO_KEY}\n"));
     let db = dir.path().join("tessera.db");
-    let keys = format!("{KEY},ro:{RO_KEY}");
-    let s = start(dir, &["--api-keys", &keys], Some(KEY));
+    let s = start(dir, &["--api-key-file", &keys], Some(KEY));
     let remote = |args: &[&str], key: &str| {
         let out = tessera(
             &db,

@@ -80,6 +80,18 @@ impl ApiKeys {
         Ok(ApiKeys { keys })
     }
 
+    /// Parse the keys of `source` (a file's path or an environment variable's name, for the
+    /// error): a source given but holding no key is an error, never auth turned off.
+    pub fn parse_from(source: &str, text: &str) -> Result<Self, KeyError> {
+        let keys = Self::parse(text).map_err(|KeyError(e)| KeyError(format!("{source}: {e}")))?;
+        if keys.is_empty() {
+            return Err(KeyError(format!(
+                "{source}: no API key in it (a key per line; remove the setting to serve without keys)"
+            )));
+        }
+        Ok(keys)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
@@ -141,6 +153,19 @@ pub async fn require_key(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_source_without_keys_is_an_error_naming_it() {
+        for text in ["", "\n\n", "# only a comment\n", " , ,"] {
+            let e = ApiKeys::parse_from("keys.txt", text).unwrap_err().to_string();
+            assert!(e.contains("keys.txt: no API key"), "{e}");
+        }
+        let e = ApiKeys::parse_from("TESSERA_API_KEYS", "short").unwrap_err().to_string();
+        assert!(e.contains("TESSERA_API_KEYS: entry 1"), "{e}");
+        let keys = ApiKeys::parse_from("f", "# c\n0123456789abcdef\nro:fedcba9876543210\n").unwrap();
+        assert_eq!(keys.keys.len(), 2);
+    }
+
     use super::*;
 
     #[test]
