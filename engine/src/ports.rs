@@ -259,6 +259,12 @@ pub trait EventLog: Send + Sync + 'static {
     fn settled_cursor(&self, _now: Millis) -> u64 {
         u64::MAX
     }
+    /// How long after its commit an event may still be above [`EventLog::settled_cursor`]:
+    /// a reader that knows no more events can come waits this long before its last read.
+    /// Zero (the default) when sequence numbers follow commit order.
+    fn settle_delay(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// Events of a job with sequence numbers greater than `after`, oldest first.
     async fn events_after(
         &self,

@@ -223,6 +223,15 @@ impl Front {
         }
     }
 
+    /// How long the event log may lag behind its commits ([`App::event_settle_delay`]; a
+    /// server's pages are settled by the server, which may lag as much as an Azure log).
+    pub fn event_settle_delay(&self) -> std::time::Duration {
+        match self {
+            Front::Local(app) => app.event_settle_delay(),
+            Front::Remote(_) => std::time::Duration::from_millis(2_100),
+        }
+    }
+
     pub async fn events_after(
         &self,
         id: &JobId,

@@ -155,8 +155,12 @@ pub fn print_task_table(tasks: &[TaskRecord]) {
     }
 }
 
+/// Print the job's events; with `follow`, until every event of the finished job is printed
+/// (as the SSE stream: the job and all its tasks finished, then a last read once the log has
+/// settled).
 pub async fn print_events(front: &Front, id: &JobId, follow: bool) -> anyhow::Result<()> {
     let mut after = 0;
+    let mut complete = false;
     loop {
         let events = front.events_after(id, after, 1_000).await?;
         for (seq, event) in &events {
@@ -164,11 +168,17 @@ pub async fn print_events(front: &Front, id: &JobId, follow: bool) -> anyhow::Re
             println!("{}", serde_json::to_string(event)?);
         }
         if events.is_empty() {
-            let job = front.status(id).await?.job;
-            if !follow || job.status.is_terminal() {
+            if !follow || complete {
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            let view = front.status(id).await?;
+            complete = view.job.status.is_terminal() && view.tasks.unfinished() == 0;
+            tokio::time::sleep(if complete {
+                front.event_settle_delay()
+            } else {
+                Duration::from_millis(200)
+            })
+            .await;
         }
     }
 }

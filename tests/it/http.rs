@@ -507,21 +507,33 @@ fn a_key_source_without_keys_is_refused_not_auth_off() {
         .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
-        assert!(stderr.contains(&keys) && stderr.contains("no API key"), "{stderr}");
+        assert!(
+            stderr.contains(&keys) && stderr.contains("no API key"),
+            "{stderr}"
+        );
     }
     // The same for the environment variable, set but empty.
     let dir = tempfile::tempdir().unwrap();
-    let out = tessera(&dir.path().join("t.db"), &["serve", "--bind", "127.0.0.1:0"])
-        .env("TESSERA_API_KEYS", " ")
-        .output()
-        .unwrap();
+    let out = tessera(
+        &dir.path().join("t.db"),
+        &["serve", "--bind", "127.0.0.1:0"],
+    )
+    .env("TESSERA_API_KEYS", " ")
+    .output()
+    .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("TESSERA_API_KEYS: no API key"), "{stderr}");
     // Keys are not taken on the command line (`ps` would show them).
     let out = tessera(
         &dir.path().join("t.db"),
-        &["serve", "--bind", "127.0.0.1:0", "--api-keys", "0123456789abcdef"],
+        &[
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--api-keys",
+            "0123456789abcdef",
+        ],
     )
     .output()
     .unwrap();
@@ -563,6 +575,54 @@ fn read_sse(rt: &tokio::runtime::Runtime, r: reqwest::RequestBuilder) -> Vec<(u6
             })
             .collect()
     })
+}
+
+#[test]
+fn sse_of_a_cancelled_job_ends_after_its_last_event_not_at_job_completed() {
+    let s = serve(&["--workers", "4"]);
+    let rt = rt();
+    let id = submit_id(
+        &rt,
+        &s,
+        json!({"job_type": "synthetic", "params": {"n": 40, "sleep_ms": 400, "label": "sse-cancel"}}),
+    );
+    // A stream opened while the job runs, then the job is cancelled with tasks running.
+    let stream = std::thread::scope(|scope| {
+        let reader =
+            scope.spawn(|| read_sse(&self::rt(), get(&s, &format!("/api/jobs/{id}/events"))));
+        std::thread::sleep(Duration::from_millis(600));
+        let r = send(
+            &rt,
+            post_json(&s, &format!("/api/jobs/{id}/cancel"), json!({})),
+        );
+        assert!(r.status.is_success(), "{} {}", r.status, r.body);
+        reader.join().unwrap()
+    });
+    let names: Vec<&str> = stream.iter().map(|e| e.1.as_str()).collect();
+    let completed = names
+        .iter()
+        .position(|n| *n == "job_completed")
+        .expect("job_completed");
+    assert!(
+        names[completed..].contains(&"tasks_ended"),
+        "the cancel's tasks_ended comes after job_completed and is streamed: {names:?}"
+    );
+    // Exactly the events the log holds once nothing runs: none lost, none twice.
+    let page = send(
+        &rt,
+        get(&s, &format!("/api/jobs/{id}/events?after=0&limit=1000")),
+    );
+    let stored: Vec<u64> = page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cursor"].as_u64().unwrap())
+        .collect();
+    assert_eq!(stream.iter().map(|e| e.0).collect::<Vec<_>>(), stored);
+    assert_eq!(
+        page.body["items"].as_array().unwrap().last().unwrap()["event"]["type"],
+        names.last().unwrap().to_string()
+    );
 }
 
 #[test]

@@ -165,6 +165,11 @@ impl EventLog for AzureBackend {
         settled_cursor_at(now)
     }
 
+    fn settle_delay(&self) -> std::time::Duration {
+        // The cursor has millisecond steps: one more for the event drawn in the last one.
+        std::time::Duration::from_millis(EVENT_SETTLE_MS.unsigned_abs() + 1)
+    }
+
     /// Events that go with no status change (the engine stores those with the change): one
     /// transaction per partition, stored before this returns.
     async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError> {

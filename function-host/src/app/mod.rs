@@ -383,6 +383,26 @@ impl App {
         Ok(page)
     }
 
+    /// Whether no event of the job can come any more: the job is finished and so is every
+    /// task of it (a cancelled job's running handlers still report their end, and its
+    /// unstarted tasks end in a `tasks_ended` after `job_completed`). `None`: no such job. A
+    /// reader that sees this waits [`App::event_settle_delay`], reads once more, and has
+    /// every event.
+    pub async fn events_complete(&self, id: &JobId) -> Result<Option<bool>, AppError> {
+        match self.status(id).await {
+            Ok(view) => Ok(Some(
+                view.job.status.is_terminal() && view.tasks.unfinished() == 0,
+            )),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// See [`App::events_complete`].
+    pub fn event_settle_delay(&self) -> std::time::Duration {
+        self.engine.backend().events.settle_delay()
+    }
+
     /// The oldest poison messages (at most `limit`; Azure shows 32 at most), with what each
     /// carries.
     pub async fn poison(&self, limit: usize) -> Result<Vec<PoisonEntry>, AppError> {

@@ -157,12 +157,17 @@ mod tests {
     #[test]
     fn a_source_without_keys_is_an_error_naming_it() {
         for text in ["", "\n\n", "# only a comment\n", " , ,"] {
-            let e = ApiKeys::parse_from("keys.txt", text).unwrap_err().to_string();
+            let e = ApiKeys::parse_from("keys.txt", text)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("keys.txt: no API key"), "{e}");
         }
-        let e = ApiKeys::parse_from("TESSERA_API_KEYS", "short").unwrap_err().to_string();
+        let e = ApiKeys::parse_from("TESSERA_API_KEYS", "short")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("TESSERA_API_KEYS: entry 1"), "{e}");
-        let keys = ApiKeys::parse_from("f", "# c\n0123456789abcdef\nro:fedcba9876543210\n").unwrap();
+        let keys =
+            ApiKeys::parse_from("f", "# c\n0123456789abcdef\nro:fedcba9876543210\n").unwrap();
         assert_eq!(keys.keys.len(), 2);
     }
 

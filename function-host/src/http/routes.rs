@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use engine::events::{EventKind, JobEvent};
+use engine::events::JobEvent;
 use engine::ports::{PageRequest, TaskQuery};
 use engine::{JobStatus, OutcomePolicy, SubmitOptions, TaskStatus};
 use futures::Stream;
@@ -305,8 +305,8 @@ const POLL: Duration = Duration::from_millis(25);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// `GET /api/jobs/{id}/events`: with `?after=N` a JSON page of events after cursor N;
-/// otherwise a Server-Sent Events stream (resumable with `Last-Event-ID`), closed after the
-/// job's `job_completed`.
+/// otherwise a Server-Sent Events stream (resumable with `Last-Event-ID`), closed once every
+/// event of the finished job has been sent.
 pub async fn events(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -315,7 +315,7 @@ pub async fn events(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let id = parse_job_id(&id)?;
-    let job = app.status(&id).await?.job;
+    app.status(&id).await?;
     let limit = page_request(q.limit, None)?.limit;
     let resume = match headers.get("last-event-id") {
         Some(v) => Some(
@@ -343,7 +343,7 @@ pub async fn events(
         return Ok(Json(json!({ "items": items, "next_after": next })).into_response());
     }
     let after = resume.unwrap_or(0);
-    let stream = event_stream(app, id, job.attempt, after, shutdown);
+    let stream = event_stream(app, id, after, shutdown);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response())
@@ -356,60 +356,66 @@ fn sse_event(seq: u64, event: &JobEvent) -> Event {
         .data(serde_json::to_string(event).unwrap_or_else(|_| "{}".into()))
 }
 
-/// Events after `after`, as they are stored, until the `job_completed` of attempt `attempt`.
+/// Events after `after`, as they are stored, until every event of the job has been sent:
+/// the stream ends once the job and all its tasks are finished (not at `job_completed`: a
+/// cancel's `tasks_ended` and its running tasks' `task_completed` come after it) and a last
+/// read, the log's settle delay later, finds nothing new.
 fn event_stream(
     app: Arc<App>,
     id: engine::JobId,
-    attempt: u32,
     after: u64,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     struct State {
         app: Arc<App>,
         id: engine::JobId,
-        attempt: u32,
         after: u64,
         pending: std::collections::VecDeque<(u64, JobEvent)>,
-        done: bool,
+        /// When the job was first seen complete (no event can come any more).
+        complete_at: Option<tokio::time::Instant>,
         shutdown: tokio_util::sync::CancellationToken,
     }
     let state = State {
         app,
         id,
-        attempt,
         after,
         pending: Default::default(),
-        done: false,
+        complete_at: None,
         shutdown,
     };
     futures::stream::unfold(state, |mut s| async move {
         loop {
             if let Some((seq, event)) = s.pending.pop_front() {
                 s.after = seq;
-                if matches!(event.kind, EventKind::JobCompleted { .. })
-                    && event.job_attempt >= s.attempt
-                {
-                    s.done = true;
-                    s.pending.clear();
-                }
                 return Some((Ok(sse_event(seq, &event)), s));
             }
-            if s.done || s.shutdown.is_cancelled() {
+            if s.shutdown.is_cancelled() {
                 return None;
             }
+            let read_at = tokio::time::Instant::now();
             match s.app.events_after(&s.id, s.after, 500).await {
                 Ok(events) if !events.is_empty() => s.pending.extend(events),
                 Ok(_) => {
-                    // Nothing new: a job closed before we looked (its event already sent) or
-                    // removed ends the stream; otherwise wait.
-                    match s.app.status(&s.id).await {
-                        Err(e) if e.kind == ErrorKind::NotFound => return None,
-                        _ => {
-                            tokio::select! {
-                                _ = s.shutdown.cancelled() => return None,
-                                _ = tokio::time::sleep(POLL) => {}
+                    if let Some(at) = s.complete_at {
+                        if read_at >= at + s.app.event_settle_delay() {
+                            return None; // complete, and read once more after it settled
+                        }
+                    } else {
+                        match s.app.events_complete(&s.id).await {
+                            Ok(None) => return None, // the job was removed
+                            Ok(Some(true)) => {
+                                s.complete_at = Some(tokio::time::Instant::now());
+                                continue; // read once more: an event may precede the check
+                            }
+                            Ok(Some(false)) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "event stream status read failed; retrying")
                             }
                         }
+                    }
+                    tokio::select! {
+                        _ = s.shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(POLL) => {}
                     }
                 }
                 Err(e) => {
