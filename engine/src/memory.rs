@@ -170,7 +170,12 @@ impl JobStore for MemoryBackend {
                 .cmp(&a.created_at)
                 .then_with(|| a.id.cmp(&b.id))
         });
-        Ok(paginate(jobs, page, |j| j.id.to_string()))
+        paginate(
+            jobs,
+            page,
+            |j| j.id.to_string(),
+            |c| JobId::try_from(c.to_owned()).is_ok(),
+        )
     }
 
     async fn job_statuses(&self) -> Result<Vec<(JobId, JobStatus)>, StoreError> {
@@ -184,7 +189,18 @@ impl JobStore for MemoryBackend {
 }
 
 /// Page over items in a stable order using the previous page's last key as the token.
-fn paginate<T>(items: Vec<T>, page: PageRequest, key: impl Fn(&T) -> String) -> Page<T> {
+/// A page of `items` after the item whose key is the cursor; `valid` checks a cursor's form.
+fn paginate<T>(
+    items: Vec<T>,
+    page: PageRequest,
+    key: impl Fn(&T) -> String,
+    valid: impl Fn(&str) -> bool,
+) -> Result<Page<T>, StoreError> {
+    if let Some(cursor) = page.after.as_ref().filter(|c| !valid(c)) {
+        return Err(StoreError::InvalidCursor {
+            cursor: cursor.clone(),
+        });
+    }
     let start = match &page.after {
         Some(after) => items
             .iter()
@@ -200,7 +216,7 @@ fn paginate<T>(items: Vec<T>, page: PageRequest, key: impl Fn(&T) -> String) -> 
     } else {
         None
     };
-    Page { items: rest, next }
+    Ok(Page { items: rest, next })
 }
 
 #[async_trait]
@@ -322,7 +338,12 @@ impl TaskStore for MemoryBackend {
                 ..t.clone()
             })
             .collect();
-        Ok(paginate(items, page, |t| t.id.to_string()))
+        paginate(
+            items,
+            page,
+            |t| t.id.to_string(),
+            |c| TaskId::try_from(c.to_owned()).is_ok(),
+        )
     }
 
     async fn dependents(&self, job_id: &JobId, id: &TaskId) -> Result<Vec<TaskId>, StoreError> {

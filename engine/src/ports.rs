@@ -42,6 +42,9 @@ pub enum StoreError {
     },
     #[error("stored record is corrupt: {message}")]
     Corrupt { message: String },
+    /// A page cursor this listing did not give out (a client's mistake, not an outage).
+    #[error("not a cursor of this listing: {cursor:?}")]
+    InvalidCursor { cursor: String },
 }
 
 impl StoreError {

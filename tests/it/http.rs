@@ -578,6 +578,104 @@ fn read_sse(rt: &tokio::runtime::Runtime, r: reqwest::RequestBuilder) -> Vec<(u6
 }
 
 #[test]
+fn filtered_pages_are_full_and_bad_queries_name_their_parameter() {
+    let s = serve(&[]);
+    let rt = rt();
+    // 15 jobs: every fifth one fails (3 FAILED among 12 SUCCEEDED), interleaved in time.
+    let mut failed = Vec::new();
+    for i in 0..15 {
+        let params = if i % 5 == 2 {
+            json!({"n": 3, "fail_every": 1, "message": format!("m{i}")})
+        } else {
+            json!({"n": 1, "message": format!("m{i}")})
+        };
+        let id = submit_id(
+            &rt,
+            &s,
+            json!({"job_type": "hello_world", "params": params}),
+        );
+        wait_done(&rt, &s, &id);
+        if i % 5 == 2 {
+            failed.push(id);
+        }
+    }
+    failed.reverse(); // newest first
+    // Pages of 2 FAILED jobs are full until the matches run out, and chain to every match.
+    let mut seen = Vec::new();
+    let mut path = "/api/jobs?status=FAILED&limit=2".to_owned();
+    loop {
+        let page = send(&rt, get(&s, &path));
+        assert_eq!(page.status, 200, "{}", page.body);
+        let items = page.body["items"].as_array().unwrap();
+        seen.extend(items.iter().map(|j| j["id"].as_str().unwrap().to_owned()));
+        match page.body["next_cursor"].as_str() {
+            Some(cursor) => {
+                assert_eq!(items.len(), 2, "a page is full while matches remain");
+                path = format!("/api/jobs?status=FAILED&limit=2&cursor={cursor}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, failed);
+    let one = send(
+        &rt,
+        get(&s, "/api/jobs?status=FAILED&job_type=hello_world&limit=20"),
+    );
+    assert_eq!(
+        one.body["items"].as_array().unwrap().len(),
+        5,
+        "{}",
+        one.body
+    );
+    // Mistakes name their parameter.
+    for (query, field) in [
+        ("cursor=not-a-cursor", "cursor"),
+        ("cursor=12:zz", "cursor"),
+        ("job_type=a%00b", "job_type"),
+        ("status=FAILED&status=SUCCEEDED", "status"),
+        ("limit=5&limit=6", "limit"),
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("colour=red", "colour"),
+    ] {
+        let r = send(&rt, get(&s, &format!("/api/jobs?{query}")));
+        assert_problem(&r, 400, "INVALID_QUERY");
+        assert_eq!(r.body["errors"][0]["field"], field, "{query}: {}", r.body);
+    }
+    let id = &failed[0];
+    for (query, field) in [
+        ("cursor=nope", "cursor"),
+        ("name=x&name=y", "name"),
+        ("limit=0", "limit"),
+    ] {
+        let r = send(&rt, get(&s, &format!("/api/jobs/{id}/tasks?{query}")));
+        assert_problem(&r, 400, "INVALID_QUERY");
+        assert_eq!(r.body["errors"][0]["field"], field, "{query}: {}", r.body);
+    }
+    for path in [
+        "/api/poison?limit=0",
+        &format!("/api/jobs/{id}/events?after=0&limit=0"),
+    ] {
+        let r = send(&rt, get(&s, path));
+        assert_problem(&r, 400, "INVALID_QUERY");
+        assert_eq!(r.body["errors"][0]["field"], "limit", "{path}: {}", r.body);
+    }
+    // A task page filtered by name is full too.
+    let tasks = send(
+        &rt,
+        get(&s, &format!("/api/jobs/{id}/tasks?name=greet&limit=2")),
+    );
+    assert_eq!(tasks.status, 200, "{}", tasks.body);
+    assert_eq!(
+        tasks.body["items"].as_array().unwrap().len(),
+        2,
+        "{}",
+        tasks.body
+    );
+    assert!(tasks.body["next_cursor"].is_string(), "{}", tasks.body);
+}
+
+#[test]
 fn sse_of_a_cancelled_job_ends_after_its_last_event_not_at_job_completed() {
     let s = serve(&["--workers", "4"]);
     let rt = rt();

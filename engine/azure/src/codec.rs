@@ -52,6 +52,15 @@ pub(crate) fn index_rk(job: &JobRecord) -> String {
     format!("{:019}~{}", i64::MAX - job.created_at, job.id)
 }
 
+/// Whether `rk` is an [`index_rk`] (a job listing's cursor).
+pub(crate) fn is_index_rk(rk: &str) -> bool {
+    rk.split_once('~').is_some_and(|(time, id)| {
+        time.len() == 19
+            && time.bytes().all(|b| b.is_ascii_digit())
+            && JobId::try_from(id.to_owned()).is_ok()
+    })
+}
+
 pub(crate) fn status_str(status: TaskStatus) -> String {
     match serde_json::to_value(status) {
         Ok(Value::String(s)) => s,

@@ -42,8 +42,8 @@ fn encode_token(next: &(String, Option<String>)) -> String {
 }
 
 fn decode_token(token: &str) -> Result<(String, Option<String>), StoreError> {
-    serde_json::from_str(token).map_err(|_| StoreError::Corrupt {
-        message: format!("bad page token {token:?}"),
+    serde_json::from_str(token).map_err(|_| StoreError::InvalidCursor {
+        cursor: token.to_owned(),
     })
 }
 
@@ -251,6 +251,11 @@ impl JobStore for AzureBackend {
     async fn list_jobs(&self, page: PageRequest) -> Result<Page<JobRecord>, StoreError> {
         let mut filter = format!("PartitionKey eq {}", lit(codec::INDEX_PK));
         if let Some(after) = &page.after {
+            if !codec::is_index_rk(after) {
+                return Err(StoreError::InvalidCursor {
+                    cursor: after.clone(),
+                });
+            }
             filter.push_str(&format!(" and RowKey gt {}", lit(after)));
         }
         let got =

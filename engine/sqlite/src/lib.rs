@@ -640,10 +640,15 @@ impl JobStore for SqliteBackend {
                 let limit = page.limit.max(1);
                 // Token: "<created_at>:<id>" of the last row of the previous page.
                 let (created, id) = match &page.after {
-                    Some(token) => {
-                        let (t, id) = token.split_once(':').unwrap_or(("0", ""));
-                        (t.parse::<i64>().unwrap_or(i64::MAX), id.to_owned())
-                    }
+                    Some(token) => token
+                        .split_once(':')
+                        .and_then(|(t, id)| {
+                            let id = JobId::try_from(id.to_owned()).ok()?;
+                            Some((t.parse::<i64>().ok()?, id.to_string()))
+                        })
+                        .ok_or_else(|| StoreError::InvalidCursor {
+                            cursor: token.clone(),
+                        })?,
                     None => (i64::MAX, String::new()),
                 };
                 let mut stmt = c
@@ -865,7 +870,13 @@ impl TaskStore for SqliteBackend {
         self.db
             .read(move |c| {
                 let limit = page.limit.max(1);
-                let after = page.after.unwrap_or_default();
+                let after = match page.after {
+                    Some(cursor) => match TaskId::try_from(cursor.clone()) {
+                        Ok(id) => id.to_string(),
+                        Err(_) => return Err(StoreError::InvalidCursor { cursor }),
+                    },
+                    None => String::new(),
+                };
                 let mut stmt = c
                     .prepare_cached(&format!(
                         "SELECT {TASK_COLUMNS} FROM tasks WHERE job = (SELECT key FROM jobs WHERE id = ?1) AND id > ?2

@@ -222,6 +222,12 @@ impl From<engine::ports::StoreError> for AppError {
             engine::ports::StoreError::Corrupt { .. } => {
                 AppError::new(ErrorKind::Internal, codes::INTERNAL, e.to_string())
             }
+            engine::ports::StoreError::InvalidCursor { .. } => AppError::invalid_field(
+                codes::INVALID_QUERY,
+                "query",
+                "cursor",
+                "not a cursor of this listing (use a next_cursor as given)",
+            ),
             e => unavailable(e),
         }
     }

@@ -232,35 +232,14 @@ impl App {
             query.status.is_none_or(|s| j.status == s)
                 && query.job_type.as_deref().is_none_or(|t| j.job_type == t)
         };
-        if query.status.is_none() && query.job_type.is_none() {
-            return Ok(jobs
-                .list_jobs(PageRequest {
-                    after: query.page.after.clone(),
-                    limit,
-                })
-                .await?);
-        }
-        // Filtered: read pages of the listing and keep the matches; a page ends at a page
-        // boundary of the listing (its cursor stays valid), with at least one match unless
-        // the listing ended.
-        let mut items = Vec::new();
-        let mut after = query.page.after.clone();
-        loop {
-            let page = jobs
-                .list_jobs(PageRequest {
-                    after: after.clone(),
-                    limit,
-                })
-                .await?;
-            items.extend(page.items.into_iter().filter(|j| wanted(j)));
-            if !items.is_empty() || page.next.is_none() {
-                return Ok(Page {
-                    items,
-                    next: page.next,
-                });
-            }
-            after = page.next;
-        }
+        // Unfiltered, this is one read of the listing.
+        filled_page(
+            limit,
+            query.page.after.clone(),
+            |page| jobs.list_jobs(page),
+            wanted,
+        )
+        .await
     }
 
     /// Tasks of a job in a stable order, filtered by status, group and name.
@@ -286,22 +265,13 @@ impl App {
                 )
                 .await?);
         };
-        let mut items = Vec::new();
-        let mut after = page.after;
-        loop {
-            let got = tasks
-                .list_tasks(id, query, PageRequest { after, limit })
-                .await?;
-            items.extend(got.items.into_iter().filter(|t| t.task == name));
-            // A page boundary of the underlying listing is a valid cursor: stop there.
-            if !items.is_empty() || got.next.is_none() {
-                return Ok(Page {
-                    items,
-                    next: got.next,
-                });
-            }
-            after = got.next;
-        }
+        filled_page(
+            limit,
+            page.after,
+            |page| tasks.list_tasks(id, query, page),
+            |t: &TaskRecord| t.task == name,
+        )
+        .await
     }
 
     /// One task of a job.
@@ -600,5 +570,36 @@ struct AzureContainers(Arc<AzureBackend>);
 impl CreateContainer for AzureContainers {
     async fn create_container(&self, name: &str) -> Result<(), String> {
         self.0.create_container(name).await
+    }
+}
+
+/// A page of up to `limit` items of a listing that pass `wanted`: full when enough match.
+/// The listing is read in pages of at most the number still missing, so a page never holds
+/// more matches than fit and its end is always a cursor the listing gave out.
+async fn filled_page<T, F, Fut>(
+    limit: usize,
+    mut after: Option<String>,
+    read: F,
+    wanted: impl Fn(&T) -> bool,
+) -> Result<Page<T>, AppError>
+where
+    F: Fn(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, engine::ports::StoreError>>,
+{
+    let mut items = Vec::new();
+    loop {
+        let got = read(PageRequest {
+            after,
+            limit: limit - items.len(),
+        })
+        .await?;
+        items.extend(got.items.into_iter().filter(|t| wanted(t)));
+        if items.len() >= limit || got.next.is_none() {
+            return Ok(Page {
+                items,
+                next: got.next,
+            });
+        }
+        after = got.next;
     }
 }

@@ -137,19 +137,43 @@ where
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
+        let invalid = |field: String, message: String| {
+            ApiError(AppError::invalid_field(
+                codes::INVALID_QUERY,
+                "query",
+                field,
+                message,
+            ))
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if !seen.insert(name.clone()) {
+                return Err(invalid(name.into_owned(), "given more than once".into()));
+            }
+            if value.chars().any(char::is_control) {
+                return Err(invalid(
+                    name.into_owned(),
+                    "must not contain control characters".into(),
+                ));
+            }
+        }
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)
             .map(ApiQuery)
             .map_err(|e| {
-                let field = e.path().to_string();
+                let path = e.path().to_string();
                 let message = e.into_inner().to_string();
-                ApiError(AppError::invalid_field(
-                    codes::INVALID_QUERY,
-                    "query",
-                    field,
-                    message,
-                ))
+                // A struct-level error (an unknown parameter) has no path: name the
+                // parameter its message quotes.
+                let field = match path.as_str() {
+                    "" | "." => message
+                        .split('`')
+                        .nth(1)
+                        .map_or_else(|| "query".to_owned(), str::to_owned),
+                    _ => path,
+                };
+                invalid(field, message)
             })
     }
 }
