@@ -161,6 +161,20 @@ pub async fn jobs_list_pages_newest_first(b: Backend) {
         }
     }
     assert_eq!(seen, vec![1004, 1003, 1002, 1001, 1000]);
+    // A cursor the listing did not give out is the client's mistake, not a first page.
+    for cursor in ["", "nonsense", "12:zz", "~"] {
+        let bad = b
+            .jobs
+            .list_jobs(PageRequest {
+                after: Some(cursor.to_owned()),
+                limit: 2,
+            })
+            .await;
+        assert!(
+            matches!(bad, Err(StoreError::InvalidCursor { .. })),
+            "{cursor:?}: {bad:?}"
+        );
+    }
 
     // Every job's status, for gauges: one of them now RUNNING.
     let stored = b.jobs.get_job(&job(3).id).await.unwrap().unwrap();
@@ -253,6 +267,23 @@ pub async fn tasks_list_pages_and_filters(b: Backend) {
         }
     }
     assert_eq!(ids.len(), 25, "every group member exactly once");
+    for cursor in ["", "nonsense"] {
+        let bad = b
+            .tasks
+            .list_tasks(
+                &j.id,
+                &query,
+                PageRequest {
+                    after: Some(cursor.to_owned()),
+                    limit: 10,
+                },
+            )
+            .await;
+        assert!(
+            matches!(bad, Err(StoreError::InvalidCursor { .. })),
+            "{cursor:?}: {bad:?}"
+        );
+    }
     ids.dedup();
     assert_eq!(ids.len(), 25);
     let pending = TaskQuery {
