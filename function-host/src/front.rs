@@ -157,23 +157,19 @@ impl Front {
         }
     }
 
-    /// Cancel; a finished job is returned unchanged.
+    /// Cancel; a finished job is the conflict `JOB_FINISHED` (HTTP 409, exit 2).
     pub async fn cancel(&self, id: &JobId) -> Result<JobView, AppError> {
         match self {
-            Front::Local(app) => Ok(app.cancel(id).await?.0),
+            Front::Local(app) => app.cancel(id).await,
             Front::Remote(c) => {
-                match c
+                let (_, view) = c
                     .call(
                         reqwest::Method::POST,
                         &format!("/api/jobs/{id}/cancel"),
                         None,
                     )
-                    .await
-                {
-                    Ok((_, view)) => decode(view),
-                    Err(e) if e.code == codes::JOB_FINISHED => self.status(id).await,
-                    Err(e) => Err(e),
-                }
+                    .await?;
+                decode(view)
             }
         }
     }

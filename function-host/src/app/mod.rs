@@ -305,13 +305,17 @@ impl App {
     }
 
     /// Cancel a job. `Ok((view, false))` when it had already finished (left unchanged).
-    pub async fn cancel(&self, id: &JobId) -> Result<(JobView, bool), AppError> {
+    pub async fn cancel(&self, id: &JobId) -> Result<JobView, AppError> {
         let before = self.status(id).await?;
         if before.job.status.is_terminal() {
-            return Ok((before, false));
+            return Err(AppError::new(
+                ErrorKind::Conflict,
+                codes::JOB_FINISHED,
+                format!("job {id} is already {}", before.job.status),
+            ));
         }
         self.engine.cancel(id).await?;
-        Ok((self.status(id).await?, true))
+        self.status(id).await
     }
 
     /// Delete a finished job with its tasks, queued messages and events.

@@ -221,15 +221,7 @@ pub async fn get_result(
 
 pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = parse_job_id(&id)?;
-    let (view, cancelled) = app.cancel(&id).await?;
-    if !cancelled {
-        return Err(AppError::new(
-            ErrorKind::Conflict,
-            codes::JOB_FINISHED,
-            format!("job {id} is already {}", view.job.status),
-        )
-        .into());
-    }
+    let view = app.cancel(&id).await?;
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
