@@ -577,7 +577,7 @@ const Maps = (() => {
       }
       box.dataset.blocks = renders.length;
       box.dataset.blockStatuses = JSON.stringify(renders.reduce((m, t) => ((m[t.status] = (m[t.status] || 0) + 1), m), {}));
-      if (all.length && !fitted) { map.fitBounds(all); fitted = true; }
+      if (all.length && !fitted) { map.fitBounds(all, { animate: false }); fitted = true; }
       if (finished && !tiles) {
         const r = view.result;
         tiles = tileLayer(`${dataUrl(p.output_container, p.output_prefix)}/{z}/{x}/{y}.png`, {
@@ -612,7 +612,7 @@ const Maps = (() => {
       }
       box.dataset.footprints = all.length / 2;
       // Not closer than zoom 6: the world around the footprints stays in view.
-      if (all.length && !fitted) { map.fitBounds(all, { maxZoom: 6, padding: [24, 24] }); fitted = true; }
+      if (all.length && !fitted) { map.fitBounds(all, { maxZoom: 6, padding: [24, 24], animate: false }); fitted = true; }
       void view;
     }
 
