@@ -493,6 +493,20 @@ fn a_tiled_raster_job_fills_the_map() {
             .await;
         assert_eq!(elsewhere, json!([]), "requests to another origin");
         assert_eq!(b.eval("document.querySelectorAll('#map .osm').length").await, json!(0));
+        // Rings that cross the antimeridian (Russia, Fiji) run on past 180 instead of jumping
+        // to -180, which a flat map would draw as a line across the world.
+        let jumps = b
+            .eval("fetch('/assets/world-110m.json').then(r => r.json()).then(t => { \
+                const jumps = c => typeof c[0][0] === 'number' \
+                  ? c.slice(1).filter((p, i) => Math.abs(p[0] - c[i][0]) > 180 && Math.abs(p[1]) < 89.9 && Math.abs(c[i][1]) < 89.9).length \
+                  : c.reduce((n, x) => n + jumps(x), 0); \
+                const land = topojson.feature(t, t.objects.land); \
+                const borders = topojson.mesh(t, t.objects.countries, (a, b) => a !== b); \
+                const geoms = (land.features ? land.features.map(f => f.geometry) : [land.geometry]).concat([borders]); \
+                return [geoms.reduce((n, g) => n + jumps(g.coordinates), 0), geoms.reduce((n, g) => n + jumps(Maps.unwrapped(g).coordinates), 0)]; })")
+            .await;
+        assert!(jumps[0].as_u64().unwrap() > 0, "the data crosses the antimeridian: {jumps}");
+        assert_eq!(jumps[1], json!(0), "none left to draw across the map: {jumps}");
         b.snapshot("footprint").await;
         b.assert_no_script_errors().await;
         drop(data);

@@ -530,9 +530,29 @@ const Maps = (() => {
   function worldLayers() {
     if (!world) world = fetch("/assets/world-110m.json").then(r => (r.ok ? r.json() : Promise.reject(new Error(`basemap: HTTP ${r.status}`))));
     return world.then(topo => ({
-      land: topojson.feature(topo, topo.objects.land),
-      borders: topojson.mesh(topo, topo.objects.countries, (a, b) => a !== b),
+      land: unwrapped(topojson.feature(topo, topo.objects.land)),
+      borders: unwrapped(topojson.mesh(topo, topo.objects.countries, (a, b) => a !== b)),
     }));
+  }
+
+  // The data is on the sphere: a ring that crosses the antimeridian (Russia, Fiji) jumps from
+  // 180 to -180, which a flat map draws as a line across the world. Unwrap such jumps so the
+  // ring runs on past 180; jumps along a pole (Antarctica's ring) are the ring's own edges.
+  function unwrapLine(line) {
+    let shift = 0;
+    return line.map((p, i) => {
+      const q = line[i - 1];
+      if (q && Math.abs(p[0] - q[0]) > 180 && Math.abs(p[1]) < 89.9 && Math.abs(q[1]) < 89.9) shift -= Math.sign(p[0] - q[0]) * 360;
+      return [p[0] + shift, p[1]];
+    });
+  }
+  function unwrapped(g) {
+    if (g.type === "FeatureCollection") return { ...g, features: g.features.map(unwrapped) };
+    if (g.type === "Feature") return { ...g, geometry: unwrapped(g.geometry) };
+    const depth = { LineString: 0, Polygon: 1, MultiLineString: 1, MultiPolygon: 2 }[g.type];
+    if (depth === undefined) return g;
+    const walk = (c, d) => (d === 0 ? unwrapLine(c) : c.map(x => walk(x, d - 1)));
+    return { ...g, coordinates: walk(g.coordinates, depth) };
   }
 
   // OpenStreetMap's tiles: an online layer, off unless the user turned it on (remembered).
@@ -623,7 +643,7 @@ const Maps = (() => {
   }
 
   const TYPES = new Set(["tiled_raster", "cog_conversion", "sync_container"]);
-  return { has: t => TYPES.has(t), create };
+  return { has: t => TYPES.has(t), create, unwrapped };
 })();
 
 // ---------- routing ----------

@@ -24,11 +24,12 @@ const Dag = (() => {
   }
 
   // Text widths, measured on a canvas with the page's font (no layout pass per label).
-  let ctx = null;
+  let ctx = null, family = null;
   function textWidth(text, font) {
     if (!ctx) ctx = document.createElement("canvas").getContext("2d");
-    const family = getComputedStyle(document.documentElement).fontFamily || "sans-serif";
-    ctx.font = `${font} ${family}`;
+    if (!family) family = getComputedStyle(document.documentElement).fontFamily || "sans-serif";
+    const f = `${font} ${family}`;
+    if (ctx.font !== f) ctx.font = f;
     return ctx.measureText(text).width;
   }
 
