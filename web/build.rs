@@ -11,10 +11,16 @@ fn main() {
         println!("cargo:rerun-if-changed={file}");
     }
     println!("cargo:rerun-if-env-changed=TESSERA_NPM");
-    let marker = out.join("node_modules/leaflet/dist/leaflet.js");
+    // One file of each package the `web` crate embeds (src/lib.rs).
+    let markers = [
+        "leaflet/dist/leaflet.js",
+        "topojson-client/dist/topojson-client.min.js",
+        "world-atlas/countries-110m.json",
+    ]
+    .map(|m| out.join("node_modules").join(m));
     let lock = std::fs::read(here.join("package-lock.json")).expect("web/package-lock.json");
     let installed_lock = std::fs::read(out.join("package-lock.json")).ok();
-    if marker.exists() && installed_lock.as_deref() == Some(lock.as_slice()) {
+    if markers.iter().all(|m| m.exists()) && installed_lock.as_deref() == Some(lock.as_slice()) {
         return;
     }
     std::fs::create_dir_all(&out).expect("creating OUT_DIR/npm");
@@ -23,11 +29,13 @@ fn main() {
     }
     let npm = std::env::var("TESSERA_NPM").unwrap_or_else(|_| "npm".into());
     install(&npm, &out);
-    assert!(
-        marker.exists(),
-        "npm ci ran but {} is missing",
-        marker.display()
-    );
+    for marker in &markers {
+        assert!(
+            marker.exists(),
+            "npm ci ran but {} is missing",
+            marker.display()
+        );
+    }
 }
 
 fn install(npm: &str, dir: &Path) {

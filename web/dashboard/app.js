@@ -10,6 +10,11 @@ let stopPage = () => {};
 
 function apiKey() { return localStorage.getItem("tessera.key") || ""; }
 
+// The role of the key in use, from the API's `Tessera-Key-Role` header (none: no auth, or not
+// asked yet): a read-only key sees the actions it may not take disabled.
+let keyRole = null;
+const readOnly = () => keyRole === "read-only";
+
 async function api(path, options = {}) {
   const headers = Object.assign({}, options.headers || {});
   if (apiKey()) headers.Authorization = `Bearer ${apiKey()}`;
@@ -18,6 +23,8 @@ async function api(path, options = {}) {
     options.body = JSON.stringify(options.json);
   }
   const r = await fetch(path, Object.assign({}, options, { headers }));
+  if (r.headers.get("tessera-key-role")) keyRole = r.headers.get("tessera-key-role");
+  if (r.status === 403) keyRole = "read-only";
   const text = await r.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { body = text; }
@@ -93,11 +100,35 @@ function h(tag, attrs = {}, ...children) {
 const time = ms => (ms ? new Date(ms).toLocaleString() : "—");
 const statusBadge = s => h("span", { class: `badge status-${s}`, "data-status": s }, s);
 
-function progressBar(p) {
-  const pct = Math.round((p || 0) * 100);
-  return h("div", { class: "progress", role: "progressbar", "aria-valuenow": pct, title: `${pct}%` },
+const TERMINAL = ["SUCCEEDED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELLED"];
+
+// How far a job got, 0..1, from its view (record + task counts + progress), or null when
+// unknown (a list item carries no counts). A running job: the API's progress (running
+// tasks' fractions included). A finished one: its tasks that ran to an end (succeeded,
+// failed or skipped) out of all, so a job cancelled or stopped by a failure shows where it
+// stopped, not 100 %; a succeeded job is complete.
+function jobProgress(v) {
+  if (v.status === "SUCCEEDED") return 1;
+  if (!v.tasks) return null;
+  if (!TERMINAL.includes(v.status)) return v.progress || 0;
+  const c = v.tasks, total = Object.values(c).reduce((s, n) => s + n, 0);
+  return total ? ((c.SUCCEEDED || 0) + (c.FAILED || 0) + (c.SKIPPED || 0)) / total : 0;
+}
+
+// The job's progress bar, its fill coloured by the job's status.
+function progressBar(v) {
+  const p = jobProgress(v);
+  if (p === null) {
+    return h("div", { class: "progress unknown", role: "progressbar", "data-status": v.status, title: "counting…" },
+      h("div", { class: "fill", style: "width:100%" }), h("span", {}, "…"));
+  }
+  const pct = Math.floor(p * 100 + 1e-9);
+  const title = v.tasks ? Object.entries(v.tasks).map(([s, c]) => `${s.toLowerCase()} ${c}`).join(", ") : `${pct}%`;
+  return h("div", { class: `progress status-${v.status}`, role: "progressbar", "aria-valuenow": pct, "data-status": v.status, title },
     h("div", { class: "fill", style: `width:${pct}%` }), h("span", {}, `${pct}%`));
 }
+
+function readOnlyTitle(title) { return readOnly() ? "this API key is read-only" : title; }
 
 function link(href, text) {
   return h("a", { href, "data-link": true }, text);
@@ -115,12 +146,22 @@ async function openapi() {
 
 // ---------- jobs list ----------
 
+const PAGE_SIZE = 20;
+
+// The list sorts as the API does: newest first, then by ID.
+const sortsBefore = (a, b) => a.created_at > b.created_at || (a.created_at === b.created_at && a.id < b.id);
+
 async function jobsPage() {
   const doc = await openapi();
   const statuses = doc.components.schemas.Job.properties.status.enum;
   const types = (await api("/api/job-types")).body.items;
+  // The filters live in the URL (`/?status=FAILED&job_type=hello_world`): a filtered view can
+  // be linked and reloaded.
   const params = new URLSearchParams(location.search);
   const filter = { status: params.get("status") || "", job_type: params.get("job_type") || "" };
+  const unknown = [];
+  if (filter.status && !statuses.includes(filter.status)) unknown.push(`status ${JSON.stringify(filter.status)}`);
+  if (filter.job_type && !types.some(t => t.job_type === filter.job_type)) unknown.push(`job type ${JSON.stringify(filter.job_type)}`);
   const cursors = [null];
   let page = 0;
 
@@ -134,36 +175,60 @@ async function jobsPage() {
   app.replaceChildren(
     h("section", {},
       h("h1", {}, "Jobs"),
-      h("div", { class: "filters" }, statusSel, typeSel),
+      h("div", { class: "filters" }, statusSel, typeSel,
+        unknown.length ? h("span", { class: "notice", id: "filter-notice" }, `Not a filter: ${unknown.join(", ")} (ignored)`) : null),
       h("table", { class: "jobs", id: "jobs" },
         h("thead", {}, h("tr", {}, ["Job", "Type", "Status", "Progress", "Tasks", "Created", "Finished"].map(c => h("th", {}, c)))),
         tbody),
       h("div", { class: "pager" }, prev, next)),
     h("section", { id: "submit" }, h("h2", {}, "Submit a job"), await submitForm(types)));
 
-  function reset() { page = 0; cursors.length = 1; load(); }
+  function reset() { page = 0; cursors.length = 1; syncUrl(); load(); }
+
+  function syncUrl() {
+    const q = new URLSearchParams();
+    if (statusSel.value) q.set("status", statusSel.value);
+    if (typeSel.value) q.set("job_type", typeSel.value);
+    const url = `/${q.toString() ? `?${q}` : ""}${location.hash}`;
+    if (url !== location.pathname + location.search + location.hash) history.replaceState(history.state, "", url);
+  }
+
+  // The rows shown (records or views, newest first) and the latest view of each job seen
+  // (from the stream or asked for): a list item carries no task counts.
+  let shown = [];
+  const views = new Map();
+  const latest = r => { const v = views.get(r.id); return v && v.updated_at >= r.updated_at ? v : r; };
 
   function row(v) {
     return h("tr", { "data-id": v.id },
       h("td", {}, link(`/jobs/${v.id}`, v.id.slice(0, 12))),
       h("td", {}, v.job_type), h("td", {}, statusBadge(v.status)),
-      h("td", {}, progressBar(v.progress)),
+      h("td", {}, progressBar(v)),
       h("td", {}, v.planned_tasks), h("td", {}, time(v.created_at)), h("td", {}, time(v.finished_at)));
   }
 
+  function draw() { tbody.replaceChildren(...shown.map(r => row(latest(r)))); }
+
+  let loads = 0;
   async function load() {
-    const q = new URLSearchParams({ limit: 20 });
+    const mine = ++loads;
+    const q = new URLSearchParams({ limit: PAGE_SIZE });
     if (statusSel.value) q.set("status", statusSel.value);
     if (typeSel.value) q.set("job_type", typeSel.value);
     if (cursors[page]) q.set("cursor", cursors[page]);
     const body = (await api(`/api/jobs?${q}`)).body;
+    if (mine !== loads) return; // a newer load is under way
     cursors[page + 1] = body.next_cursor;
     prev.disabled = page === 0;
     next.disabled = !body.next_cursor;
-    tbody.replaceChildren(...body.items.map(j => row(Object.assign({ progress: j.status === "SUCCEEDED" ? 1 : 0 }, j))));
-    for (const j of body.items) {
-      if (!["SUCCEEDED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELLED"].includes(j.status)) refreshRow(j.id);
-    }
+    shown = body.items.slice(0, PAGE_SIZE);
+    draw();
+    // Counts for the rows that need them: running jobs, and finished ones not seen since
+    // they last changed (a succeeded job is complete without them).
+    await Promise.all(shown.filter(r => {
+      const v = views.get(r.id);
+      return r.status !== "SUCCEEDED" && !(TERMINAL.includes(r.status) && v && v.updated_at >= r.updated_at);
+    }).map(r => refreshRow(r.id)));
   }
 
   async function refreshRow(id) {
@@ -174,12 +239,29 @@ async function jobsPage() {
     return (!statusSel.value || v.status === statusSel.value) && (!typeSel.value || v.job_type === typeSel.value);
   }
 
+  // A job's view from the stream (`job_created` replays every watched job at connect) or
+  // from a GET: its row is redrawn in place; a job that belongs on this page and is not on it
+  // (a new one), or one that left the filter, makes the page load again from the API, which
+  // keeps the order and the page size.
+  const reload = throttle(() => load().catch(() => {}), 300);
   function update(v) {
-    const old = tbody.querySelector(`tr[data-id="${v.id}"]`);
-    if (old) old.replaceWith(row(v));
-    else if (page === 0 && matches(v)) tbody.prepend(row(v));
+    const known = views.get(v.id);
+    if (known && known.updated_at > v.updated_at) return;
+    views.set(v.id, v);
+    const i = shown.findIndex(r => r.id === v.id);
+    if (i >= 0) {
+      const old = tbody.querySelector(`tr[data-id="${v.id}"]`);
+      if (old) old.replaceWith(row(latest(shown[i])));
+      if (!matches(v)) reload();
+      return;
+    }
+    if (page !== 0 || !matches(v)) return;
+    const last = shown[shown.length - 1];
+    if (shown.length >= PAGE_SIZE && last && sortsBefore(last, v)) return; // on a later page
+    reload();
   }
 
+  syncUrl();
   await load();
   const stop = follow("/api/events", (name, e) => {
     if (["job_created", "job_status", "job_progress"].includes(name)) update(JSON.parse(e.data));
@@ -242,7 +324,7 @@ async function submitForm(types) {
   const form = h("form", { id: "submit-form", class: "submit" },
     h("div", { class: "field" }, h("label", { for: "submit-type" }, "Job type"), typeSel), description, fields,
     h("div", { class: "field" }, h("label", { for: "submit-policy" }, "Outcome policy"), policy),
-    formError, h("button", { type: "submit" }, "Submit"));
+    formError, h("button", { type: "submit", id: "submit-button", disabled: readOnly(), title: readOnlyTitle(null) }, "Submit"));
   form.addEventListener("submit", async e => {
     e.preventDefault();
     for (const el of form.querySelectorAll(".error")) el.textContent = "";
@@ -272,17 +354,17 @@ async function submitForm(types) {
 
 // ---------- a job ----------
 
-const TERMINAL = ["SUCCEEDED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELLED"];
-
 async function jobPage(id) {
-  const expand = new Set();
+  // Expanded groups, in the URL too (`?expand=a,b`): a reload keeps them.
+  const expand = new Set((new URLSearchParams(location.search).get("expand") || "").split(",").filter(Boolean));
   const header = h("div", { class: "job-header" });
   const dag = h("div", { class: "dag-box", id: "dag" });
+  const tools = h("div", { class: "dag-tools", id: "dag-tools" });
   const details = h("aside", { class: "details", id: "details" }, h("p", { class: "muted" }, "Click a node for its details."));
   const result = h("pre", { class: "result", id: "result" });
   const mapBox = h("div", { id: "map", class: "map", hidden: true });
   const links = h("div", { class: "links", id: "links" });
-  app.replaceChildren(header, h("div", { class: "job-body" }, dag, details), mapBox, links, h("h2", {}, "Result"), result);
+  app.replaceChildren(header, tools, h("div", { class: "job-body" }, dag, details), mapBox, links, h("h2", {}, "Result"), result);
   let job = null;
   let map = null;
 
@@ -291,39 +373,66 @@ async function jobPage(id) {
     const g = (await api(`/api/jobs/${id}/graph${q}`)).body;
     job = g.job;
     drawHeader();
-    Dag.render(dag, g, onNode);
+    Dag.render(dag, g, onNode, collapse);
     dag.dataset.nodes = g.nodes.length;
+    drawTools(g);
     if (!window.__firstRender) window.__firstRender = performance.now();
     result.textContent = job.result !== undefined ? JSON.stringify(job.result, null, 2)
       : job.error ? `${job.error.code}: ${job.error.message}` : "(not finished)";
     if (map) await map.refresh(job);
   }
 
+  function syncUrl() {
+    const url = `/jobs/${id}${expand.size ? `?expand=${encodeURIComponent([...expand].join(","))}` : ""}`;
+    if (url !== location.pathname + location.search) history.replaceState(history.state, "", url);
+  }
+
+  async function collapse(group) {
+    expand.delete(group);
+    syncUrl();
+    await refresh();
+  }
+
+  // Above the DAG: how to expand (click a group) or collapse what is expanded.
+  function drawTools(g) {
+    const groups = g.nodes.filter(n => n.kind === "group");
+    const expanded = [...expand].filter(e => g.nodes.some(n => n.group === e && n.kind !== "group"));
+    tools.replaceChildren(
+      ...expanded.map(e => h("button", { class: "collapse-group", "data-collapse": e, onclick: () => collapse(e) }, `− Collapse ${e}`)),
+      ...(groups.length ? [h("span", { class: "muted" }, "Click a group to draw its tasks one by one.")] : []));
+  }
+
   function drawHeader() {
     const running = !TERMINAL.includes(job.status);
+    const ro = readOnly();
     const counts = Object.entries(job.tasks || {}).map(([s, c]) => h("span", { class: `count status-${s}`, "data-count": s }, `${s.toLowerCase()} ${c}`));
     header.replaceChildren(
       h("h1", {}, `${job.job_type} `, statusBadge(job.status)),
       h("p", { class: "muted mono" }, job.id),
-      progressBar(job.progress),
+      progressBar(job),
       h("div", { class: "counts", id: "counts" }, counts),
       h("p", { class: "muted" }, `attempt ${job.attempt} · created ${time(job.created_at)} · started ${time(job.started_at)} · finished ${time(job.finished_at)}`),
       h("div", { class: "actions" },
-        h("button", { id: "cancel", disabled: !running, onclick: () => act("Cancel this job?", () => api(`/api/jobs/${id}/cancel`, { method: "POST" })) }, "Cancel"),
-        h("button", { id: "rerun", disabled: !["FAILED", "CANCELLED"].includes(job.status), onclick: () => act("Re-run this job (same ID, attempt + 1)?", () => api("/api/jobs?force=true", { method: "POST", json: { job_type: job.job_type, params: job.params, outcome_policy: job.outcome_policy } })) }, "Re-run"),
-        h("button", { id: "delete", disabled: running, onclick: () => act("Delete this job with its tasks and events?", async () => { await api(`/api/jobs/${id}`, { method: "DELETE" }); navigate("/"); }) }, "Delete"),
+        h("button", { id: "cancel", disabled: !running || ro, title: readOnlyTitle("cancel the job"), onclick: () => act("Cancel this job?", () => api(`/api/jobs/${id}/cancel`, { method: "POST" })) }, "Cancel"),
+        h("button", { id: "rerun", disabled: !["FAILED", "CANCELLED"].includes(job.status) || ro, title: readOnlyTitle("run the job again: same ID, attempt + 1"), onclick: () => act("Re-run this job (same ID, attempt + 1)?", () => api("/api/jobs?force=true", { method: "POST", json: { job_type: job.job_type, params: job.params, outcome_policy: job.outcome_policy } })) }, "Re-run"),
+        h("button", { id: "delete", disabled: running || ro, title: readOnlyTitle("delete the job with its tasks and events"), onclick: () => act("Delete this job with its tasks and events?", async () => { await api(`/api/jobs/${id}`, { method: "DELETE" }); navigate("/"); }) }, "Delete"),
+        ro ? h("span", { class: "muted", id: "read-only" }, "read-only API key: viewing only") : null,
         h("span", { class: "error", id: "action-error" })));
   }
 
   async function act(question, f) {
     if (!confirm(question)) return;
-    try { await f(); await refresh(); } catch (e) { document.getElementById("action-error").textContent = problemText(e); }
+    try { await f(); await refresh(); } catch (e) {
+      if (e.status === 403) drawHeader(); // the key turned out read-only: disable the actions
+      document.getElementById("action-error").textContent = problemText(e);
+    }
   }
 
   async function onNode(n) {
     if (n.kind === "group") {
       if (n.size > 1000) { details.replaceChildren(h("p", {}, `${n.label}: ${n.size} tasks, too many to draw one by one.`), groupCounts(n)); return; }
       expand.add(n.group);
+      syncUrl();
       await refresh();
       return;
     }
@@ -340,7 +449,7 @@ async function jobPage(id) {
       h("h4", {}, "params"), h("pre", {}, JSON.stringify(t.params ?? null, null, 2)),
       h("h4", {}, "result"), h("pre", {}, JSON.stringify(t.result ?? null, null, 2)));
     if (n.group && expand.has(n.group)) {
-      details.append(h("button", { onclick: async () => { expand.delete(n.group); await refresh(); } }, `Collapse ${n.group}`));
+      details.append(h("button", { onclick: () => collapse(n.group) }, `− Collapse ${n.group}`));
     }
   }
 
@@ -415,8 +524,59 @@ const Maps = (() => {
     return new Layer(options);
   }
 
+  // The world basemap, embedded (Natural Earth 1:110m, public domain, from npm's
+  // world-atlas as TopoJSON): land and coastlines, country borders. Loaded once per page.
+  let world = null;
+  function worldLayers() {
+    if (!world) world = fetch("/assets/world-110m.json").then(r => (r.ok ? r.json() : Promise.reject(new Error(`basemap: HTTP ${r.status}`))));
+    return world.then(topo => ({
+      land: unwrapped(topojson.feature(topo, topo.objects.land)),
+      borders: unwrapped(topojson.mesh(topo, topo.objects.countries, (a, b) => a !== b)),
+    }));
+  }
+
+  // The data is on the sphere: a ring that crosses the antimeridian (Russia, Fiji) jumps from
+  // 180 to -180, which a flat map draws as a line across the world. Unwrap such jumps so the
+  // ring runs on past 180; jumps along a pole (Antarctica's ring) are the ring's own edges.
+  function unwrapLine(line) {
+    let shift = 0;
+    return line.map((p, i) => {
+      const q = line[i - 1];
+      if (q && Math.abs(p[0] - q[0]) > 180 && Math.abs(p[1]) < 89.9 && Math.abs(q[1]) < 89.9) shift -= Math.sign(p[0] - q[0]) * 360;
+      return [p[0] + shift, p[1]];
+    });
+  }
+  function unwrapped(g) {
+    if (g.type === "FeatureCollection") return { ...g, features: g.features.map(unwrapped) };
+    if (g.type === "Feature") return { ...g, geometry: unwrapped(g.geometry) };
+    const depth = { LineString: 0, Polygon: 1, MultiLineString: 1, MultiPolygon: 2 }[g.type];
+    if (depth === undefined) return g;
+    const walk = (c, d) => (d === 0 ? unwrapLine(c) : c.map(x => walk(x, d - 1)));
+    return { ...g, coordinates: walk(g.coordinates, depth) };
+  }
+
+  // OpenStreetMap's tiles: an online layer, off unless the user turned it on (remembered).
+  const OSM = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
+  const osmWanted = () => localStorage.getItem("tessera.osm") === "on";
+
+  function basemap(map, box) {
+    map.createPane("basemap").style.zIndex = 150; // under the tiles (200) and the shapes (400)
+    const offline = L.layerGroup([], { attribution: "Natural Earth" }).addTo(map);
+    worldLayers().then(({ land, borders }) => {
+      L.geoJSON(land, { pane: "basemap", interactive: false, style: { color: "#8d99a6", weight: 0.8, fillColor: "#f4f3ec", fillOpacity: 1, className: "basemap-land" } }).addTo(offline);
+      L.geoJSON(borders, { pane: "basemap", interactive: false, style: { color: "#b3bcc6", weight: 0.6, fill: false, className: "basemap-border" } }).addTo(offline);
+      box.dataset.basemap = "shown";
+    }).catch(e => { box.dataset.basemap = String(e); });
+    const osm = L.tileLayer(OSM, { maxZoom: 19, className: "osm", attribution: "&copy; OpenStreetMap contributors" });
+    if (osmWanted()) osm.addTo(map);
+    L.control.layers(null, { "World (Natural Earth, offline)": offline, "OpenStreetMap (online)": osm }, { collapsed: false, position: "topright" }).addTo(map);
+    map.on("overlayadd", e => { if (e.layer === osm) localStorage.setItem("tessera.osm", "on"); });
+    map.on("overlayremove", e => { if (e.layer === osm) localStorage.removeItem("tessera.osm"); });
+  }
+
   function create(job, box, links) {
-    const map = L.map(box, { worldCopyJump: true }).setView([0, 0], 1);
+    const map = L.map(box, { worldCopyJump: true }).setView([20, 0], 2);
+    basemap(map, box);
     const blocks = L.layerGroup().addTo(map);
     const footprints = L.layerGroup().addTo(map);
     let tiles = null, fitted = false;
@@ -437,7 +597,7 @@ const Maps = (() => {
       }
       box.dataset.blocks = renders.length;
       box.dataset.blockStatuses = JSON.stringify(renders.reduce((m, t) => ((m[t.status] = (m[t.status] || 0) + 1), m), {}));
-      if (all.length && !fitted) { map.fitBounds(all); fitted = true; }
+      if (all.length && !fitted) { map.fitBounds(all, { animate: false }); fitted = true; }
       if (finished && !tiles) {
         const r = view.result;
         tiles = tileLayer(`${dataUrl(p.output_container, p.output_prefix)}/{z}/{x}/{y}.png`, {
@@ -471,7 +631,8 @@ const Maps = (() => {
         L.rectangle(b, { color: colour("SUCCEEDED"), weight: 1, className: "footprint" }).bindTooltip(String(t.key)).addTo(footprints);
       }
       box.dataset.footprints = all.length / 2;
-      if (all.length && !fitted) { map.fitBounds(all); fitted = true; }
+      // Not closer than zoom 6: the world around the footprints stays in view.
+      if (all.length && !fitted) { map.fitBounds(all, { maxZoom: 6, padding: [24, 24], animate: false }); fitted = true; }
       void view;
     }
 
@@ -482,7 +643,7 @@ const Maps = (() => {
   }
 
   const TYPES = new Set(["tiled_raster", "cog_conversion", "sync_container"]);
-  return { has: t => TYPES.has(t), create };
+  return { has: t => TYPES.has(t), create, unwrapped };
 })();
 
 // ---------- routing ----------
@@ -492,14 +653,33 @@ function navigate(path) {
   route();
 }
 
+function notFound(title, detail) {
+  document.title = "Not found · Tessera";
+  app.replaceChildren(h("section", { class: "not-found", id: "not-found" },
+    h("h1", {}, title), h("p", {}, detail), h("p", {}, link("/", "← All jobs"))));
+}
+
 async function route() {
   stopPage();
   stopPage = () => {};
-  const m = location.pathname.match(/^\/jobs\/([0-9a-f]{64})$/);
+  document.title = "Tessera";
+  const job = location.pathname.match(/^\/jobs\/([^/]*)\/?$/);
   try {
-    stopPage = m ? await jobPage(m[1]) : await jobsPage();
+    if (job) {
+      const id = decodeURIComponent(job[1]);
+      if (!/^[0-9a-fA-F]{64}$/.test(id)) {
+        notFound("Job not found", `“${id}” is not a job ID: a job ID is 64 hexadecimal digits.`);
+        return;
+      }
+      stopPage = await jobPage(id);
+    } else if (location.pathname === "/") {
+      stopPage = await jobsPage();
+    } else {
+      notFound("Page not found", `Nothing at ${location.pathname}.`);
+    }
   } catch (e) {
-    app.replaceChildren(h("p", { class: "error", id: "page-error" }, problemText(e)));
+    if (job && e.status === 404) notFound("Job not found", `No job ${decodeURIComponent(job[1])}: ${problemText(e)}`);
+    else app.replaceChildren(h("p", { class: "error", id: "page-error" }, problemText(e)));
   }
 }
 

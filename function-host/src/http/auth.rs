@@ -1,11 +1,13 @@
 //! API keys: bearer tokens, compared in constant time (as SHA-256 digests, so neither the
 //! length nor the content of a stored key leaks through timing), never logged. A read-only
-//! key may call only GET and HEAD.
+//! key may call only GET and HEAD. A response to a request with a valid key tells the key's
+//! role in `Tessera-Key-Role` (`full` or `read-only`): the dashboard disables what the key
+//! may not do.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -21,6 +23,18 @@ pub enum Role {
     /// GET and HEAD only.
     ReadOnly,
 }
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Full => "full",
+            Role::ReadOnly => "read-only",
+        }
+    }
+}
+
+/// The response header naming the role of the request's key.
+pub const ROLE_HEADER: HeaderName = HeaderName::from_static("tessera-key-role");
 
 /// The configured keys (their digests). Empty: no authentication (loopback only).
 #[derive(Clone, Default)]
@@ -147,7 +161,13 @@ pub async fn require_key(
             ))
             .into_response()
         }
-        Some(_) => next.run(request).await,
+        Some(role) => {
+            let mut response = next.run(request).await;
+            response
+                .headers_mut()
+                .insert(ROLE_HEADER, HeaderValue::from_static(role.as_str()));
+            response
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::problem::ApiError;
@@ -32,9 +32,35 @@ pub async fn jobs_page() -> Response {
     html()
 }
 
-/// `GET /jobs/{id}`: a job (the script reads the ID from the URL and asks the API).
-pub async fn job_page(Path(_id): Path<String>) -> Response {
-    html()
+/// `GET /jobs/{id}`: a job (the script reads the ID from the URL and asks the API). The same
+/// page answers 404 when `id` cannot be a job ID (64 hexadecimal digits): the script says so.
+/// Whether a well-formed ID exists is the API's to say, behind the keys: the page holds no
+/// data.
+pub async fn job_page(Path(id): Path<String>) -> Response {
+    let mut page = html();
+    if !(id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())) {
+        *page.status_mut() = StatusCode::NOT_FOUND;
+    }
+    page
+}
+
+/// `GET /favicon.ico`: the browser asks for it on every page (the dashboard's page links
+/// `/assets/favicon.svg`; others, e.g. a JSON document opened in a tab, do not).
+pub async fn favicon() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("image/x-icon"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            ),
+        ],
+        web::FAVICON_ICO,
+    )
+        .into_response()
 }
 
 /// `GET /assets/{file}`.

@@ -165,6 +165,7 @@ pub fn router(app: Arc<App>, config: &HttpConfig) -> Router {
         .route("/", get(dashboard::jobs_page))
         .route("/jobs/{id}", get(dashboard::job_page))
         .route("/assets/{file}", get(dashboard::asset))
+        .route("/favicon.ico", get(dashboard::favicon))
         .route(
             "/openapi.json",
             get(move || {
