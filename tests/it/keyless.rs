@@ -191,3 +191,22 @@ fn the_cli_sends_a_function_key_to_a_function_app() {
         seen[1]
     );
 }
+
+#[test]
+fn a_client_id_that_is_not_a_guid_is_refused_naming_it() {
+    let out = Command::new(tessera_bin())
+        .args(["jobs", "--backend", "azure", "--storage-account", "acct"])
+        .env("RUST_LOG", "warn")
+        .env("AZURE_CLIENT_ID", "tessera-id")
+        .env_remove("AZURE_STORAGE_CONNECTION_STRING")
+        .env_remove("TESSERA_BACKEND")
+        .env_remove("TESSERA_SERVER")
+        .output()
+        .expect("running tessera");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("AZURE_CLIENT_ID \"tessera-id\" is not a GUID"),
+        "{stderr}"
+    );
+}

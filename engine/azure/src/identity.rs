@@ -485,7 +485,9 @@ mod tests {
             ("AZURE_CLIENT_ID", other),
             ("AZURE_CLIENT_SECRET", "x"),
         ];
-        let cases: &[(Option<&str>, &[(&str, &str)], String)] = &[
+        // (configured client ID, environment, the sources chosen)
+        type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], String);
+        let cases: &[Case] = &[
             // A developer machine or a VM: IMDS (it fails fast where there is none), then az.
             (None, &[], "imds(system) cli".into()),
             // App Service / Functions: its endpoint, not IMDS.
