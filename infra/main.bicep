@@ -5,7 +5,7 @@
 // It creates the storage account (tables, queues, containers under `prefix`), a Log
 // Analytics workspace with Application Insights, a user-assigned managed identity, the
 // Function App (Linux, Elastic Premium, the container image of infra/Dockerfile) and the data
-// roles of the app's identities on that storage account only. No secret anywhere: shared key
+// roles of that identity (the host's and the handler's) on that storage account only. No secret anywhere: shared key
 // access is disabled, every connection is an Entra ID identity.
 
 targetScope = 'resourceGroup'
@@ -125,8 +125,7 @@ module roles 'modules/roles.bicep' = {
   name: '${name}-roles'
   params: {
     storageAccountName: storage.outputs.name
-    hostPrincipalId: identity.outputs.principalId
-    handlerPrincipalId: app.outputs.principalId
+    principalId: identity.outputs.principalId
   }
 }
 

@@ -118,6 +118,15 @@ pub struct ServerArgs {
         value_name = "KEY"
     )]
     pub api_key: Option<String>,
+    /// Function key for `--server` on an Azure Function App (sent as `x-functions-key`;
+    /// with `--api-key` too when the app also sets TESSERA_API_KEYS).
+    #[arg(
+        long,
+        env = "TESSERA_FUNCTION_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub function_key: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -17,15 +17,23 @@ pub enum Front {
     Remote(Client),
 }
 
-/// An HTTP client of `tessera serve`.
+/// An HTTP client of `tessera serve` or of the Function App's HTTP functions.
 pub struct Client {
     base: String,
+    /// The API's own key, sent as `Authorization: Bearer`.
     key: Option<String>,
+    /// An Azure Functions function key, sent as `x-functions-key` (the host checks it before
+    /// the request reaches the handler).
+    function_key: Option<String>,
     http: reqwest::Client,
 }
 
 impl Client {
-    pub fn new(server: &str, key: Option<String>) -> Result<Self, AppError> {
+    pub fn new(
+        server: &str,
+        key: Option<String>,
+        function_key: Option<String>,
+    ) -> Result<Self, AppError> {
         let base = server.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(AppError::invalid(
@@ -38,7 +46,12 @@ impl Client {
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| AppError::new(ErrorKind::Internal, codes::INTERNAL, e.to_string()))?;
-        Ok(Client { base, key, http })
+        Ok(Client {
+            base,
+            key,
+            function_key,
+            http,
+        })
     }
 
     async fn call(
@@ -50,6 +63,9 @@ impl Client {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(key) = &self.key {
             request = request.bearer_auth(key);
+        }
+        if let Some(key) = &self.function_key {
+            request = request.header("x-functions-key", key);
         }
         if let Some(body) = body {
             request = request.json(&body);

@@ -143,6 +143,7 @@ fn azure_credentials(db: &DbArgs) -> Result<Credentials, AppError> {
         (Some(s), _) => Ok(Credentials::ConnectionString(s.clone())),
         (None, Some(account)) => Ok(Credentials::EntraId {
             account: account.clone(),
+            client_id: None,
         }),
         (None, None) => Err(AppError::invalid(
             codes::BAD_CONFIG,
@@ -172,7 +173,11 @@ async fn with_front<T>(
     f: impl AsyncFnOnce(&Front) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let front = match &server.server {
-        Some(url) => Front::Remote(Client::new(url, server.api_key.clone())?),
+        Some(url) => Front::Remote(Client::new(
+            url,
+            server.api_key.clone(),
+            server.function_key.clone(),
+        )?),
         None => Front::Local(App::open(&app_config(db, access)?).await?),
     };
     let result = f(&front).await;

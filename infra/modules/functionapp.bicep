@@ -116,10 +116,10 @@ resource app 'Microsoft.Web/sites@2023-12-01' = {
   tags: tags
   kind: 'functionapp,linux,container'
   identity: {
-    // The user-assigned identity serves the host (storage triggers, image pull, telemetry).
-    // The system-assigned one serves the tessera binary: its Azure SDK (azure_identity 0.21)
-    // asks App Service's identity endpoint for the system-assigned identity only.
-    type: 'SystemAssigned, UserAssigned'
+    // One identity for the host (storage triggers, image pull, telemetry) and the tessera
+    // binary, which asks App Service's identity endpoint for the client ID of
+    // AzureWebJobsStorage__clientId (docs/operations.md, "Identities and roles").
+    type: 'UserAssigned'
     userAssignedIdentities: {
       '${identityId}': {}
     }
@@ -149,7 +149,8 @@ resource app 'Microsoft.Web/sites@2023-12-01' = {
         { name: 'FUNCTIONS_EXTENSION_VERSION', value: '~4' }
         { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'Custom' }
         // The host's storage and every queue binding (connection AzureWebJobsStorage), with
-        // the user-assigned identity; the tessera binary reads the account name from it.
+        // the user-assigned identity; the tessera binary reads the account name and the
+        // identity's client ID from it too.
         { name: 'AzureWebJobsStorage__accountName', value: storageAccountName }
         { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
         { name: 'AzureWebJobsStorage__clientId', value: identityClientId }
@@ -193,4 +194,3 @@ resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@
 
 output name string = app.name
 output url string = 'https://${app.properties.defaultHostName}'
-output principalId string = app.identity.principalId

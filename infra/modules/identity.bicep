@@ -1,6 +1,7 @@
 // The user-assigned managed identity of the Function App: the Functions host uses it for its
 // storage connection (AzureWebJobsStorage__credential = managedidentity, __clientId), to pull
-// the container image and to send telemetry.
+// the container image and to send telemetry; the tessera handler, for its tables, queues and
+// blobs (it reads the same __clientId).
 
 param name string
 param location string

@@ -17,11 +17,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::azure::{AzureConfigKey, AzureCredential, MicrosoftAzureBuilder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    BackoffConfig, ClientOptions, CredentialProvider, ObjectStore, ObjectStoreExt, PutPayload,
+    RetryConfig,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -86,8 +87,9 @@ pub enum AzureBlobAuth {
     AccessKey(String),
     /// A SAS token (`sv=...&sig=...`).
     Sas(String),
-    /// Entra ID from the environment: managed identity, workload identity, Azure CLI.
-    EntraId,
+    /// Entra ID bearer tokens: the identity the platform provides, from the composition root
+    /// (the Azure backend's credential chain).
+    EntraId(Arc<dyn StorageToken>),
 }
 
 impl fmt::Debug for AzureBlobAuth {
@@ -95,8 +97,40 @@ impl fmt::Debug for AzureBlobAuth {
         f.write_str(match self {
             AzureBlobAuth::AccessKey(_) => "AccessKey(..)",
             AzureBlobAuth::Sas(_) => "Sas(..)",
-            AzureBlobAuth::EntraId => "EntraId",
+            AzureBlobAuth::EntraId(_) => "EntraId(..)",
         })
+    }
+}
+
+/// Entra ID bearer tokens for Azure Storage (scope `https://storage.azure.com/.default`).
+/// The source caches them: it is asked before every request.
+#[async_trait]
+pub trait StorageToken: Send + Sync {
+    /// A valid token, or why none could be had.
+    async fn token(&self) -> Result<String, String>;
+}
+
+/// A [`StorageToken`] as `object_store`'s credential provider.
+struct EntraTokens(Arc<dyn StorageToken>);
+
+impl fmt::Debug for EntraTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EntraTokens")
+    }
+}
+
+#[async_trait]
+impl CredentialProvider for EntraTokens {
+    type Credential = AzureCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<AzureCredential>> {
+        match self.0.token().await {
+            Ok(token) => Ok(Arc::new(AzureCredential::BearerToken(token))),
+            Err(message) => Err(object_store::Error::Generic {
+                store: "MicrosoftAzure",
+                source: message.into(),
+            }),
+        }
     }
 }
 
@@ -150,7 +184,9 @@ impl Azure {
             AzureBlobAuth::Sas(sas) => {
                 builder.with_config(AzureConfigKey::SasKey, sas.trim_start_matches('?'))
             }
-            AzureBlobAuth::EntraId => builder,
+            AzureBlobAuth::EntraId(tokens) => {
+                builder.with_credentials(Arc::new(EntraTokens(tokens.clone())))
+            }
         };
         let store: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
         stores.insert(container.to_owned(), store.clone());
@@ -513,5 +549,94 @@ mod tests {
         assert_eq!(std::fs::read(path).unwrap(), b"12345");
         assert_eq!(blobs.delete_prefix("c", "a/").await.unwrap(), 1);
         assert_eq!(blobs.list("c", "").await.unwrap().len(), 1);
+    }
+
+    /// Tokens from a fixed answer, counting the requests.
+    struct FixedToken(Result<String, String>, std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl StorageToken for FixedToken {
+        async fn token(&self) -> Result<String, String> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0.clone()
+        }
+    }
+
+    /// A fake Blob endpoint: every request gets an empty listing; the heads are recorded.
+    async fn fake_blob_endpoint() -> (String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/acct", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let body = r#"<?xml version="1.0" encoding="utf-8"?><EnumerationResults><Blobs></Blobs></EnumerationResults>"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn entra_id_requests_carry_the_bearer_token() {
+        let (endpoint, seen) = fake_blob_endpoint().await;
+        let tokens = Arc::new(FixedToken(Ok("tok-123".into()), Default::default()));
+        let dir = tempfile::tempdir().unwrap();
+        let account = AzureBlobAccount {
+            account: "acct".into(),
+            endpoint,
+            auth: AzureBlobAuth::EntraId(tokens.clone()),
+        };
+        let blobs = Blobs::azure(account, dir.path(), None);
+        assert_eq!(blobs.list("rasters", "").await.unwrap(), vec![]);
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(seen[0].starts_with("GET /acct/rasters?"), "{}", seen[0]);
+        let auth = seen[0]
+            .lines()
+            .find_map(|l| l.strip_prefix("authorization: "))
+            .unwrap_or_else(|| panic!("no authorization header: {}", seen[0]));
+        assert_eq!(auth, "Bearer tok-123");
+        assert_eq!(tokens.1.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn no_token_is_an_error_that_says_why() {
+        let (endpoint, seen) = fake_blob_endpoint().await;
+        let dir = tempfile::tempdir().unwrap();
+        let account = AzureBlobAccount {
+            account: "acct".into(),
+            endpoint,
+            auth: AzureBlobAuth::EntraId(Arc::new(FixedToken(
+                Err("no Entra ID credential gave a token: IMDS: unreachable".into()),
+                Default::default(),
+            ))),
+        };
+        let blobs = Blobs::azure(account, dir.path(), None);
+        let e = blobs.list("rasters", "").await.unwrap_err();
+        let mut chain = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        assert!(chain.contains("IMDS: unreachable"), "{chain}");
+        assert!(seen.lock().unwrap().is_empty());
     }
 }

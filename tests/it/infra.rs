@@ -425,6 +425,13 @@ fn mismatches(model: &Value) -> Vec<String> {
         })
         .collect();
     env.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), "7071".into());
+    // The identity's client ID is known at deployment only: a GUID stands for it.
+    const SAMPLE_CLIENT_ID: &str = "0b9e5c2a-1d3f-4e5a-9b8c-7d6e5f4a3b2c";
+    for (name, value) in env.iter_mut() {
+        if name.ends_with("__clientId") && value.ends_with(".properties.clientId>") {
+            *value = SAMPLE_CLIENT_ID.into();
+        }
+    }
     match settings::from_settings(|k| env.get(k).cloned()) {
         Err(e) => bad.push(format!(
             "the handler refuses the template's app settings: {}",
@@ -433,13 +440,18 @@ fn mismatches(model: &Value) -> Vec<String> {
         Ok(s) => {
             match &s.app.store {
                 StoreConfig::Azure {
-                    credentials: engine_azure::Credentials::EntraId { account },
+                    credentials: engine_azure::Credentials::EntraId { account, client_id },
                     prefix: p,
                     ..
                 } => {
                     if account != &account_name || p != &prefix {
                         bad.push(format!(
                             "the handler would use account {account:?} prefix {p:?}, the template made {account_name:?} {prefix:?}"
+                        ));
+                    }
+                    if client_id.as_deref() != Some(SAMPLE_CLIENT_ID) {
+                        bad.push(format!(
+                            "the handler would not use the user-assigned identity of AzureWebJobsStorage__clientId (client ID {client_id:?})"
                         ));
                     }
                 }
@@ -489,10 +501,10 @@ fn mismatches(model: &Value) -> Vec<String> {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    // The tessera binary authenticates with azure_identity 0.21, whose App Service credential
-    // asks for the system-assigned identity: the app needs one, and its roles.
-    if !identity_type.contains("SystemAssigned") {
-        bad.push(format!("the Function App's identity is {identity_type:?}: the handler needs a system-assigned identity"));
+    // The host and the tessera handler share the user-assigned identity of
+    // AzureWebJobsStorage__clientId: a system-assigned one would be unused.
+    if identity_type != "UserAssigned" {
+        bad.push(format!("the Function App's identity is {identity_type:?}: the host and the handler use the user-assigned identity only (\"UserAssigned\")"));
     }
     let client_id = setting("AzureWebJobsStorage__clientId").unwrap_or_default();
     let host_principal = client_id.replace(".properties.clientId>", ".properties.principalId>");
@@ -508,46 +520,27 @@ fn mismatches(model: &Value) -> Vec<String> {
     {
         bad.push(format!("the Function App does not carry the identity of AzureWebJobsStorage__clientId ({uami_id})"));
     }
-    let handler_principal = format!(
-        "<expr:Microsoft.Web/sites:{}.identity.principalId>",
-        site["name"].as_str().unwrap_or_default()
-    );
     let storage_scope = format!("<resource:Microsoft.Storage/storageAccounts:{account_name}>");
-    let queue_bindings = !connections.is_empty();
-    let mut needed: Vec<(String, &str, String, &str)> = vec![
+    let needed: Vec<(String, &str, String, &str)> = vec![
         (
             host_principal.clone(),
             BLOB_DATA_OWNER,
             storage_scope.clone(),
-            "the host's own containers (keys, leases, timers)",
+            "the host's own containers (keys, leases, timers); the handler's results and data containers",
         ),
         (
-            handler_principal.clone(),
+            host_principal.clone(),
             TABLE_DATA_CONTRIBUTOR,
             storage_scope.clone(),
             "the backend's tables",
         ),
         (
-            handler_principal.clone(),
+            host_principal.clone(),
             QUEUE_DATA_CONTRIBUTOR,
             storage_scope.clone(),
             "the backend's queues",
         ),
-        (
-            handler_principal.clone(),
-            BLOB_DATA_CONTRIBUTOR,
-            storage_scope.clone(),
-            "the results and data containers",
-        ),
     ];
-    if queue_bindings {
-        needed.push((
-            host_principal.clone(),
-            QUEUE_DATA_CONTRIBUTOR,
-            storage_scope.clone(),
-            "the queue triggers and their poison queues",
-        ));
-    }
     let mut allowed = needed.clone();
     let image = site["site_config"]["linuxFxVersion"]
         .as_str()
@@ -698,6 +691,13 @@ fn broken_copies_fail_the_check() {
             "allowSharedKeyAccess: false",
             "allowSharedKeyAccess: true",
             "allowSharedKeyAccess",
+        ),
+        // An identity nothing uses.
+        (
+            "modules/functionapp.bicep",
+            "type: 'UserAssigned'",
+            "type: 'SystemAssigned, UserAssigned'",
+            "identity is \"SystemAssigned, UserAssigned\"",
         ),
         // A broader role than the code needs.
         (

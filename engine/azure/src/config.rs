@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
 
+use crate::identity::EntraCredential;
+
 /// Azurite's well-known account.
 pub(crate) const DEV_ACCOUNT: &str = "devstoreaccount1";
 pub(crate) const DEV_KEY: &str =
@@ -16,9 +18,14 @@ pub enum Credentials {
     /// `DefaultEndpointsProtocol=...;AccountName=...;AccountKey=...` or `SharedAccessSignature=...`,
     /// or `UseDevelopmentStorage=true`.
     ConnectionString(String),
-    /// Entra ID (managed identity, workload identity, environment, Azure CLI) for `account`,
-    /// on the public cloud's endpoints.
-    EntraId { account: String },
+    /// Entra ID for `account`, on the public cloud's endpoints: the identity the platform
+    /// provides ([`EntraCredential`]: environment, App Service or VM managed identity, Azure
+    /// CLI). `client_id` selects a user-assigned managed identity (else `AZURE_CLIENT_ID`,
+    /// else the system-assigned one).
+    EntraId {
+        account: String,
+        client_id: Option<String>,
+    },
 }
 
 /// The backend's settings.
@@ -95,8 +102,8 @@ pub struct DataAccount {
 pub enum DataAuth {
     AccessKey(String),
     Sas(String),
-    /// Entra ID (managed identity, workload identity, Azure CLI) from the environment.
-    EntraId,
+    /// Entra ID: the same credential chain as the backend's.
+    EntraId(EntraCredential),
 }
 
 impl std::fmt::Debug for DataAuth {
@@ -104,7 +111,7 @@ impl std::fmt::Debug for DataAuth {
         f.write_str(match self {
             DataAuth::AccessKey(_) => "AccessKey(..)",
             DataAuth::Sas(_) => "Sas(..)",
-            DataAuth::EntraId => "EntraId",
+            DataAuth::EntraId(_) => "EntraId(..)",
         })
     }
 }
@@ -113,7 +120,9 @@ impl std::fmt::Debug for DataAuth {
 pub fn data_account(credentials: &Credentials) -> Result<DataAccount, ConfigError> {
     let endpoints = endpoints_of(credentials)?;
     let auth = match credentials {
-        Credentials::EntraId { .. } => DataAuth::EntraId,
+        Credentials::EntraId { client_id, .. } => {
+            DataAuth::EntraId(EntraCredential::from_env(client_id.as_deref())?)
+        }
         Credentials::ConnectionString(s) => {
             let cs = ConnectionString::new(s)
                 .map_err(|e| ConfigError::ConnectionString(e.to_string()))?;
@@ -139,7 +148,7 @@ pub fn data_account(credentials: &Credentials) -> Result<DataAccount, ConfigErro
 /// Account name and Blob endpoint, without building credentials.
 fn endpoints_of(credentials: &Credentials) -> Result<(String, String), ConfigError> {
     match credentials {
-        Credentials::EntraId { account } => Ok((
+        Credentials::EntraId { account, .. } => Ok((
             account.clone(),
             format!("https://{account}.blob.core.windows.net"),
         )),
@@ -184,16 +193,16 @@ pub(crate) fn check_prefix(prefix: &str) -> Result<(), ConfigError> {
 pub(crate) fn endpoints(credentials: &Credentials) -> Result<Endpoints, ConfigError> {
     match credentials {
         Credentials::ConnectionString(s) => from_connection_string(s),
-        Credentials::EntraId { account } => {
-            let credential = azure_identity::create_credential()
-                .map_err(|e| ConfigError::Identity(e.to_string()))?;
+        Credentials::EntraId { account, client_id } => {
+            let credential = EntraCredential::from_env(client_id.as_deref())?;
+            tracing::debug!(%account, sources = credential.describe(), "Entra ID");
             let url = |service: &str| format!("https://{account}.{service}.core.windows.net");
             Ok(Endpoints {
                 account: account.clone(),
                 blob: url("blob"),
                 queue: url("queue"),
                 table: url("table"),
-                credentials: StorageCredentials::token_credential(credential),
+                credentials: StorageCredentials::token_credential(credential.token_credential()),
             })
         }
     }
@@ -310,10 +319,17 @@ mod tests {
         assert!(matches!(d.auth, DataAuth::Sas(s) if s == "sv=1&sig=x"));
         let entra = Credentials::EntraId {
             account: "acct".into(),
+            client_id: None,
         };
         let d = data_account(&entra).unwrap();
         assert_eq!(d.blob_endpoint, "https://acct.blob.core.windows.net");
-        assert!(matches!(d.auth, DataAuth::EntraId));
+        assert!(matches!(d.auth, DataAuth::EntraId(_)));
+        let bad = Credentials::EntraId {
+            account: "acct".into(),
+            client_id: Some("nope".into()),
+        };
+        let e = data_account(&bad).unwrap_err().to_string();
+        assert!(e.contains("\"nope\" is not a GUID"), "{e}");
     }
 
     #[test]

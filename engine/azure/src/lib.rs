@@ -21,6 +21,7 @@ mod config;
 mod events;
 #[cfg(feature = "azurite")]
 pub mod host_queues;
+mod identity;
 mod ops;
 mod queue;
 mod store;
@@ -41,6 +42,7 @@ pub use config::{
     AzureConfig, ConfigError, Credentials, DataAccount, DataAuth, azurite_connection_string,
     data_account,
 };
+pub use identity::{BearerToken, EntraCredential, IdentityError, STORAGE_SCOPE, is_client_id};
 pub use ops::{OpCounts, Ops};
 
 /// Connecting failed: the error names the endpoint and why.

@@ -557,7 +557,7 @@ fn azure_blobs(
     let auth = match account.auth {
         DataAuth::AccessKey(key) => AzureBlobAuth::AccessKey(key),
         DataAuth::Sas(sas) => AzureBlobAuth::Sas(sas),
-        DataAuth::EntraId => AzureBlobAuth::EntraId,
+        DataAuth::EntraId(credential) => AzureBlobAuth::EntraId(Arc::new(EntraTokens(credential))),
     };
     let account = AzureBlobAccount {
         account: account.account,
@@ -569,6 +569,20 @@ fn azure_blobs(
 }
 
 struct AzureContainers(Arc<AzureBackend>);
+
+/// The backend's Entra ID credential chain as the blob store's token source.
+struct EntraTokens(engine_azure::EntraCredential);
+
+#[async_trait::async_trait]
+impl services::blob::StorageToken for EntraTokens {
+    async fn token(&self) -> Result<String, String> {
+        self.0
+            .storage_token()
+            .await
+            .map(|t| t.token)
+            .map_err(|e| e.to_string())
+    }
+}
 
 #[async_trait::async_trait]
 impl CreateContainer for AzureContainers {

@@ -1,7 +1,9 @@
 //! The handler's settings, read the way the Functions host passes them: the app settings as
 //! environment variables. Storage: `AzureWebJobsStorage` (a connection string), or the
 //! identity-based `AzureWebJobsStorage__accountName` / `__queueServiceUri` /
-//! `__tableServiceUri` / `__blobServiceUri` (managed identity). The project's own settings:
+//! `__tableServiceUri` / `__blobServiceUri` (managed identity), with `__clientId` naming the
+//! user-assigned identity (the host's convention; without it, `AZURE_CLIENT_ID` or the
+//! system-assigned identity). The project's own settings:
 //! `TESSERA_AZURE_PREFIX`, `TESSERA_LEASE_SECS`, `TESSERA_DATA_STORE`, `TESSERA_DATA_DIR`.
 
 use std::path::PathBuf;
@@ -33,8 +35,19 @@ pub fn storage_credentials(get: &impl Fn(&str) -> Option<String>) -> Result<Cred
     if let Some(s) = get(STORAGE).filter(|s| !s.trim().is_empty()) {
         return Ok(Credentials::ConnectionString(s));
     }
+    let client_id_setting = format!("{STORAGE}__clientId");
+    let client_id = match get(&client_id_setting).filter(|s| !s.trim().is_empty()) {
+        Some(id) if engine_azure::is_client_id(id.trim()) => Some(id.trim().to_owned()),
+        Some(id) => {
+            return Err(bad(
+                &client_id_setting,
+                format!("{id:?} is not a client ID (the user-assigned identity's GUID)"),
+            ));
+        }
+        None => None,
+    };
     if let Some(account) = get(&format!("{STORAGE}__accountName")).filter(|s| !s.is_empty()) {
-        return Ok(Credentials::EntraId { account });
+        return Ok(Credentials::EntraId { account, client_id });
     }
     for service in ["queue", "table", "blob"] {
         let setting = format!("{STORAGE}__{service}ServiceUri");
@@ -47,7 +60,7 @@ pub fn storage_credentials(get: &impl Fn(&str) -> Option<String>) -> Result<Cred
                     ),
                 )
             })?;
-            return Ok(Credentials::EntraId { account });
+            return Ok(Credentials::EntraId { account, client_id });
         }
     }
     Err(bad(
@@ -139,9 +152,12 @@ mod tests {
     fn account(s: &FunctionsSettings) -> String {
         match &s.app.store {
             StoreConfig::Azure {
-                credentials: Credentials::EntraId { account },
+                credentials: Credentials::EntraId { account, client_id },
                 ..
-            } => account.clone(),
+            } => match client_id {
+                Some(id) => format!("{account} as {id}"),
+                None => account.clone(),
+            },
             StoreConfig::Azure {
                 credentials: Credentials::ConnectionString(c),
                 ..
@@ -182,6 +198,19 @@ mod tests {
                 ],
                 "acct3",
             ),
+            // The user-assigned identity the host uses, for the handler too.
+            (
+                &[
+                    port,
+                    ("AzureWebJobsStorage__accountName", "acct4"),
+                    ("AzureWebJobsStorage__credential", "managedidentity"),
+                    (
+                        "AzureWebJobsStorage__clientId",
+                        "0b9e5c2a-1d3f-4e5a-9b8c-7d6e5f4a3b2c",
+                    ),
+                ],
+                "acct4 as 0b9e5c2a-1d3f-4e5a-9b8c-7d6e5f4a3b2c",
+            ),
             // The connection string wins over identity settings.
             (
                 &[
@@ -217,6 +246,14 @@ mod tests {
                     ),
                 ],
                 "AzureWebJobsStorage__queueServiceUri",
+            ),
+            (
+                &[
+                    port,
+                    ("AzureWebJobsStorage__accountName", "acct"),
+                    ("AzureWebJobsStorage__clientId", "tessera-id"),
+                ],
+                "AzureWebJobsStorage__clientId",
             ),
             (
                 &[port, storage, ("TESSERA_LEASE_SECS", "0")],
