@@ -216,3 +216,53 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiBody {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(e: AppError) -> (StatusCode, serde_json::Value) {
+        let response = ApiError(e).into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// A 500 says "internal error" and the request ID to look for in the log; the internal
+    /// message stays in the log.
+    #[tokio::test]
+    async fn internal_errors_keep_their_message_out_of_the_response() {
+        let secret = "sqlite: database disk image is malformed at /srv/tessera/tessera.db";
+        let (status, body) = super::super::CURRENT_REQUEST_ID
+            .scope(
+                "0123456789abcdef".to_owned(),
+                body_of(AppError::new(ErrorKind::Internal, codes::INTERNAL, secret)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            !detail.contains("sqlite") && !detail.contains("/srv"),
+            "{detail}"
+        );
+        assert!(detail.contains("internal error"), "{detail}");
+        assert!(detail.contains("0123456789abcdef"), "{detail}");
+        assert_eq!(body["code"], "INTERNAL");
+        // Outside a request: no ID, still no message.
+        let (_, body) = body_of(AppError::new(ErrorKind::Internal, codes::INTERNAL, secret)).await;
+        assert_eq!(body["detail"], "internal error: see the server's log");
+        // Other errors keep their detail: it is meant for the client.
+        let (status, body) = body_of(AppError::new(
+            ErrorKind::Unavailable,
+            codes::TIMEOUT,
+            "took too long",
+        ))
+        .await;
+        assert_eq!(
+            (status.as_u16(), body["detail"].as_str()),
+            (503, Some("took too long"))
+        );
+    }
+}
