@@ -55,6 +55,8 @@ pub async fn serve(
     mut config: HttpConfig,
     workers: Option<usize>,
 ) -> anyhow::Result<u8> {
+    // Registered before the address is printed: whoever reads it may signal at once.
+    let signal = shutdown_signal();
     let listeners = match bind_all(bind).await {
         Ok(l) => l,
         Err(e) => {
@@ -100,7 +102,7 @@ pub async fn serve(
     }
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        crate::wait_for_signal().await;
+        signal.await;
         tracing::info!("shutting down: no new connections; draining requests and tasks");
         stop.cancel();
     });
@@ -121,6 +123,26 @@ pub async fn serve(
     }
     close(app).await;
     Ok(EXIT_OK)
+}
+
+/// SIGTERM or SIGINT (Ctrl-C), the handlers installed now (not when first polled).
+fn shutdown_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            return Box::pin(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            });
+        }
+    }
+    Box::pin(crate::wait_for_signal())
 }
 
 /// Close the application (the SQLite WAL is checkpointed) once nothing else holds it: a

@@ -70,7 +70,7 @@ fn job_links() -> Value {
     json!({
         "GetJob": link("getJob", "the job", &id),
         "ListTasks": link("listTasks", "its tasks", &id),
-        "GetJobEvents": link("getJobEvents", "its events as a JSON page", &json!({"id": "$response.body#/id", "after": 0})),
+        "GetJobEvents": link("getJobEvents", "its events as a JSON page", &json!({"id": "$response.body#/id", "after": "0"})),
         "GetJobResult": link("getJobResult", "its result", &id),
         "GetJobGraph": link("getJobGraph", "its task graph", &id),
         "CancelJob": link("cancelJob", "cancel it", &id),
