@@ -1218,45 +1218,50 @@ fn the_openapi_document_is_valid_and_the_server_keeps_to_it() {
             json!({"job_type": "synthetic", "params": {"n": 10}}),
         ),
     );
-    // Run from a scratch directory: schemathesis keeps a cache where it runs.
+    // Run from a scratch directory: schemathesis keeps a cache where it runs. Two runs with
+    // the same checks: the examples, coverage and fuzzing phases (10 examples per
+    // operation), then the stateful phase, which follows the document's links from a
+    // submitted job to its reads, cancel and delete (50 examples: about 25 scenarios).
     let scratch = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(python_tool("schemathesis"))
-        .current_dir(scratch.path())
-        .args(["run", &s.url("/openapi.json")])
-        .args([
-            "--checks",
-            "all",
-            "--exclude-checks",
-            "positive_data_acceptance",
-        ])
-        // The stateful phase follows the document's links: submit a job, then read, list,
-        // cancel and delete it.
-        .args(["--phases", "examples,coverage,fuzzing,stateful"])
-        .args([
-            "--max-examples",
-            "10",
-            "--seed",
-            "1",
-            "--request-timeout",
-            "5",
-        ])
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("running schemathesis");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "schemathesis found failures:\n{report}"
-    );
-    // The stateful phase ran and followed links (schemathesis' summary: "API Links: N
-    // covered / ..."); only a link from a submitted job can reach a job that exists.
-    let covered: usize = report
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("API Links:"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no stateful summary in the report:\n{report}"));
-    assert!(covered >= 5, "only {covered} links followed:\n{report}");
+    for (phases, examples) in [("examples,coverage,fuzzing", "10"), ("stateful", "50")] {
+        let out = std::process::Command::new(python_tool("schemathesis"))
+            .current_dir(scratch.path())
+            .args(["run", &s.url("/openapi.json")])
+            .args([
+                "--checks",
+                "all",
+                "--exclude-checks",
+                "positive_data_acceptance",
+            ])
+            .args(["--phases", phases])
+            .args([
+                "--max-examples",
+                examples,
+                "--seed",
+                "1",
+                "--request-timeout",
+                "5",
+            ])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("running schemathesis");
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "schemathesis ({phases}) found failures:\n{report}"
+        );
+        if phases == "stateful" {
+            // Links were followed (the summary's "API Links: N covered / ..."): only a link
+            // from a submitted job reaches a job that exists.
+            let covered: usize = report
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("API Links:"))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no stateful summary in the report:\n{report}"));
+            assert!(covered >= 5, "only {covered} links followed:\n{report}");
+        }
+    }
 }
 
 /// Poison messages over the API and the CLI: a job whose task messages were delivered too

@@ -88,11 +88,6 @@ fn add_operation_ids_and_links(paths: &mut Value) {
     }
     paths["/api/jobs/{id}/cancel"]["post"]["responses"]["202"]["links"] = job_links();
     paths["/api/jobs/{id}"]["get"]["responses"]["200"]["links"] = job_links();
-    let poison = json!({"id": "$response.body#/items/0/id"});
-    paths["/api/poison"]["get"]["responses"]["200"]["links"] = json!({
-        "ReplayPoisonMessage": {"operationId": "replayPoisonMessage", "description": "replay the oldest", "parameters": poison},
-        "DiscardPoisonMessage": {"operationId": "discardPoisonMessage", "description": "discard the oldest", "parameters": poison},
-    });
     paths["/api/jobs/{id}/tasks"]["get"]["responses"]["200"]["links"] = json!({
         "GetTask": {
             "operationId": "getTask",
