@@ -187,9 +187,14 @@ pub enum Command {
     Serve {
         #[command(flatten)]
         db: DbArgs,
-        /// Address to listen on.
+        /// Address to listen on: IP:PORT, [IPv6]:PORT or HOST:PORT (every address the name
+        /// resolves to, e.g. localhost:8080).
         #[arg(long, default_value = "127.0.0.1:8080", env = "TESSERA_BIND")]
-        bind: std::net::SocketAddr,
+        bind: String,
+        /// Seconds a client may take to send a request's headers or body, or leave a
+        /// keep-alive connection idle (then it is disconnected; a stalled body gets 408).
+        #[arg(long, default_value_t = 10.0, value_name = "SECONDS", value_parser = parse_read_timeout)]
+        read_timeout: f64,
         /// Task handlers running at once in this process.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024), conflicts_with = "no_workers")]
         workers: u64,
@@ -331,4 +336,17 @@ pub enum PoisonAction {
         #[command(flatten)]
         target: PoisonTarget,
     },
+}
+
+/// `--read-timeout`: more than 0 and below the 30 s request timeout (a stalled body must be
+/// told from a slow request).
+fn parse_read_timeout(text: &str) -> Result<f64, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if secs.is_finite() && secs > 0.0 && secs < 30.0 {
+        Ok(secs)
+    } else {
+        Err("must be more than 0 and less than 30 (the request timeout)".into())
+    }
 }

@@ -112,6 +112,8 @@ fn kind_of(status: u16) -> ErrorKind {
         401 => ErrorKind::Unauthorized,
         403 => ErrorKind::Forbidden,
         404 => ErrorKind::NotFound,
+        405 => ErrorKind::MethodNotAllowed,
+        408 => ErrorKind::RequestTimeout,
         409 => ErrorKind::Conflict,
         413 => ErrorKind::TooLarge,
         415 => ErrorKind::UnsupportedMediaType,

@@ -59,7 +59,7 @@ fn parse_cli() -> Cli {
 fn main() -> ExitCode {
     let cli = parse_cli();
     let default_level = match cli.command {
-        Command::Worker { .. } | Command::Functions { .. } => "info",
+        Command::Worker { .. } | Command::Functions { .. } | Command::Serve { .. } => "info",
         _ => "warn",
     };
     init_logging(cli.log_format, default_level);
@@ -85,8 +85,10 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colours only for a terminal: a log file or a pipe gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -260,6 +262,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Serve {
             db,
             bind,
+            read_timeout,
             workers,
             no_workers,
             api_key_file,
@@ -281,15 +284,16 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
                 },
             }
             .map_err(|e| AppError::invalid(codes::BAD_CONFIG, e.to_string()))?;
-            function_host::http::check_bind(bind, &keys)?;
+            let bind = function_host::http::check_bind(&bind, &keys).await?;
             let config = HttpConfig {
                 keys,
                 max_body,
+                read_timeout: std::time::Duration::from_secs_f64(read_timeout),
                 ..HttpConfig::default()
             };
             let workers = (!no_workers).then_some(workers as usize);
             let app = App::open(&app_config(&db, Access::ReadWrite)?).await?;
-            serve::serve(app, bind, config, workers).await
+            serve::serve(app, &bind, config, workers).await
         }
         Command::Functions { concurrency } => {
             let settings =

@@ -277,6 +277,41 @@ impl Blobs {
         Ok(self.root.join(container))
     }
 
+    /// Local mode: whether `path` (under the data directory) resolves inside it. A symbolic
+    /// link in a container may point to another place of the data directory, not outside it
+    /// (the API serves these files). A path that does not exist yet is inside.
+    fn resolves_inside(&self, path: &Path) -> Result<bool, BlobError> {
+        let io = |source| BlobError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let resolved = match std::fs::canonicalize(path) {
+            Ok(resolved) => resolved,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(io(e)),
+        };
+        let root = std::fs::canonicalize(&self.root).map_err(io)?;
+        Ok(resolved.starts_with(root))
+    }
+
+    /// Local mode: refuse a blob whose file resolves outside the data directory.
+    fn check_local_blob(&self, container: &str, blob: &str) -> Result<(), BlobError> {
+        if self.azure.is_some() {
+            return Ok(());
+        }
+        let path = self.container_dir(container)?.join(blob);
+        if self.resolves_inside(&path)? {
+            Ok(())
+        } else {
+            tracing::warn!(path = %path.display(), "a blob resolving outside the data directory is refused");
+            Err(BlobError::InvalidName {
+                what: "blob",
+                name: format!("{container}/{blob}"),
+                reason: "resolves outside the data directory (a symbolic link): refused",
+            })
+        }
+    }
+
     fn store(&self, container: &str, create: bool) -> Result<Arc<dyn ObjectStore>, BlobError> {
         if let Some(azure) = &self.azure {
             check_container(container)?;
@@ -293,6 +328,14 @@ impl Blobs {
         } else if !dir.is_dir() {
             return Err(BlobError::NoContainer {
                 container: container.to_owned(),
+            });
+        }
+        if !self.resolves_inside(&dir)? {
+            tracing::warn!(path = %dir.display(), "a container resolving outside the data directory is refused");
+            return Err(BlobError::InvalidName {
+                what: "container",
+                name: container.to_owned(),
+                reason: "resolves outside the data directory (a symbolic link): refused",
             });
         }
         let store = LocalFileSystem::new_with_prefix(&dir).map_err(|source| BlobError::Store {
@@ -335,6 +378,18 @@ impl Blobs {
                 false => Self::store_error(container, prefix, e),
             })?;
         out.retain(|b| b.name.starts_with(prefix));
+        if self.azure.is_none() {
+            // Listed through symbolic links: leave out what resolves outside the data directory.
+            let mut inside = Vec::with_capacity(out.len());
+            for blob in out {
+                match self.check_local_blob(container, &blob.name) {
+                    Ok(()) => inside.push(blob),
+                    Err(BlobError::InvalidName { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            out = inside;
+        }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
@@ -350,6 +405,7 @@ impl Blobs {
         blob: &str,
     ) -> Result<(BlobMeta, Option<String>), BlobError> {
         check_blob(blob)?;
+        self.check_local_blob(container, blob)?;
         let store = self.store(container, false).map_err(|e| match e {
             BlobError::NoContainer { .. } => BlobError::NotFound {
                 container: container.to_owned(),
@@ -421,6 +477,7 @@ impl Blobs {
 
     pub async fn get(&self, container: &str, blob: &str) -> Result<Bytes, BlobError> {
         check_blob(blob)?;
+        self.check_local_blob(container, blob)?;
         let store = self.store(container, false)?;
         let got = store
             .get(&ObjectPath::from(blob))
@@ -638,5 +695,63 @@ mod tests {
         }
         assert!(chain.contains("IMDS: unreachable"), "{chain}");
         assert!(seen.lock().unwrap().is_empty());
+    }
+
+    /// A symbolic link in a container is followed only while it stays in the data directory.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn links_out_of_the_data_directory_are_refused() {
+        use std::os::unix::fs::symlink;
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.txt"), "secret").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::local(dir.path().join("data"));
+        blobs
+            .put("c", "real.txt", Bytes::from_static(b"ok"))
+            .await
+            .unwrap();
+        blobs
+            .put("other", "shared.txt", Bytes::from_static(b"shared"))
+            .await
+            .unwrap();
+        let c = dir.path().join("data/c");
+        symlink(outside.path().join("secret.txt"), c.join("leak.txt")).unwrap();
+        symlink(outside.path(), c.join("leakdir")).unwrap();
+        symlink(
+            dir.path().join("data/other/shared.txt"),
+            c.join("inside.txt"),
+        )
+        .unwrap();
+        symlink(outside.path(), dir.path().join("data/evil")).unwrap();
+
+        let names: Vec<String> = blobs
+            .list("c", "")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(names, ["inside.txt", "real.txt"]);
+        assert_eq!(
+            blobs.get("c", "inside.txt").await.unwrap().as_ref(),
+            b"shared"
+        );
+        for blob in ["leak.txt", "leakdir/secret.txt"] {
+            for e in [
+                blobs.get("c", blob).await.unwrap_err(),
+                blobs.head("c", blob).await.unwrap_err(),
+                blobs.local_path("c", blob).await.unwrap_err(),
+            ] {
+                assert!(
+                    e.to_string()
+                        .contains("resolves outside the data directory"),
+                    "{blob}: {e}"
+                );
+            }
+        }
+        let e = blobs.list("evil", "").await.unwrap_err();
+        assert!(e.to_string().contains("resolves outside"), "{e}");
+        let e = blobs.get("evil", "secret.txt").await.unwrap_err();
+        assert!(e.to_string().contains("resolves outside"), "{e}");
     }
 }

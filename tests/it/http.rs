@@ -764,51 +764,346 @@ fn sse_streams_a_job_to_its_end_and_resumes_with_last_event_id() {
     );
 }
 
-#[test]
-fn sigterm_drains_and_the_job_finishes_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("tessera.db");
-    let s = start(dir, &["--workers", "4"], None);
-    let rt = rt();
-    let sub = send(
-        &rt,
-        post_json(
-            &s,
-            "/api/jobs",
-            json!({"job_type": "synthetic", "params": {"n": 40, "sleep_ms": 300, "label": "drain"}}),
-        ),
-    );
-    assert_eq!(sub.status, 202);
-    let id = sub.body["id"].as_str().unwrap().to_owned();
-    std::thread::sleep(Duration::from_millis(500));
-    let pid = s.child.id().to_string();
+/// `kill -TERM` the server and wait for its exit code (within 30 s).
+fn terminate(s: &mut Server) -> Option<i32> {
     let started = Instant::now();
     assert!(
         std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args(["-TERM", &s.child.id().to_string()])
             .status()
             .unwrap()
             .success()
     );
-    let mut s = s;
-    let code = loop {
+    loop {
         if let Some(status) = s.child.try_wait().unwrap() {
-            break status.code();
+            return status.code();
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "serve did not exit after SIGTERM"
         );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(code, Some(0));
-    // Nothing lost: a new server on the same database finishes the job.
-    let dir = std::mem::replace(&mut s._dir, tempfile::tempdir().unwrap());
-    drop(s);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Start `tessera serve --bind 127.0.0.1:0 EXTRA` on `dir`'s database with its log (at INFO)
+/// going to `log`, a file: not a terminal.
+fn start_logged(dir: tempfile::TempDir, extra: &[&str], log: &std::path::Path) -> Server {
+    let mut cmd = tessera(
+        &dir.path().join("tessera.db"),
+        &[&["serve", "--bind", "127.0.0.1:0"], extra].concat(),
+    );
+    cmd.env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap());
+    let mut child = cmd.spawn().expect("starting tessera serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Server {
+        child,
+        base,
+        _dir: dir,
+        key: None,
+    }
+}
+
+/// SIGTERM, again and again, with and without jobs in flight: every time the server exits 0
+/// having closed its store (the SQLite WAL checkpointed: no `-wal` file, or an empty one),
+/// and logs as plain text (no colour codes in a file) with the start at INFO; then a new
+/// server on the same database finishes every job.
+#[test]
+fn sigterm_drains_and_the_job_finishes_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tessera.db");
+    let wal = dir.path().join("tessera.db-wal");
+    let logs = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut dir = Some(dir);
+    let mut ids = Vec::new();
+    for run in 0..20 {
+        let log = logs.path().join(format!("serve-{run}.log"));
+        let mut s = start_logged(dir.take().unwrap(), &["--workers", "4"], &log);
+        let in_flight = run % 2 == 0;
+        if in_flight {
+            let id = submit_id(
+                &rt,
+                &s,
+                json!({"job_type": "synthetic", "params": {"n": 8, "sleep_ms": 200, "label": format!("drain-{run}")}}),
+            );
+            // Let the worker start some of its tasks.
+            std::thread::sleep(Duration::from_millis(300));
+            ids.push(id);
+        } else if run % 4 == 1 {
+            // A request just before the signal.
+            assert_eq!(send(&rt, get(&s, "/healthz")).status, 200);
+        }
+        let code = terminate(&mut s);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            code,
+            Some(0),
+            "run {run} (job in flight: {in_flight}):\n{text}"
+        );
+        let wal_len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        assert_eq!(
+            wal_len, 0,
+            "run {run}: the WAL was not checkpointed at exit:\n{text}"
+        );
+        assert!(
+            !text.contains('\u{1b}'),
+            "run {run}: colour codes in a log file:\n{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.contains(" INFO ") && l.contains("serving the API")),
+            "run {run}: no INFO start line:\n{text}"
+        );
+        dir = Some(std::mem::replace(&mut s._dir, tempfile::tempdir().unwrap()));
+    }
+    // Nothing lost: a new server on the same database finishes the jobs.
     assert!(db.exists());
-    let s = start(dir, &["--workers", "8"], None);
+    let s = start(dir.take().unwrap(), &["--workers", "8"], None);
+    for id in ids {
+        let done = wait_done(&rt, &s, &id);
+        assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    }
+}
+
+/// Write `request` on a raw connection to the server, then read what comes back until the
+/// server closes the connection (or `limit` passes): (the bytes read, closed by the server).
+fn raw_exchange(s: &Server, request: &[u8], limit: Duration) -> (String, bool) {
+    use std::io::{Read, Write};
+    let addr = s.base.strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(request).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if Instant::now() > deadline {
+                    break false;
+                }
+            }
+            Err(e) => panic!("reading: {e}"),
+        }
+    };
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+/// Slow clients: a request whose headers never end, and a keep-alive connection left idle,
+/// are closed after `--read-timeout`; a body that stops coming is answered 408 BODY_TIMEOUT
+/// (the client's doing: logged at INFO, not as a server error).
+#[test]
+fn slow_clients_are_disconnected_after_the_read_timeout() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("serve.log");
+    let s = start_logged(
+        tempfile::tempdir().unwrap(),
+        &["--read-timeout", "1", "--no-workers"],
+        &log,
+    );
+    // Slowloris: part of the headers, then nothing.
+    let (answer, closed) = raw_exchange(
+        &s,
+        b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Slow: 1",
+        Duration::from_secs(15),
+    );
+    assert!(closed, "a request with unfinished headers was kept open");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    // An idle keep-alive connection: answered, then closed.
+    let (answer, closed) = raw_exchange(
+        &s,
+        b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n",
+        Duration::from_secs(15),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(closed, "an idle keep-alive connection was kept open");
+    // A body that stops half-way.
+    let (answer, _) = raw_exchange(
+        &s,
+        b"POST /api/jobs HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"job_type\"",
+        Duration::from_secs(15),
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains("\"code\":\"BODY_TIMEOUT\""), "{answer}");
+    // The server still serves.
+    assert_eq!(send(&rt(), get(&s, "/healthz")).status, 200);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("BODY_TIMEOUT"))
+        .unwrap_or_else(|| panic!("the 408 is not logged:\n{text}"));
+    assert!(line.contains(" INFO "), "{line}");
+    assert!(!text.contains("ERROR"), "{text}");
+}
+
+/// Problem details everywhere: a method a route does not take (405 with `Allow`), an ID
+/// that is not 64 lowercase hex digits, an unusable `X-Request-Id` (replaced), a forced
+/// re-run of a job that cannot be (worded for any client).
+#[test]
+fn methods_ids_and_request_ids_are_checked_and_answered_as_problems() {
+    let s = serve(&["--no-workers"]);
+    let rt = rt();
+    for (method, path, allowed) in [
+        (reqwest::Method::PUT, "/api/jobs", vec!["GET", "POST"]),
+        (reqwest::Method::POST, "/healthz", vec!["GET"]),
+        (reqwest::Method::PATCH, "/api/poison", vec!["GET"]),
+    ] {
+        let r = send(&rt, s.request(method.clone(), path));
+        assert_problem(&r, 405, "METHOD_NOT_ALLOWED");
+        let allow = r.headers["allow"].to_str().unwrap().to_owned();
+        for m in allowed {
+            assert!(allow.contains(m), "{method} {path}: Allow: {allow}");
+        }
+    }
+    let id = submit_id(
+        &rt,
+        &s,
+        json!({"job_type": "hello_world", "params": {"n": 3}}),
+    );
+    assert_eq!(send(&rt, get(&s, &format!("/api/jobs/{id}"))).status, 200);
+    let upper = id.to_ascii_uppercase();
+    let r = send(&rt, get(&s, &format!("/api/jobs/{upper}")));
+    assert_problem(&r, 400, "INVALID_ID");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("lowercase"),
+        "{}",
+        r.body
+    );
+    // Request IDs: a safe one is echoed, anything else replaced by a generated one.
+    let with_id = |value: &str| {
+        send(&rt, get(&s, "/healthz").header("x-request-id", value)).headers["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(with_id("client-42_a.b"), "client-42_a.b");
+    for bad in ["has space", "<script>", &"x".repeat(129), "a;b"] {
+        let echoed = with_id(bad);
+        assert_ne!(echoed, bad);
+        assert!(
+            echoed.len() == 16 && echoed.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{bad:?} -> {echoed:?}"
+        );
+    }
+    let rerun = send(
+        &rt,
+        post_json(
+            &s,
+            "/api/jobs?force=true",
+            json!({"job_type": "hello_world", "params": {"n": 3}}),
+        ),
+    );
+    assert_problem(&rerun, 409, "NOT_RERUNNABLE");
+    let detail = rerun.body["detail"].as_str().unwrap();
+    assert!(!detail.contains("--force"), "{detail}");
+}
+
+/// `--bind` takes a host name: the server listens on what it resolves to (loopback here,
+/// so no keys are needed).
+#[test]
+fn bind_takes_a_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = tessera(
+        &dir.path().join("tessera.db"),
+        &["serve", "--bind", "localhost:0", "--no-workers"],
+    );
+    let s = start_command(cmd, dir, None);
+    assert!(
+        s.base.starts_with("http://127.0.0.1:") || s.base.starts_with("http://[::1]:"),
+        "{}",
+        s.base
+    );
+    assert_eq!(send(&rt(), get(&s, "/healthz")).status, 200);
+    let out = tessera(
+        &tempfile::tempdir().unwrap().path().join("t.db"),
+        &["serve", "--bind", "localhost"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HOST:PORT"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The data directory over `/data`: a symbolic link that leads out of it is refused (and left
+/// out of a `list_container` inventory), one that stays inside is served; every file comes
+/// with `nosniff` and a sandboxing CSP, so an HTML blob cannot act as the dashboard.
+#[cfg(unix)]
+#[test]
+fn data_files_stay_inside_the_data_dir_and_cannot_script_the_dashboard() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "secret").unwrap();
+    let data = dir.path().join("data");
+    let c = data.join("c");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::create_dir_all(data.join("other")).unwrap();
+    std::fs::write(c.join("page.html"), "<script>alert(1)</script>").unwrap();
+    std::fs::write(data.join("other/shared.txt"), "shared").unwrap();
+    symlink(outside.path().join("secret.txt"), c.join("leak.txt")).unwrap();
+    symlink(outside.path(), c.join("leakdir")).unwrap();
+    symlink(data.join("other/shared.txt"), c.join("inside.txt")).unwrap();
+    let data_arg = data.to_str().unwrap().to_owned();
+    let s = start(dir, &["--data-dir", &data_arg, "--workers", "2"], None);
+    let rt = rt();
+    let page = send(&rt, get(&s, "/data/c/page.html"));
+    assert_eq!(page.status, 200);
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("sandbox"), "{csp}");
+    assert!(!csp.contains("allow-same-origin"), "{csp}");
+    let inside = send(&rt, get(&s, "/data/c/inside.txt"));
+    assert_eq!(
+        (inside.status.as_u16(), inside.body.clone()),
+        (200, json!("shared"))
+    );
+    for path in ["/data/c/leak.txt", "/data/c/leakdir/secret.txt"] {
+        let r = send(&rt, get(&s, path));
+        assert_problem(&r, 400, "INVALID_REQUEST");
+        assert!(
+            r.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("outside the data directory"),
+            "{path}: {}",
+            r.body
+        );
+    }
+    let id = submit_id(
+        &rt,
+        &s,
+        json!({"job_type": "list_container", "params": {"container": "c"}}),
+    );
     let done = wait_done(&rt, &s, &id);
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    let result = send(&rt, get(&s, &format!("/api/jobs/{id}/result")));
+    assert_eq!(result.body["result"]["count"], 2, "{}", result.body);
 }
 
 #[test]
@@ -1126,33 +1421,50 @@ fn the_openapi_document_is_valid_and_the_server_keeps_to_it() {
             json!({"job_type": "synthetic", "params": {"n": 10}}),
         ),
     );
-    // Run from a scratch directory: schemathesis keeps a cache where it runs.
+    // Run from a scratch directory: schemathesis keeps a cache where it runs. Two runs with
+    // the same checks: the examples, coverage and fuzzing phases (10 examples per
+    // operation), then the stateful phase, which follows the document's links from a
+    // submitted job to its reads, cancel and delete (50 examples: about 25 scenarios).
     let scratch = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(python_tool("schemathesis"))
-        .current_dir(scratch.path())
-        .args(["run", &s.url("/openapi.json")])
-        .args([
-            "--checks",
-            "all",
-            "--exclude-checks",
-            "positive_data_acceptance",
-        ])
-        .args([
-            "--max-examples",
-            "10",
-            "--seed",
-            "1",
-            "--request-timeout",
-            "5",
-        ])
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("running schemathesis");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "schemathesis found failures:\n{report}"
-    );
+    for (phases, examples) in [("examples,coverage,fuzzing", "10"), ("stateful", "50")] {
+        let out = std::process::Command::new(python_tool("schemathesis"))
+            .current_dir(scratch.path())
+            .args(["run", &s.url("/openapi.json")])
+            .args([
+                "--checks",
+                "all",
+                "--exclude-checks",
+                "positive_data_acceptance",
+            ])
+            .args(["--phases", phases])
+            .args([
+                "--max-examples",
+                examples,
+                "--seed",
+                "1",
+                "--request-timeout",
+                "5",
+            ])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("running schemathesis");
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "schemathesis ({phases}) found failures:\n{report}"
+        );
+        if phases == "stateful" {
+            // Links were followed (the summary's "API Links: N covered / ..."): only a link
+            // from a submitted job reaches a job that exists.
+            let covered: usize = report
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("API Links:"))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no stateful summary in the report:\n{report}"));
+            assert!(covered >= 5, "only {covered} links followed:\n{report}");
+        }
+    }
 }
 
 /// Poison messages over the API and the CLI: a job whose task messages were delivered too

@@ -14,10 +14,14 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The debug `tessera` binary, built once if needed (`cargo xtask test` builds it first).
+/// The debug `tessera` binary, built once if needed (`cargo xtask test` builds it first);
+/// `TESSERA_BIN` names another one (a copy, when the target directory is shared).
 pub fn tessera_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("TESSERA_BIN") {
+            return PathBuf::from(bin);
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace())

@@ -22,6 +22,10 @@ pub enum ErrorKind {
     Conflict,
     /// The request body is over the limit.
     TooLarge,
+    /// The route does not take this HTTP method (HTTP only).
+    MethodNotAllowed,
+    /// The client stopped sending its request body (HTTP only).
+    RequestTimeout,
     /// The request body is not JSON.
     UnsupportedMediaType,
     /// No or an unknown API key.
@@ -49,6 +53,8 @@ impl ErrorKind {
             | ErrorKind::NotFound
             | ErrorKind::Conflict
             | ErrorKind::TooLarge
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::RequestTimeout
             | ErrorKind::UnsupportedMediaType
             | ErrorKind::Unauthorized
             | ErrorKind::Forbidden => EXIT_INVALID_INPUT,
@@ -63,6 +69,8 @@ impl ErrorKind {
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
             ErrorKind::TooLarge => 413,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::Unauthorized => 401,
             ErrorKind::Forbidden => 403,
@@ -91,6 +99,9 @@ pub mod codes {
     pub const UNAUTHORIZED: &str = "UNAUTHORIZED";
     pub const FORBIDDEN: &str = "FORBIDDEN";
     pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
+    /// The client stopped sending its request body.
+    pub const BODY_TIMEOUT: &str = "BODY_TIMEOUT";
     pub const OVERLOADED: &str = "OVERLOADED";
     pub const TIMEOUT: &str = "TIMEOUT";
     pub const INVALID_ID: &str = "INVALID_ID";
@@ -125,6 +136,8 @@ pub mod codes {
         UNAUTHORIZED,
         FORBIDDEN,
         NOT_FOUND,
+        METHOD_NOT_ALLOWED,
+        BODY_TIMEOUT,
         OVERLOADED,
         TIMEOUT,
         INVALID_ID,
@@ -261,9 +274,14 @@ impl From<SubmitError> for AppError {
                 format!("invalid plan: {p}"),
             ),
             SubmitError::Canonical(c) => AppError::invalid(codes::INVALID_PARAMS, c.to_string()),
-            SubmitError::NotRerunnable { .. } => {
-                AppError::new(ErrorKind::Conflict, codes::NOT_RERUNNABLE, e.to_string())
-            }
+            // Worded for every front door (the engine's text names the CLI's `--force`).
+            SubmitError::NotRerunnable { id, status } => AppError::new(
+                ErrorKind::Conflict,
+                codes::NOT_RERUNNABLE,
+                format!(
+                    "job {id} is {status}; a forced submission re-runs only FAILED or CANCELLED jobs"
+                ),
+            ),
             SubmitError::Runtime(r) => r.into(),
             e => AppError::new(ErrorKind::Internal, codes::INTERNAL, e.to_string()),
         }
@@ -385,6 +403,8 @@ mod tests {
             (ErrorKind::NotFound, 2, 404),
             (ErrorKind::Conflict, 2, 409),
             (ErrorKind::TooLarge, 2, 413),
+            (ErrorKind::MethodNotAllowed, 2, 405),
+            (ErrorKind::RequestTimeout, 2, 408),
             (ErrorKind::UnsupportedMediaType, 2, 415),
             (ErrorKind::Unauthorized, 2, 401),
             (ErrorKind::Forbidden, 2, 403),

@@ -507,13 +507,24 @@ impl App {
     }
 }
 
-/// A job or task ID from a caller: 64 lowercase hex characters.
+/// A job or task ID from a caller: 64 lowercase hex characters, as IDs are printed and
+/// stored (an uppercase spelling is refused with `INVALID_ID`, not folded: an ID is compared
+/// as text by every store and client).
 pub fn parse_job_id(id: &str) -> Result<JobId, AppError> {
-    Ok(id.parse::<JobId>()?)
+    parse_hex_id("job", id)
 }
 
 pub fn parse_task_id(id: &str) -> Result<TaskId, AppError> {
-    Ok(id.parse::<TaskId>()?)
+    parse_hex_id("task", id)
+}
+
+fn parse_hex_id<T: TryFrom<String>>(what: &str, id: &str) -> Result<T, AppError> {
+    T::try_from(id.to_owned()).map_err(|_| {
+        AppError::invalid(
+            codes::INVALID_ID,
+            format!("invalid {what} id {id:?}: expected 64 lowercase hexadecimal characters"),
+        )
+    })
 }
 
 /// A poison message ID from a caller: what the backends hand out (SQLite row numbers, Azure

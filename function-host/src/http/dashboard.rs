@@ -109,21 +109,39 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-/// `GET /data/{container}/{*path}`: a file of the data store.
+/// `GET /data/{container}/{*path}`: a file of the data store. The files are the jobs' data,
+/// not the dashboard's, yet they are served on the dashboard's origin, where a browser keeps
+/// the API key: `nosniff` keeps each to its declared type, and `Content-Security-Policy:
+/// sandbox allow-scripts` gives a page opened from there an opaque origin of its own, so its
+/// scripts (the standalone map page's Leaflet) run but cannot reach the dashboard's storage
+/// or call the API as the dashboard.
 pub async fn data(
     State(app): State<Arc<App>>,
     Path((container, path)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let bytes = app.data(&container, &path).await?;
     Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(content_type(&path)),
-        )],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type(&path)),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(DATA_CSP),
+            ),
+        ],
         bytes,
     )
         .into_response())
 }
+
+/// The policy of every `/data` file.
+pub const DATA_CSP: &str = "sandbox allow-scripts";
 
 #[cfg(test)]
 mod tests {

@@ -34,6 +34,69 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/openapi.json"),
 ];
 
+/// Every route's `operationId`, by (method, path): tools name operations by it (links,
+/// schemathesis' stateful phase, client generators).
+pub const OPERATION_IDS: &[(&str, &str, &str)] = &[
+    ("post", "/api/jobs", "submitJob"),
+    ("get", "/api/jobs", "listJobs"),
+    ("get", "/api/jobs/{id}", "getJob"),
+    ("delete", "/api/jobs/{id}", "deleteJob"),
+    ("get", "/api/jobs/{id}/tasks", "listTasks"),
+    ("get", "/api/jobs/{id}/tasks/{task_id}", "getTask"),
+    ("get", "/api/jobs/{id}/result", "getJobResult"),
+    ("post", "/api/jobs/{id}/cancel", "cancelJob"),
+    ("get", "/api/jobs/{id}/events", "getJobEvents"),
+    ("get", "/api/jobs/{id}/graph", "getJobGraph"),
+    ("get", "/api/events", "streamJobChanges"),
+    ("get", "/api/job-types", "listJobTypes"),
+    ("get", "/api/poison", "listPoisonMessages"),
+    ("delete", "/api/poison/{id}", "discardPoisonMessage"),
+    ("post", "/api/poison/{id}/replay", "replayPoisonMessage"),
+    ("get", "/healthz", "healthz"),
+    ("get", "/readyz", "readyz"),
+    ("get", "/metrics", "getMetrics"),
+    ("get", "/data/{container}/{path}", "getDataFile"),
+    ("get", "/openapi.json", "getOpenApiDocument"),
+];
+
+/// A container name, as `services::blob::check_container` accepts it.
+pub const CONTAINER_PATTERN: &str = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}$";
+
+/// What a job's answer leads to: the operations on that job, its ID taken from the answer
+/// (`$response.body#/id`). The events link asks for a JSON page (`after=0`), not the stream.
+fn job_links() -> Value {
+    let id = json!({"id": "$response.body#/id"});
+    let link = |operation: &str, description: &str, parameters: &Value| json!({"operationId": operation, "parameters": parameters, "description": description});
+    json!({
+        "GetJob": link("getJob", "the job", &id),
+        "ListTasks": link("listTasks", "its tasks", &id),
+        "GetJobEvents": link("getJobEvents", "its events as a JSON page", &json!({"id": "$response.body#/id", "after": "0"})),
+        "GetJobResult": link("getJobResult", "its result", &id),
+        "GetJobGraph": link("getJobGraph", "its task graph", &id),
+        "CancelJob": link("cancelJob", "cancel it", &id),
+        "DeleteJob": link("deleteJob", "delete it (once finished)", &id),
+    })
+}
+
+/// Add the operation IDs and the links to the document's paths.
+fn add_operation_ids_and_links(paths: &mut Value) {
+    for (method, path, id) in OPERATION_IDS {
+        paths[*path][*method]["operationId"] = json!(id);
+    }
+    for status in ["200", "202"] {
+        paths["/api/jobs"]["post"]["responses"][status]["links"] = job_links();
+    }
+    paths["/api/jobs/{id}/cancel"]["post"]["responses"]["202"]["links"] = job_links();
+    paths["/api/jobs/{id}"]["get"]["responses"]["200"]["links"] = job_links();
+    paths["/api/jobs/{id}/tasks"]["get"]["responses"]["200"]["links"] = json!({
+        "GetTask": {
+            "operationId": "getTask",
+            "description": "the first task of the page",
+            "parameters": {"id": "$response.body#/items/0/job_id", "task_id": "$response.body#/items/0/id"}
+        }
+    });
+}
+
 fn spellings<T: Copy>(all: &[T], name: impl Fn(T) -> &'static str) -> Vec<&'static str> {
     all.iter().map(|v| name(*v)).collect()
 }
@@ -124,7 +187,7 @@ pub fn document(types: &[JobTypeInfo], max_body: usize, max_limit: usize) -> Val
         "the next_cursor of the previous page",
     );
     let sse = json!({"description": "Server-Sent Events", "content": {"text/event-stream": {"schema": sse_event()}}});
-    let paths = json!({
+    let mut paths = json!({
         "/api/jobs": {
             "post": {
                 "summary": "Accept a job (202), or return the same request's job (200)",
@@ -145,7 +208,7 @@ pub fn document(types: &[JobTypeInfo], max_body: usize, max_limit: usize) -> Val
                         "headers": {"Location": {"schema": {"type": "string"}}},
                         "content": {"application/json": {"schema": schema_ref("JobView")}}
                     }
-                }), errors(&[("409", "the job exists and cannot be re-run"), ("413", "body over the limit"), ("415", "the body is not JSON")]))
+                }), errors(&[("408", "the body did not arrive within the read timeout"), ("409", "the job exists and cannot be re-run"), ("413", "body over the limit"), ("415", "the body is not JSON")]))
             },
             "get": {
                 "summary": "Jobs, newest first",
@@ -278,7 +341,7 @@ pub fn document(types: &[JobTypeInfo], max_body: usize, max_limit: usize) -> Val
             "get": {
                 "summary": "A file of the data store (tiles, COGs, STAC items, TileJSON), for the dashboard's map",
                 "parameters": [
-                    {"name": "container", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "container", "in": "path", "required": true, "schema": {"type": "string", "pattern": CONTAINER_PATTERN}},
                     {"name": "path", "in": "path", "required": true, "schema": {"type": "string"}, "description": "the blob's name; may contain '/'"}
                 ],
                 "responses": merge(json!({"200": {"description": "the file", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}), errors(&[("404", "no such container or blob")]))
@@ -343,6 +406,7 @@ pub fn document(types: &[JobTypeInfo], max_body: usize, max_limit: usize) -> Val
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": merge(json!({"200": {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}}), errors(&[]))}},
         "/openapi.json": {"get": {"summary": "This document", "responses": merge(json!({"200": json_ok("OpenAPI 3.1", json!({"type": "object"}))}), errors(&[]))}}
     });
+    add_operation_ids_and_links(&mut paths);
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -547,4 +611,85 @@ fn schemas(types: &[JobTypeInfo]) -> Value {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every documented operation has one unique `operationId`, and every link names one.
+    #[test]
+    fn operations_have_unique_ids_and_links_name_them() {
+        let doc = document(&[], 1024, 1000);
+        let mut ids = std::collections::BTreeSet::new();
+        for (method, path) in ROUTES {
+            let id = doc["paths"][*path][*method]["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(ids.insert(id), "{id} twice");
+        }
+        assert_eq!(OPERATION_IDS.len(), ROUTES.len());
+        let mut n_links = 0;
+        for (_, path_item) in doc["paths"].as_object().unwrap() {
+            for (_, operation) in path_item.as_object().unwrap() {
+                for (_, response) in operation["responses"].as_object().unwrap() {
+                    for (_, link) in response["links"].as_object().into_iter().flatten() {
+                        let target = link["operationId"].as_str().unwrap();
+                        assert!(ids.contains(target), "link to {target}");
+                        n_links += 1;
+                    }
+                }
+            }
+        }
+        assert!(n_links >= 7 * 4 + 1, "{n_links} links");
+        let submit = &doc["paths"]["/api/jobs"]["post"]["responses"]["202"]["links"];
+        for target in [
+            "getJob",
+            "listTasks",
+            "getJobEvents",
+            "cancelJob",
+            "deleteJob",
+        ] {
+            assert!(
+                submit
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .any(|l| l["operationId"] == target),
+                "submitJob does not link to {target}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_container_pattern_is_what_the_blob_store_accepts() {
+        let re = |name: &str| {
+            // The pattern's three parts, checked by hand (no regex engine here).
+            let first = name.chars().next();
+            (1..=63).contains(&name.len())
+                && first.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        assert_eq!(CONTAINER_PATTERN, "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}$");
+        for name in [
+            "rasters",
+            "a",
+            "a.b",
+            "_x",
+            "-x",
+            ".x",
+            "",
+            "a/b",
+            "é",
+            &"x".repeat(64),
+        ] {
+            assert_eq!(
+                re(name),
+                services::blob::check_container(name).is_ok(),
+                "{name:?}"
+            );
+        }
+    }
 }

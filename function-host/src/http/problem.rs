@@ -28,6 +28,8 @@ fn title(kind: ErrorKind) -> &'static str {
         ErrorKind::NotFound => "Not found",
         ErrorKind::Conflict => "Conflict with the job's state",
         ErrorKind::TooLarge => "Request body too large",
+        ErrorKind::MethodNotAllowed => "Method not allowed",
+        ErrorKind::RequestTimeout => "Request body not received in time",
         ErrorKind::UnsupportedMediaType => "Unsupported media type",
         ErrorKind::Unauthorized => "Unauthorized",
         ErrorKind::Forbidden => "Forbidden",
@@ -37,13 +39,22 @@ fn title(kind: ErrorKind) -> &'static str {
 }
 
 /// The problem document of an error: `type`, `title`, `status`, `detail`, plus `code` and,
-/// for invalid input, `errors: [{field, message}]`.
+/// for invalid input, `errors: [{field, message}]`. An internal error's message stays in the
+/// log: its `detail` only gives the request ID to look for there.
 pub fn problem_body(e: &AppError) -> serde_json::Value {
+    let detail = if e.kind == ErrorKind::Internal {
+        match super::current_request_id().filter(|id| !id.is_empty()) {
+            Some(id) => format!("internal error (request ID {id}): see the server's log"),
+            None => "internal error: see the server's log".to_owned(),
+        }
+    } else {
+        e.message.clone()
+    };
     let mut body = json!({
         "type": format!("urn:tessera:error:{}", e.code),
         "title": title(e.kind),
         "status": e.http_status(),
-        "detail": e.message,
+        "detail": detail,
         "code": e.code,
     });
     if !e.fields.is_empty() {
@@ -56,8 +67,19 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            tracing::warn!(code = self.0.code, error = %self.0.message, "request failed");
+        // Inside the request's span: the log line carries its request ID.
+        match self.0.kind {
+            ErrorKind::Internal => {
+                tracing::error!(code = self.0.code, error = %self.0.message, "request failed");
+            }
+            ErrorKind::Unavailable => {
+                tracing::warn!(code = self.0.code, error = %self.0.message, "request failed");
+            }
+            // The client's doing, worth a line: a stalled upload.
+            ErrorKind::RequestTimeout => {
+                tracing::info!(code = self.0.code, error = %self.0.message, "request failed");
+            }
+            _ => {}
         }
         let mut response = (
             status,
@@ -178,29 +200,93 @@ where
     }
 }
 
-/// The raw request body, within the body limit; over it, a 413 problem.
+/// How long a client may take to send a request body (`HttpConfig::read_timeout`), a
+/// request extension.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadTimeout(pub std::time::Duration);
+
+/// The raw request body, within the body limit (over it, a 413 problem) and the read timeout
+/// (a body that stops coming is the client's doing: 408 `BODY_TIMEOUT`).
 pub struct ApiBody(pub Bytes);
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiBody {
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state)
+        let limit = req
+            .extensions()
+            .get::<ReadTimeout>()
+            .map_or(super::DEFAULT_READ_TIMEOUT, |t| t.0);
+        let Ok(read) = tokio::time::timeout(limit, Bytes::from_request(req, state)).await else {
+            return Err(ApiError(AppError::new(
+                ErrorKind::RequestTimeout,
+                codes::BODY_TIMEOUT,
+                format!("the request body did not arrive within {limit:?}"),
+            )));
+        };
+        read.map(ApiBody).map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError(AppError::new(
+                    ErrorKind::TooLarge,
+                    codes::BODY_TOO_LARGE,
+                    "the request body is over the limit (tessera serve --max-body)",
+                ))
+            } else {
+                ApiError(AppError::invalid(
+                    codes::INVALID_REQUEST,
+                    rejection.body_text(),
+                ))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(e: AppError) -> (StatusCode, serde_json::Value) {
+        let response = ApiError(e).into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
-            .map(ApiBody)
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError(AppError::new(
-                        ErrorKind::TooLarge,
-                        codes::BODY_TOO_LARGE,
-                        "the request body is over the limit (tessera serve --max-body)",
-                    ))
-                } else {
-                    ApiError(AppError::invalid(
-                        codes::INVALID_REQUEST,
-                        rejection.body_text(),
-                    ))
-                }
-            })
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// A 500 says "internal error" and the request ID to look for in the log; the internal
+    /// message stays in the log.
+    #[tokio::test]
+    async fn internal_errors_keep_their_message_out_of_the_response() {
+        let secret = "sqlite: database disk image is malformed at /srv/tessera/tessera.db";
+        let (status, body) = super::super::CURRENT_REQUEST_ID
+            .scope(
+                "0123456789abcdef".to_owned(),
+                body_of(AppError::new(ErrorKind::Internal, codes::INTERNAL, secret)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            !detail.contains("sqlite") && !detail.contains("/srv"),
+            "{detail}"
+        );
+        assert!(detail.contains("internal error"), "{detail}");
+        assert!(detail.contains("0123456789abcdef"), "{detail}");
+        assert_eq!(body["code"], "INTERNAL");
+        // Outside a request: no ID, still no message.
+        let (_, body) = body_of(AppError::new(ErrorKind::Internal, codes::INTERNAL, secret)).await;
+        assert_eq!(body["detail"], "internal error: see the server's log");
+        // Other errors keep their detail: it is meant for the client.
+        let (status, body) = body_of(AppError::new(
+            ErrorKind::Unavailable,
+            codes::TIMEOUT,
+            "took too long",
+        ))
+        .await;
+        assert_eq!(
+            (status.as_u16(), body["detail"].as_str()),
+            (503, Some("took too long"))
+        );
     }
 }
