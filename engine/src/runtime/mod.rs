@@ -7,6 +7,7 @@ mod finish;
 mod lease;
 mod poison;
 mod push;
+mod queries;
 mod sweeper;
 pub mod triage;
 mod worker;
@@ -36,6 +37,7 @@ use expansion::Checked;
 pub use expansion::Expanded;
 pub use poison::{Decision, POISON_LIST_MAX, PoisonContent, PoisonEntry, ReplayError, Replayed};
 pub use push::{HostedAnswer, HostedMessage};
+pub use queries::EVENTS_PAGE_MAX;
 pub use sweeper::{SweepReport, run_sweeper};
 pub use worker::{WorkerConfig, run_worker};
 

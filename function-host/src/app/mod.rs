@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engine::events::JobEvent;
-use engine::ports::{Page, PageRequest, Removal, TaskQuery};
+use engine::ports::{Page, PageRequest, TaskQuery};
 use engine::runtime::{JobView, PoisonEntry, Replayed, Submission};
 use engine::{
     Engine, EngineConfig, JobId, JobRecord, JobStatus, SubmitOptions, TaskId, TaskRecord,
@@ -226,7 +226,6 @@ impl App {
 
     /// Jobs, newest first, filtered by status and job type.
     pub async fn list_jobs(&self, query: &JobsQuery) -> Result<Page<JobRecord>, AppError> {
-        let jobs = &self.engine.backend().jobs;
         let limit = query.page.limit.clamp(1, 1_000);
         let wanted = |j: &JobRecord| {
             query.status.is_none_or(|s| j.status == s)
@@ -236,7 +235,7 @@ impl App {
         filled_page(
             limit,
             query.page.after.clone(),
-            |page| jobs.list_jobs(page),
+            |page| self.engine.list_jobs(page),
             wanted,
         )
         .await
@@ -251,25 +250,13 @@ impl App {
         page: PageRequest,
     ) -> Result<Page<TaskRecord>, AppError> {
         self.status(id).await?;
-        let tasks = &self.engine.backend().tasks;
         let limit = page.limit.clamp(1, 1_000);
-        let Some(name) = name else {
-            return Ok(tasks
-                .list_tasks(
-                    id,
-                    query,
-                    PageRequest {
-                        after: page.after,
-                        limit,
-                    },
-                )
-                .await?);
-        };
+        // Without a name filter, this is one read of the listing.
         filled_page(
             limit,
             page.after,
-            |page| tasks.list_tasks(id, query, page),
-            |t: &TaskRecord| t.task == name,
+            |page| self.engine.list_tasks(id, query, page),
+            |t: &TaskRecord| name.is_none_or(|name| t.task == name),
         )
         .await
     }
@@ -277,18 +264,13 @@ impl App {
     /// One task of a job.
     pub async fn task(&self, id: &JobId, task_id: &TaskId) -> Result<TaskRecord, AppError> {
         self.status(id).await?;
-        self.engine
-            .backend()
-            .tasks
-            .get_task(id, task_id)
-            .await?
-            .ok_or_else(|| {
-                AppError::new(
-                    ErrorKind::NotFound,
-                    codes::TASK_NOT_FOUND,
-                    format!("job {id} has no task {task_id}"),
-                )
-            })
+        self.engine.task(id, task_id).await?.ok_or_else(|| {
+            AppError::new(
+                ErrorKind::NotFound,
+                codes::TASK_NOT_FOUND,
+                format!("job {id} has no task {task_id}"),
+            )
+        })
     }
 
     /// The job's result (its aggregate): a conflict while the job runs.
@@ -331,11 +313,7 @@ impl App {
                 ),
             ));
         }
-        self.engine
-            .backend()
-            .maintenance
-            .delete_job(id, Removal::Everything)
-            .await?;
+        self.engine.delete_job(id).await?;
         Ok(())
     }
 
@@ -348,13 +326,7 @@ impl App {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, JobEvent)>, AppError> {
-        let events = &self.engine.backend().events;
-        let settled = events.settled_cursor(engine::model::now_millis());
-        let mut page = events
-            .events_after(id, after, limit.clamp(1, 10_000))
-            .await?;
-        page.retain(|(seq, _)| *seq < settled);
-        Ok(page)
+        Ok(self.engine.events_after(id, after, limit).await?)
     }
 
     /// Whether no event of the job can come any more: the job is finished and so is every
@@ -374,7 +346,7 @@ impl App {
 
     /// See [`App::events_complete`].
     pub fn event_settle_delay(&self) -> std::time::Duration {
-        self.engine.backend().events.settle_delay()
+        self.engine.event_settle_delay()
     }
 
     /// The oldest poison messages (at most `limit`; Azure shows 32 at most), with what each
@@ -400,16 +372,10 @@ impl App {
     /// caches it).
     pub async fn gauges(&self) -> Result<Gauges, AppError> {
         use futures::{StreamExt, TryStreamExt};
-        let backend = self.engine.backend();
+        let engine = &self.engine;
         let (statuses, queue) = futures::try_join!(
-            async { Ok::<_, AppError>(backend.jobs.job_statuses().await?) },
-            async {
-                Ok(backend
-                    .queue
-                    .depth()
-                    .await
-                    .map_err(engine::runtime::RuntimeError::from)?)
-            },
+            async { Ok::<_, AppError>(engine.job_statuses().await?) },
+            async { Ok(engine.queue_depth().await?) },
         )?;
         let mut gauges = Gauges {
             queue,
@@ -425,7 +391,7 @@ impl App {
         active.truncate(GAUGE_MAX_ACTIVE_JOBS);
         gauges.active_jobs_counted = active.len() as u64;
         let counts: Vec<engine::model::StatusCounts> = futures::stream::iter(active)
-            .map(|id| async move { backend.tasks.count_tasks(&id, None).await })
+            .map(|id| async move { engine.task_counts(&id).await })
             .buffer_unordered(8)
             .try_collect()
             .await?;
@@ -455,11 +421,11 @@ impl App {
                 ),
             ));
         }
-        let tasks = &self.engine.backend().tasks;
         let mut all = Vec::with_capacity(total as usize);
         let mut page = PageRequest::first(1_000);
         loop {
-            let got = tasks
+            let got = self
+                .engine
                 .list_tasks(id, &TaskQuery::default(), page.clone())
                 .await?;
             all.extend(got.items);

@@ -513,12 +513,7 @@ pub async fn healthz() -> Json<Value> {
 
 /// Storage reachable: one read of the job listing.
 pub async fn readyz(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
-    app.engine()
-        .backend()
-        .jobs
-        .list_jobs(PageRequest::first(1))
-        .await
-        .map_err(AppError::from)?;
+    app.engine().probe().await.map_err(AppError::from)?;
     Ok(Json(json!({ "status": "ready" })))
 }
 
