@@ -3,14 +3,13 @@
 //! `$TESSERA_ARTIFACTS/dashboard/` (`cargo xtask test`: target/test-artifacts, kept with the
 //! CI log).
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{Value, json};
 
-use crate::support::tessera;
+use crate::support::{listening_on, tessera};
 
 /// A `tessera serve` on a free loopback port; killed on drop.
 pub struct Serve {
@@ -34,15 +33,7 @@ impl Serve {
         );
         cmd.stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = cmd.spawn().expect("starting tessera serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let base = listening_on(&mut child);
         Serve {
             child,
             base,

@@ -1,7 +1,6 @@
 //! The HTTP API against a real `tessera serve` process on a free loopback port (SQLite), with
 //! a real HTTP client (reqwest) and an SSE client reading the raw stream.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::support::tessera;
+use crate::support::{listening_on, tessera};
 
 const KEY: &str = "test-full-access-key-0001";
 const RO_KEY: &str = "test-read-only-key-00001";
@@ -46,14 +45,7 @@ fn start_command(
 ) -> Server {
     cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     let mut child = cmd.spawn().expect("starting tessera serve");
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let base = listening_on(&mut child);
     Server {
         child,
         base,
@@ -706,21 +698,27 @@ fn sse_of_a_cancelled_job_ends_after_its_last_event_not_at_job_completed() {
         "the cancel's tasks_ended comes after job_completed and is streamed: {names:?}"
     );
     // Exactly the events the log holds once nothing runs: none lost, none twice.
-    let page = send(
-        &rt,
-        get(&s, &format!("/api/jobs/{id}/events?after=0&limit=1000")),
-    );
-    let stored: Vec<u64> = page.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["cursor"].as_u64().unwrap())
-        .collect();
+    let (stored, page) = event_page(&rt, &s, &id);
     assert_eq!(stream.iter().map(|e| e.0).collect::<Vec<_>>(), stored);
     assert_eq!(
         page.body["items"].as_array().unwrap().last().unwrap()["event"]["type"],
         names.last().unwrap().to_string()
     );
+}
+
+/// The job's events as one JSON page: their cursors, and the page.
+fn event_page(rt: &tokio::runtime::Runtime, s: &Server, id: &str) -> (Vec<u64>, Reply) {
+    let page = send(
+        rt,
+        get(s, &format!("/api/jobs/{id}/events?after=0&limit=1000")),
+    );
+    let cursors = page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cursor"].as_u64().unwrap())
+        .collect();
+    (cursors, page)
 }
 
 #[test]
@@ -741,16 +739,7 @@ fn sse_streams_a_job_to_its_end_and_resumes_with_last_event_id() {
         assert_eq!(data["type"], name.as_str());
     }
     // The same events as the JSON page.
-    let page = send(
-        &rt,
-        get(&s, &format!("/api/jobs/{id}/events?after=0&limit=1000")),
-    );
-    let cursors: Vec<u64> = page.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["cursor"].as_u64().unwrap())
-        .collect();
+    let (cursors, _) = event_page(&rt, &s, &id);
     assert_eq!(cursors, all.iter().map(|e| e.0).collect::<Vec<_>>());
     // A reconnect after the 10th event gets exactly the rest, no duplicates.
     let resume_at = all[9].0;
@@ -797,15 +786,7 @@ fn start_logged(dir: tempfile::TempDir, extra: &[&str], log: &std::path::Path) -
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap());
     let mut child = cmd.spawn().expect("starting tessera serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let base = listening_on(&mut child);
     Server {
         child,
         base,

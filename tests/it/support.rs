@@ -224,3 +224,17 @@ impl Store {
         }
     }
 }
+
+/// The address a `tessera serve` child prints first (`listening on http://...`); its stdout
+/// must be piped.
+pub fn listening_on(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned()
+}
