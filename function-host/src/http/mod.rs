@@ -321,13 +321,14 @@ pub async fn check_bind(bind: &str, keys: &ApiKeys) -> Result<Vec<SocketAddr>, A
     if addrs.is_empty() {
         return Err(bad("the host name resolves to no address".into()));
     }
-    if keys.is_empty() {
-        if let Some(open) = addrs.iter().find(|a| !a.ip().is_loopback()) {
-            return Err(bad(format!(
-                "{} is not a loopback address: without API keys (--api-key-file or TESSERA_API_KEYS) tessera serve binds loopback only (127.0.0.1, ::1 or a name resolving to them)",
-                open.ip()
-            )));
-        }
+    let open = addrs
+        .iter()
+        .find(|a| keys.is_empty() && !a.ip().is_loopback());
+    if let Some(open) = open {
+        return Err(bad(format!(
+            "{} is not a loopback address: without API keys (--api-key-file or TESSERA_API_KEYS) tessera serve binds loopback only (127.0.0.1, ::1 or a name resolving to them)",
+            open.ip()
+        )));
     }
     Ok(addrs)
 }
