@@ -757,6 +757,41 @@ fn slow_clients_are_disconnected_after_the_read_timeout() {
     assert!(!text.contains("ERROR"), "{text}");
 }
 
+/// A request still in flight when the 10 s drain ends (here a body that keeps not coming,
+/// under a 25 s read timeout) is dropped: the server still closes its store (WAL
+/// checkpointed) and exits 0.
+#[test]
+fn a_request_outliving_the_drain_is_dropped_and_the_store_still_closed() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let wal = dir.path().join("tessera.db-wal");
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("serve.log");
+    let mut s = start_logged(dir, &["--read-timeout", "25", "--no-workers"], &log);
+    let rt = rt();
+    submit_id(
+        &rt,
+        &s,
+        json!({"job_type": "hello_world", "params": {"n": 2}}),
+    );
+    let addr = s.base.strip_prefix("http://").unwrap().to_owned();
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    stalled
+        .write_all(b"POST /api/jobs HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let code = terminate(&mut s);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("requests still in flight"), "{text}");
+    assert_eq!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()),
+        0,
+        "the store was not closed:\n{text}"
+    );
+    drop(stalled);
+}
+
 /// Problem details everywhere: a method a route does not take (405 with `Allow`), an ID
 /// that is not 64 lowercase hex digits, an unusable `X-Request-Id` (replaced), a forced
 /// re-run of a job that cannot be (worded for any client).
