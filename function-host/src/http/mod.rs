@@ -1,8 +1,10 @@
 //! `tessera serve`: the HTTP API over the application layer (axum). Cross-cutting concerns
 //! are tower layers every route passes through, in this order from the outside: request ID
-//! (taken from `X-Request-Id` or generated, echoed on the response), a tracing span carrying
-//! it, compression (not of event streams), API-key auth, then for the plain routes a
-//! concurrency limit that sheds load with 503 + `Retry-After`, a timeout, and the body limit.
+//! (taken from `X-Request-Id` when it is short and of a safe charset, otherwise generated;
+//! echoed on the response, and known to a 500's problem document), a tracing span carrying
+//! it, compression (not of event streams), 405s as problem documents, API-key auth, then for
+//! the plain routes a concurrency limit that sheds load with 503 + `Retry-After`, a timeout,
+//! and the body limit (and the body's read timeout, in `problem::ApiBody`).
 //!
 //! Invariant: only this module knows HTTP; the application layer and the engine do not.
 
