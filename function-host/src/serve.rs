@@ -30,10 +30,9 @@ async fn bind_all(bind: &[SocketAddr]) -> Result<Vec<TcpListener>, String> {
     let mut errors = Vec::new();
     for addr in bind {
         let mut addr = *addr;
-        if addr.port() == 0 {
-            if let Some(first) = listeners.first().and_then(|l| l.local_addr().ok()) {
-                addr.set_port(first.port());
-            }
+        let bound = listeners.first().and_then(|l| l.local_addr().ok());
+        if let Some(first) = bound.filter(|_| addr.port() == 0) {
+            addr.set_port(first.port());
         }
         match TcpListener::bind(addr).await {
             Ok(l) => listeners.push(l),

@@ -1,8 +1,10 @@
 //! `tessera serve`: the HTTP API over the application layer (axum). Cross-cutting concerns
 //! are tower layers every route passes through, in this order from the outside: request ID
-//! (taken from `X-Request-Id` or generated, echoed on the response), a tracing span carrying
-//! it, compression (not of event streams), API-key auth, then for the plain routes a
-//! concurrency limit that sheds load with 503 + `Retry-After`, a timeout, and the body limit.
+//! (taken from `X-Request-Id` when it is short and of a safe charset, otherwise generated;
+//! echoed on the response, and known to a 500's problem document), a tracing span carrying
+//! it, compression (not of event streams), 405s as problem documents, API-key auth, then for
+//! the plain routes a concurrency limit that sheds load with 503 + `Retry-After`, a timeout,
+//! and the body limit (and the body's read timeout, in `problem::ApiBody`).
 //!
 //! Invariant: only this module knows HTTP; the application layer and the engine do not.
 
@@ -322,13 +324,14 @@ pub async fn check_bind(bind: &str, keys: &ApiKeys) -> Result<Vec<SocketAddr>, A
     if addrs.is_empty() {
         return Err(bad("the host name resolves to no address".into()));
     }
-    if keys.is_empty() {
-        if let Some(open) = addrs.iter().find(|a| !a.ip().is_loopback()) {
-            return Err(bad(format!(
-                "{} is not a loopback address: without API keys (--api-key-file or TESSERA_API_KEYS) tessera serve binds loopback only (127.0.0.1, ::1 or a name resolving to them)",
-                open.ip()
-            )));
-        }
+    let open = addrs
+        .iter()
+        .find(|a| keys.is_empty() && !a.ip().is_loopback());
+    if let Some(open) = open {
+        return Err(bad(format!(
+            "{} is not a loopback address: without API keys (--api-key-file or TESSERA_API_KEYS) tessera serve binds loopback only (127.0.0.1, ::1 or a name resolving to them)",
+            open.ip()
+        )));
     }
     Ok(addrs)
 }
