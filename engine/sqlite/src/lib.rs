@@ -6,6 +6,7 @@
 //! only an OS crash or power loss may lose the last commits. `SqliteConfig::durable_fsync`
 //! selects `synchronous=FULL` for that too.
 
+mod codec;
 mod db;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,10 @@ use rand::Rng;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::Notify;
 
+use codec::{
+    TASK_COLUMNS, cas_with_events, corrupt, event_rows, initial_revision, insert_events,
+    job_from_row, read_task, revision_of, task_from_row, to_json,
+};
 use db::{Access, Db, sql};
 
 const TASKS_QUEUE: &str = "tasks";
@@ -481,94 +486,6 @@ fn migrate_from_2(conn: &Connection) -> rusqlite::Result<()> {
         "ALTER TABLE queue ADD COLUMN job_id TEXT;
          UPDATE queue SET job_id = json_extract(body, '$.job_id') WHERE json_valid(body);",
     )
-}
-
-fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
-    StoreError::Corrupt {
-        message: format!("{what}: {e}"),
-    }
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
-        message: format!("cannot serialize: {e}"),
-    })
-}
-
-/// First revision of a new row: the current time in microseconds, so that a row deleted and
-/// re-created (a forced re-run) never repeats a revision a stale writer may still hold.
-/// Events as stored rows: (job ID, JSON).
-fn event_rows(events: &[JobEvent]) -> Result<Vec<(String, String)>, StoreError> {
-    events
-        .iter()
-        .map(|e| Ok((e.job_id.to_string(), to_json(e)?)))
-        .collect()
-}
-
-fn insert_events(c: &Connection, rows: &[(String, String)]) -> Result<(), StoreError> {
-    let mut stmt = c
-        .prepare_cached("INSERT INTO events (job_id, doc) VALUES (?1, ?2)")
-        .map_err(sql)?;
-    for (job_id, doc) in rows {
-        stmt.execute([job_id, doc]).map_err(sql)?;
-    }
-    Ok(())
-}
-
-/// A status change with its events: one savepoint, so both or neither are written.
-/// Without events a single statement needs none.
-async fn cas_with_events<F>(db: &Db, events: &[JobEvent], update: F) -> Result<Cas, StoreError>
-where
-    F: FnOnce(&Connection) -> Result<Cas, StoreError> + Send + 'static,
-{
-    if events.is_empty() {
-        return db.call(update).await;
-    }
-    let rows = event_rows(events)?;
-    db.call_atomic(move |c| {
-        let cas = update(c)?;
-        if cas.is_ok() {
-            insert_events(c, &rows)?;
-        }
-        Ok(cas)
-    })
-    .await
-}
-
-fn initial_revision() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(1)
-}
-
-fn revision_of(rev: &Revision) -> i64 {
-    rev.0.parse().unwrap_or(-1)
-}
-
-fn job_from_row(doc: &str, revision: i64) -> Result<JobRecord, StoreError> {
-    let mut job: JobRecord = serde_json::from_str(doc).map_err(|e| corrupt("job", e))?;
-    job.revision = Revision(revision.to_string());
-    Ok(job)
-}
-
-fn task_from_row(
-    doc: &str,
-    revision: i64,
-    progress: Option<String>,
-) -> Result<TaskRecord, StoreError> {
-    let mut task: TaskRecord = serde_json::from_str(doc).map_err(|e| corrupt("task", e))?;
-    task.revision = Revision(revision.to_string());
-    if let Some(p) = progress {
-        task.progress = Some(serde_json::from_str(&p).map_err(|e| corrupt("progress", e))?);
-    }
-    Ok(task)
-}
-
-const TASK_COLUMNS: &str = "doc, revision, progress";
-
-fn read_task(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, Option<String>)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
 }
 
 #[async_trait]
