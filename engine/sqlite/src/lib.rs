@@ -8,6 +8,7 @@
 
 mod codec;
 mod db;
+mod events;
 mod jobs;
 mod queue;
 mod tasks;
@@ -17,16 +18,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use engine::events::JobEvent;
 use engine::ids::JobId;
 use engine::model::{JobRecord, Millis, TaskRecord, TaskStatus};
 use engine::ports::*;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::Notify;
 
-use codec::{
-    TASK_COLUMNS, corrupt, event_rows, insert_events, job_from_row, read_task, task_from_row,
-};
+use codec::{TASK_COLUMNS, job_from_row, read_task, task_from_row};
 use db::{Access, Db, sql};
 
 /// Reader connections (threads) per process, beside the one writer.
@@ -479,41 +477,6 @@ fn migrate_from_2(conn: &Connection) -> rusqlite::Result<()> {
         "ALTER TABLE queue ADD COLUMN job_id TEXT;
          UPDATE queue SET job_id = json_extract(body, '$.job_id') WHERE json_valid(body);",
     )
-}
-
-#[async_trait]
-impl EventLog for SqliteBackend {
-    async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError> {
-        let rows = event_rows(events)?;
-        self.db.call_atomic(move |c| insert_events(c, &rows)).await
-    }
-
-    async fn events_after(
-        &self,
-        job_id: &JobId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, JobEvent)>, StoreError> {
-        let job_id = job_id.clone();
-        self.db
-            .read(move |c| {
-                let mut stmt = c
-                    .prepare_cached("SELECT seq, doc FROM events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
-                    .map_err(sql)?;
-                let rows = stmt
-                    .query_map(params![job_id.as_str(), after as i64, limit as i64], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                    })
-                    .map_err(sql)?;
-                let mut out = Vec::new();
-                for row in rows {
-                    let (seq, doc) = row.map_err(sql)?;
-                    out.push((seq as u64, serde_json::from_str(&doc).map_err(|e| corrupt("event", e))?));
-                }
-                Ok(out)
-            })
-            .await
-    }
 }
 
 #[async_trait]
