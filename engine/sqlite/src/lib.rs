@@ -6,6 +6,7 @@
 //! only an OS crash or power loss may lose the last commits. `SqliteConfig::durable_fsync`
 //! selects `synchronous=FULL` for that too.
 
+mod backup;
 mod codec;
 mod db;
 mod events;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::Notify;
 
+pub use backup::{BackupError, backup};
 use db::{Access, Db};
 use migration::{SCHEMA_VERSION, create_schema, readable, user_version};
 
@@ -100,25 +102,6 @@ impl OpenError {
                 | OpenError::NotFound { .. }
         )
     }
-}
-
-/// `backup` failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BackupError {
-    #[error(transparent)]
-    Open(#[from] OpenError),
-    #[error("backup target {path} already exists: choose a new file")]
-    TargetExists { path: PathBuf },
-    #[error("backup target {path}: directory {directory} does not exist")]
-    TargetDirectory { path: PathBuf, directory: PathBuf },
-    #[error("cannot back up database {path} to {to}")]
-    Sqlite {
-        path: PathBuf,
-        to: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
 }
 
 /// Every engine port on one SQLite file.
@@ -238,46 +221,6 @@ impl SqliteBackend {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-/// Copy the database at `path` to the new file `to` while other processes keep using it: one
-/// read transaction (`VACUUM INTO`), so the copy is a consistent snapshot of the last commit,
-/// compacted, in rollback-journal mode (tessera switches it to WAL when it opens it).
-pub fn backup(path: &Path, to: &Path, config: &SqliteConfig) -> Result<(), BackupError> {
-    if to.exists() {
-        return Err(BackupError::TargetExists {
-            path: to.to_path_buf(),
-        });
-    }
-    if let Some(directory) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !directory.is_dir() {
-            return Err(BackupError::TargetDirectory {
-                path: to.to_path_buf(),
-                directory: directory.to_path_buf(),
-            });
-        }
-    }
-    let (conn, _) = connect_read_only(path, config)?;
-    let found = user_version(&conn).map_err(|source| OpenError::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if !readable(found) {
-        return Err(OpenError::SchemaVersion {
-            path: path.to_path_buf(),
-            found,
-            expected: SCHEMA_VERSION,
-        }
-        .into());
-    }
-    let target = to.to_string_lossy().into_owned();
-    conn.execute("VACUUM INTO ?1", [target])
-        .map(drop)
-        .map_err(|source| BackupError::Sqlite {
-            path: path.to_path_buf(),
-            to: to.to_path_buf(),
-            source,
-        })
 }
 
 /// `WAL_AUTOCHECKPOINT_PAGES`, or `TESSERA_SQLITE_WAL_AUTOCHECKPOINT` (pages) for A/B
