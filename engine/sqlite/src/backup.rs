@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::migration::{SCHEMA_VERSION, readable, user_version};
-use crate::{OpenError, SqliteConfig, connect_read_only};
+use crate::open::connect_read_only;
+use crate::{OpenError, SqliteConfig};
 
 /// `backup` failed.
 #[derive(Debug, thiserror::Error)]
