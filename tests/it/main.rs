@@ -6,6 +6,7 @@
 //! - `crash`: SIGKILL of a worker process mid-job loses nothing (SQLite and Azure)
 //! - `chaos`: three workers SIGKILLed again and again; the event log stays complete
 //! - `azure`: the Azure backend on Azurite: CLI, bad configuration, storage restart
+//! - `azure_conformance`: the backend conformance suite on the Azure backend (Azurite)
 //! - `http`: `tessera serve` with a real HTTP client: submit, errors, paging, auth, SSE, drain
 //! - `functions`: `tessera functions` under a protocol-level Functions host (`tessera_tests::functions_host`) on Azurite
 //! - `keyless`: Entra ID from a fake App Service token endpoint to a fake Blob endpoint; `--server` with a function key
@@ -16,6 +17,7 @@
 //!   `gdalinfo -json`, raster by raster
 
 mod azure;
+mod azure_conformance;
 mod chaos;
 mod cli;
 mod crash;
