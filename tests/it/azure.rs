@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use engine::{JobId, TaskStatus};
-use engine_azure::azurite::Azurite;
+use test_support::azurite::Azurite;
 
 use crate::crash::{assert_closed_once, wait_succeeded, worker};
 use serde_json::json;
@@ -62,7 +62,7 @@ fn azure_bad_configuration_fails_fast_and_names_the_endpoint() {
 
     // A SAS that may only read: connecting (it creates the tables) is refused, at once, with
     // the permission named.
-    let read_only = engine_azure::azurite::read_only_sas_connection_string(&good);
+    let read_only = test_support::azurite::read_only_sas_connection_string(&good);
     let started = std::time::Instant::now();
     let out = Store::azure(read_only).tessera(&["jobs"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -698,7 +698,7 @@ async fn invocations_failing_in_a_storage_outage_are_retried_and_the_job_complet
     // Azurite of our own, restarted on the same ports with its data.
     let data = tempfile::tempdir().unwrap();
     let mut azurite =
-        engine_azure::azurite::Azurite::start(&crate::support::azurite_bin(), Some(data.path()))
+        test_support::azurite::Azurite::start(&crate::support::azurite_bin(), Some(data.path()))
             .expect("starting Azurite");
     let store = Store::azure(azurite.connection_string());
     let running = Running::start(&store, 1).await;

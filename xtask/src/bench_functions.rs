@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use engine_azure::azurite::Azurite;
 use engine_azure::{AzureBackend, AzureConfig, Credentials};
 use serde_json::{Value, json};
 use tessera_tests::functions_host::Host;
+use test_support::azurite::Azurite;
 
 use crate::bench::median;
 use crate::bench_azure::{Run, add, ops_of};

@@ -13,8 +13,6 @@
 //! No `azure_*` type appears in this crate's public API: a later SDK migration touches this
 //! crate only.
 
-#[cfg(feature = "azurite")]
-pub mod azurite;
 mod blob;
 mod codec;
 mod config;
