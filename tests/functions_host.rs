@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use engine_azure::host_queues::{HostMessage, HostQueues};
 use serde_json::{Map, Value, json};
+use test_support::host_queues::{HostMessage, HostQueues};
 use tokio_util::sync::CancellationToken;
 
 /// `host.json`'s queue settings.

@@ -3,3 +3,4 @@
 //! host's side of Storage Queues. `cargo xtask` and the integration tests use them.
 
 pub mod azurite;
+pub mod host_queues;

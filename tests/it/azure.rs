@@ -247,7 +247,7 @@ fn the_cli_lists_and_discards_the_dead_letters_of_the_queue_it_is_told() {
     };
     let dead = format!("{prefix}-tasks-dead");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let queues = engine_azure::host_queues::HostQueues::connect(&connection).unwrap();
+    let queues = test_support::host_queues::HostQueues::connect(&connection).unwrap();
     rt.block_on(async {
         queues.create(&dead).await.unwrap();
         queues

@@ -17,8 +17,6 @@ mod blob;
 mod codec;
 mod config;
 mod events;
-#[cfg(feature = "azurite")]
-pub mod host_queues;
 mod identity;
 mod ops;
 mod queue;
