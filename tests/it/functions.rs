@@ -1,4 +1,4 @@
-//! `tessera functions` under a protocol-level Functions host (`tessera_tests::functions_host`) on Azurite:
+//! `tessera functions` under a protocol-level Functions host (`test_support::functions_host`) on Azurite:
 //! the function app of `infra/functions/` with the debug binary, real queues, real HTTP.
 
 use std::collections::HashMap;
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{Store, azurite_connection, tessera_bin};
-use tessera_tests::functions_host::{Fate, FunctionApp, Host};
+use test_support::functions_host::{Fate, FunctionApp, Host};
 
 /// Task leases of the handlers under test (short, so crashes are retried quickly).
 const LEASE_SECS: u64 = 2;

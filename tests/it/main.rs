@@ -8,7 +8,7 @@
 //! - `azure`: the Azure backend on Azurite: CLI, bad configuration, storage restart
 //! - `azure_conformance`: the backend conformance suite on the Azure backend (Azurite)
 //! - `http`: `tessera serve` with a real HTTP client: submit, errors, paging, auth, SSE, drain
-//! - `functions`: `tessera functions` under a protocol-level Functions host (`tessera_tests::functions_host`) on Azurite
+//! - `functions`: `tessera functions` under a protocol-level Functions host (`test_support::functions_host`) on Azurite
 //! - `keyless`: Entra ID from a fake App Service token endpoint to a fake Blob endpoint; `--server` with a function key
 //! - `infra`: the Bicep deployment (parsed with pycep-parser) against the code's names, settings and roles; checkov over infra/
 //! - `geo`: `list_container`, `cog_conversion` (checked by GDAL's COG validator), `sync_container`

@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
-use test_support::host_queues::{HostMessage, HostQueues};
 use tokio_util::sync::CancellationToken;
+
+use crate::host_queues::{HostMessage, HostQueues};
 
 /// `host.json`'s queue settings.
 #[derive(Clone, Debug)]
