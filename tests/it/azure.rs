@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use engine::{JobId, TaskStatus};
-use engine_azure::azurite::Azurite;
+use test_support::azurite::Azurite;
 
 use crate::crash::{assert_closed_once, wait_succeeded, worker};
 use serde_json::json;
@@ -62,7 +62,7 @@ fn azure_bad_configuration_fails_fast_and_names_the_endpoint() {
 
     // A SAS that may only read: connecting (it creates the tables) is refused, at once, with
     // the permission named.
-    let read_only = engine_azure::azurite::read_only_sas_connection_string(&good);
+    let read_only = test_support::azurite::read_only_sas_connection_string(&good);
     let started = std::time::Instant::now();
     let out = Store::azure(read_only).tessera(&["jobs"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -247,7 +247,7 @@ fn the_cli_lists_and_discards_the_dead_letters_of_the_queue_it_is_told() {
     };
     let dead = format!("{prefix}-tasks-dead");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let queues = engine_azure::host_queues::HostQueues::connect(&connection).unwrap();
+    let queues = test_support::host_queues::HostQueues::connect(&connection).unwrap();
     rt.block_on(async {
         queues.create(&dead).await.unwrap();
         queues

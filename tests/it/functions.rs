@@ -1,4 +1,4 @@
-//! `tessera functions` under a protocol-level Functions host (`tessera_tests::functions_host`) on Azurite:
+//! `tessera functions` under a protocol-level Functions host (`test_support::functions_host`) on Azurite:
 //! the function app of `infra/functions/` with the debug binary, real queues, real HTTP.
 
 use std::collections::HashMap;
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{Store, azurite_connection, tessera_bin};
-use tessera_tests::functions_host::{Fate, FunctionApp, Host};
+use test_support::functions_host::{Fate, FunctionApp, Host};
 
 /// Task leases of the handlers under test (short, so crashes are retried quickly).
 const LEASE_SECS: u64 = 2;
@@ -698,7 +698,7 @@ async fn invocations_failing_in_a_storage_outage_are_retried_and_the_job_complet
     // Azurite of our own, restarted on the same ports with its data.
     let data = tempfile::tempdir().unwrap();
     let mut azurite =
-        engine_azure::azurite::Azurite::start(&crate::support::azurite_bin(), Some(data.path()))
+        test_support::azurite::Azurite::start(&crate::support::azurite_bin(), Some(data.path()))
             .expect("starting Azurite");
     let store = Store::azure(azurite.connection_string());
     let running = Running::start(&store, 1).await;

@@ -6,8 +6,9 @@
 //! - `crash`: SIGKILL of a worker process mid-job loses nothing (SQLite and Azure)
 //! - `chaos`: three workers SIGKILLed again and again; the event log stays complete
 //! - `azure`: the Azure backend on Azurite: CLI, bad configuration, storage restart
+//! - `azure_conformance`: the backend conformance suite on the Azure backend (Azurite)
 //! - `http`: `tessera serve` with a real HTTP client: submit, errors, paging, auth, SSE, drain
-//! - `functions`: `tessera functions` under a protocol-level Functions host (`tessera_tests::functions_host`) on Azurite
+//! - `functions`: `tessera functions` under a protocol-level Functions host (`test_support::functions_host`) on Azurite
 //! - `keyless`: Entra ID from a fake App Service token endpoint to a fake Blob endpoint; `--server` with a function key
 //! - `infra`: the Bicep deployment (parsed with pycep-parser) against the code's names, settings and roles; checkov over infra/
 //! - `geo`: `list_container`, `cog_conversion` (checked by GDAL's COG validator), `sync_container`
@@ -16,6 +17,7 @@
 //!   `gdalinfo -json`, raster by raster
 
 mod azure;
+mod azure_conformance;
 mod chaos;
 mod cli;
 mod crash;

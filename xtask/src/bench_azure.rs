@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use engine_azure::azurite::Azurite;
 use serde_json::Value;
+use test_support::azurite::Azurite;
 
 use crate::bench::median;
 

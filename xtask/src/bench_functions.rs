@@ -1,5 +1,5 @@
 //! `cargo xtask bench functions [--quick]`: a 1 000-task `hello_world` job through the
-//! protocol-level Functions host (`tessera_tests::functions_host`) on Azurite, two handler
+//! protocol-level Functions host (`test_support::functions_host`) on Azurite, two handler
 //! instances of the release binary, side by side in the same run with two `tessera worker`
 //! processes (`bench azure`'s run). Storage operations per task count the handlers' requests
 //! (each logs them at exit) and the host's (its polls, deletes and releases of the trigger
@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use engine_azure::azurite::Azurite;
 use engine_azure::{AzureBackend, AzureConfig, Credentials};
 use serde_json::{Value, json};
-use tessera_tests::functions_host::Host;
+use test_support::azurite::Azurite;
+use test_support::functions_host::Host;
 
 use crate::bench::median;
 use crate::bench_azure::{Run, add, ops_of};

@@ -298,7 +298,7 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     let azurite_bin = ensure_azurite(root)?;
     let python_tools = ensure_python_tools(root)?;
     let azurite =
-        engine_azure::azurite::Azurite::start(&azurite_bin, None).context("starting Azurite")?;
+        test_support::azurite::Azurite::start(&azurite_bin, None).context("starting Azurite")?;
     let test = |args: &[&str]| {
         let mut cmd = cargo();
         cmd.current_dir(root)

@@ -1,16 +1,14 @@
 //! Plain Storage Queue operations on any queue of an account, for programs that play the
 //! Azure Functions host in tests and benchmarks (poll a trigger queue, delete on success,
-//! hide again on failure, move to `<queue>-poison`). Counts its requests. Only with the
-//! `azurite` feature: production code goes through the engine's ports.
+//! hide again on failure, move to `<queue>-poison`). Counts its requests. Production code
+//! goes through the engine's ports.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use azure_storage::{CloudLocation, ConnectionString};
 use azure_storage_queues::QueueServiceClientBuilder;
 use azure_storage_queues::prelude::*;
-
-use crate::config::from_connection_string;
-use crate::{describe, status_of};
 
 /// A received message with what the host puts in an invocation's `Metadata`.
 #[derive(Clone, Debug)]
@@ -43,12 +41,16 @@ fn whole_seconds(d: Duration) -> Duration {
 impl HostQueues {
     /// The queues of the account of a connection string.
     pub fn connect(connection: &str) -> Result<Self, String> {
-        let endpoints = from_connection_string(connection).map_err(|e| e.to_string())?;
-        let service = QueueServiceClientBuilder::with_location(
-            endpoints.location(&endpoints.queue),
-            endpoints.credentials.clone(),
-        )
-        .build();
+        let cs = ConnectionString::new(connection).map_err(|e| e.to_string())?;
+        let credentials = cs.storage_credentials().map_err(|e| e.to_string())?;
+        let (Some(account), Some(queue)) = (cs.account_name, cs.queue_endpoint) else {
+            return Err("the connection string names no AccountName or QueueEndpoint".into());
+        };
+        let location = CloudLocation::Custom {
+            account: account.to_owned(),
+            uri: queue.trim_end_matches('/').to_owned(),
+        };
+        let service = QueueServiceClientBuilder::with_location(location, credentials).build();
         Ok(HostQueues {
             service,
             requests: AtomicU64::new(0),
@@ -157,5 +159,39 @@ impl HostQueues {
             .await
             .map(|r| r.messages.into_iter().map(|m| m.message_text).collect())
             .map_err(|e| format!("peek {name}: {}", describe(&e)))
+    }
+}
+
+/// An Azure error as one line: HTTP status and the service's error code, or the transport
+/// failure with its causes (as engine-azure words it).
+fn describe(e: &azure_core::Error) -> String {
+    use azure_core::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::HttpResponse { status, error_code } => {
+            let code = error_code.as_deref().unwrap_or("no error code");
+            let hint = match u16::from(*status) {
+                401 | 403 => " (check the account key, SAS token or role assignment)",
+                _ => "",
+            };
+            format!("HTTP {} {code}{hint}", u16::from(*status))
+        }
+        _ => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+/// The HTTP status of a failed request, if the service answered.
+fn status_of(e: &azure_core::Error) -> Option<u16> {
+    match e.kind() {
+        azure_core::error::ErrorKind::HttpResponse { status, .. } => Some(u16::from(*status)),
+        _ => None,
     }
 }

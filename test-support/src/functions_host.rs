@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use engine_azure::host_queues::{HostMessage, HostQueues};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
+
+use crate::host_queues::{HostMessage, HostQueues};
 
 /// `host.json`'s queue settings.
 #[derive(Clone, Debug)]

@@ -7,22 +7,26 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use azure_core::auth::Secret;
+use azure_storage::ConnectionString;
 use azure_storage::shared_access_signature::SasToken;
 use azure_storage::shared_access_signature::account_sas::{
     AccountSasPermissions, AccountSasResource, AccountSasResourceType, AccountSharedAccessSignature,
 };
-
-use crate::azurite_connection_string;
-use crate::config::{DEV_ACCOUNT, DEV_KEY, from_connection_string};
+use engine_azure::azurite_connection_string;
 
 /// The connection string of an account SAS on the Azurite at `connection` that may only read
 /// and list tables: creating a table (what connecting does first) is refused with 403, like
 /// a role or SAS without write permission on a real account.
 pub fn read_only_sas_connection_string(connection: &str) -> String {
-    let endpoints = from_connection_string(connection).expect("an Azurite connection string");
+    let cs = ConnectionString::new(connection).expect("an Azurite connection string");
+    let part = |value: Option<&str>, name: &str| {
+        value
+            .unwrap_or_else(|| panic!("the Azurite connection string has no {name}"))
+            .to_owned()
+    };
     let sas = AccountSharedAccessSignature::new(
-        DEV_ACCOUNT.to_owned(),
-        Secret::new(DEV_KEY),
+        part(cs.account_name, "AccountName"),
+        Secret::new(part(cs.account_key, "AccountKey")),
         AccountSasResource::Table,
         AccountSasResourceType::Container,
         time::OffsetDateTime::now_utc() + time::Duration::hours(1),
@@ -36,7 +40,9 @@ pub fn read_only_sas_connection_string(connection: &str) -> String {
     .expect("signing a SAS with the well-known key");
     format!(
         "BlobEndpoint={};QueueEndpoint={};TableEndpoint={};SharedAccessSignature={sas}",
-        endpoints.blob, endpoints.queue, endpoints.table
+        part(cs.blob_endpoint, "BlobEndpoint"),
+        part(cs.queue_endpoint, "QueueEndpoint"),
+        part(cs.table_endpoint, "TableEndpoint")
     )
 }
 
