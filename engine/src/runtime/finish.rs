@@ -211,7 +211,7 @@ impl Engine {
                 Some(controller) => {
                     let results = JobResults {
                         job_id: job_id.clone(),
-                        backend: backend.clone(),
+                        tasks: backend.tasks.clone(),
                     };
                     match self.aggregate(controller.as_ref(), &job, &results).await? {
                         Ok(result) => next.result = Some(result),
