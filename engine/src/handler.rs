@@ -18,7 +18,7 @@ use crate::model::{
     ErrorClass, ErrorInfo, JobRecord, OutcomePolicy, Progress, StatusCounts, TaskRecord, TaskSpec,
     TaskStatus, now_millis,
 };
-use crate::ports::{Backend, Page, PageRequest, StoreError, TaskQuery};
+use crate::ports::{Page, PageRequest, StoreError, TaskQuery, TaskStore};
 use crate::retry::RetryPolicy;
 
 /// A handler's failure, classified for the retry policy.
@@ -142,7 +142,8 @@ pub struct TaskContext {
     pub(crate) group: Option<String>,
     pub(crate) waits_for: Option<String>,
     pub(crate) cancel: CancellationToken,
-    pub(crate) backend: Backend,
+    /// The one port a handler reaches, through the capabilities below.
+    pub(crate) tasks: Arc<dyn TaskStore>,
     pub(crate) last_progress: Mutex<Option<std::time::Instant>>,
 }
 
@@ -186,7 +187,6 @@ impl TaskContext {
             },
         );
         if let Err(e) = self
-            .backend
             .tasks
             .set_progress(&self.job_id, &self.task_id, &progress, &event)
             .await
@@ -203,7 +203,6 @@ impl TaskContext {
     ) -> Result<Option<MemberResult>, HandlerError> {
         let id = task_id(&self.job_id, task, &key.into());
         Ok(self
-            .backend
             .tasks
             .get_task(&self.job_id, &id)
             .await?
@@ -227,11 +226,7 @@ impl TaskContext {
             group: Some(group.clone()),
             status: None,
         };
-        let page = self
-            .backend
-            .tasks
-            .list_tasks(&self.job_id, &query, page)
-            .await?;
+        let page = self.tasks.list_tasks(&self.job_id, &query, page).await?;
         Ok(Page {
             items: page.items.into_iter().map(MemberResult::from).collect(),
             next: page.next,
@@ -241,7 +236,6 @@ impl TaskContext {
     /// Barriers: counts of the members' statuses.
     pub async fn member_counts(&self) -> Result<StatusCounts, HandlerError> {
         Ok(self
-            .backend
             .tasks
             .count_tasks(&self.job_id, self.waits_for.as_deref())
             .await?)
@@ -307,7 +301,7 @@ impl CheckError {
 /// Read access to a job's tasks, for a controller's aggregate.
 pub struct JobResults {
     pub(crate) job_id: JobId,
-    pub(crate) backend: Backend,
+    pub(crate) tasks: Arc<dyn TaskStore>,
 }
 
 impl JobResults {
@@ -318,14 +312,13 @@ impl JobResults {
     ) -> Result<Option<MemberResult>, HandlerError> {
         let id = task_id(&self.job_id, task, &key.into());
         Ok(self
-            .backend
             .tasks
             .get_task(&self.job_id, &id)
             .await?
             .map(MemberResult::from))
     }
     pub async fn counts(&self) -> Result<StatusCounts, HandlerError> {
-        Ok(self.backend.tasks.count_tasks(&self.job_id, None).await?)
+        Ok(self.tasks.count_tasks(&self.job_id, None).await?)
     }
 }
 

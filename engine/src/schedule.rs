@@ -13,12 +13,52 @@ pub enum Verdict {
     Skip,
 }
 
-/// `upstream` counts the statuses of everything the task waits for: its dependencies and,
-/// for a barrier, the members of its group (only once the group is sealed).
-pub fn release_verdict(rule: TriggerRule, upstream: &StatusCounts) -> Verdict {
+/// What a PENDING task waits for, as the runtime read it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Upstream {
+    /// The statuses of its dependencies.
+    pub deps: StatusCounts,
+    /// A barrier's group; `None` for a task that waits for no group.
+    pub group: Option<GroupState>,
+}
+
+/// A barrier's group, read no further than the verdict needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupState {
+    /// The member that just ended did not succeed; the others were not read (enough to skip
+    /// an `all_succeeded` barrier; [`group_read_needed`] says when this is all there is).
+    MemberFailed,
+    /// A member is not finished.
+    Unfinished,
+    /// Every member has finished, with these statuses.
+    Finished(StatusCounts),
+}
+
+/// Whether the runtime must read the group's members to decide: not when a member that
+/// just failed is enough to skip an `all_succeeded` barrier.
+pub fn group_read_needed(rule: TriggerRule, member_failed: bool) -> bool {
+    !(member_failed && rule == TriggerRule::AllSucceeded)
+}
+
+/// The verdict on a PENDING task from what it waits for: its dependencies and, for a
+/// barrier, the members of its group. A group known only by a failed member decides an
+/// `all_succeeded` barrier (skip); for any other rule it is not known to be finished (wait).
+pub fn release_verdict(rule: TriggerRule, upstream: &Upstream) -> Verdict {
+    let group_unsuccessful = match &upstream.group {
+        Some(GroupState::MemberFailed) => true,
+        Some(GroupState::Finished(counts)) => counts.unsuccessful() > 0,
+        Some(GroupState::Unfinished) | None => false,
+    };
+    let group_unfinished = match &upstream.group {
+        Some(GroupState::Unfinished) => true,
+        Some(GroupState::MemberFailed) => rule != TriggerRule::AllSucceeded,
+        Some(GroupState::Finished(_)) | None => false,
+    };
     match rule {
-        TriggerRule::AllSucceeded if upstream.unsuccessful() > 0 => Verdict::Skip,
-        _ if upstream.unfinished() > 0 => Verdict::Wait,
+        TriggerRule::AllSucceeded if upstream.deps.unsuccessful() > 0 || group_unsuccessful => {
+            Verdict::Skip
+        }
+        _ if upstream.deps.unfinished() > 0 || group_unfinished => Verdict::Wait,
         _ => Verdict::Release,
     }
 }
@@ -95,12 +135,68 @@ mod tests {
             (AllDone, "", Release),
         ];
         for (rule, upstream, expected) in cases {
+            let deps_only = Upstream {
+                deps: counts(upstream),
+                group: None,
+            };
             assert_eq!(
-                release_verdict(rule, &counts(upstream)),
+                release_verdict(rule, &deps_only),
                 expected,
                 "{rule} {upstream:?}"
             );
+            // The same statuses as a finished group (a barrier) decide the same way.
+            let group_only = Upstream {
+                deps: StatusCounts::default(),
+                group: Some(GroupState::Finished(counts(upstream))),
+            };
+            if counts(upstream).unfinished() == 0 {
+                assert_eq!(
+                    release_verdict(rule, &group_only),
+                    expected,
+                    "{rule} group {upstream:?}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn barrier_verdicts() {
+        use GroupState::*;
+        use TriggerRule::*;
+        use Verdict::*;
+        let cases = [
+            // (rule, dependencies, group, verdict)
+            (AllSucceeded, "", Some(MemberFailed), Skip),
+            (AllDone, "", Some(MemberFailed), Wait),
+            (AllSucceeded, "", Some(Unfinished), Wait),
+            (AllDone, "", Some(Unfinished), Wait),
+            (AllSucceeded, "S1", Some(Finished(counts("S5"))), Release),
+            (AllSucceeded, "S1", Some(Finished(counts("S4 F1"))), Skip),
+            (AllDone, "S1", Some(Finished(counts("S4 F1 C2"))), Release),
+            (AllDone, "R1", Some(Finished(counts("S4"))), Wait),
+            (AllSucceeded, "F1", Some(Unfinished), Skip),
+            (
+                AllDone,
+                "",
+                Some(Finished(StatusCounts::default())),
+                Release,
+            ),
+        ];
+        for (rule, deps, group, expected) in cases {
+            let upstream = Upstream {
+                deps: counts(deps),
+                group: group.clone(),
+            };
+            assert_eq!(
+                release_verdict(rule, &upstream),
+                expected,
+                "{rule} deps {deps:?} group {group:?}"
+            );
+        }
+        assert!(!group_read_needed(AllSucceeded, true));
+        assert!(group_read_needed(AllSucceeded, false));
+        assert!(group_read_needed(AllDone, true));
+        assert!(group_read_needed(AllDone, false));
     }
 
     #[test]

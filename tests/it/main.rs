@@ -1,5 +1,6 @@
 //! Tessera's integration tests: one binary, one module per area.
 //!
+//! - `architecture`: the crate layering and who may name which SDK (docs/ARCHITECTURE.md)
 //! - `jcs`: RFC 8785 vectors and ID golden values
 //! - `scheduling`: property test of the runtime over random DAGs (in-memory backend)
 //! - `cli`: the `tessera` binary on a real SQLite file
@@ -16,6 +17,7 @@
 //! - `golden`: the golden corpus (issue 13): tiles against `gdal2tiles.py`, STAC against
 //!   `gdalinfo -json`, raster by raster
 
+mod architecture;
 mod azure;
 mod azure_conformance;
 mod chaos;

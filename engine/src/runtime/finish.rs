@@ -9,10 +9,11 @@ use super::{Engine, Metrics, RuntimeError, message_body};
 use crate::handler::{Controller, HandlerError, JobResults};
 use crate::ids::{JobId, TaskId};
 use crate::model::{
-    ErrorInfo, JobRecord, JobStatus, OutcomePolicy, StatusCounts, TaskKind, TaskRecord, TaskStatus,
-    TriggerRule, codes,
+    ErrorInfo, JobRecord, JobStatus, OutcomePolicy, TaskKind, TaskRecord, TaskStatus, codes,
 };
-use crate::schedule::{Verdict, job_outcome, release_verdict};
+use crate::schedule::{
+    GroupState, Upstream, Verdict, group_read_needed, job_outcome, release_verdict,
+};
 
 impl Engine {
     /// Follow-up of a terminal task: fail-fast, release/skip successors (cascading skips),
@@ -99,23 +100,20 @@ impl Engine {
         if task.status != TaskStatus::Pending {
             return Ok(None);
         }
-        let mut upstream = StatusCounts::default();
+        let mut upstream = Upstream::default();
         if !task.depends_on.is_empty() {
             for (_, status) in tasks.task_statuses(&job.id, &task.depends_on).await? {
-                upstream.add(status, 1);
+                upstream.deps.add(status, 1);
             }
         }
         if let Some(group) = &task.waits_for {
-            if member_failed && task.trigger_rule == TriggerRule::AllSucceeded {
-                // all_succeeded: one unsuccessful member is enough to skip; no need to wait.
-                upstream.add(TaskStatus::Failed, 1);
+            upstream.group = Some(if !group_read_needed(task.trigger_rule, member_failed) {
+                GroupState::MemberFailed
             } else if tasks.any_unfinished(&job.id, Some(group)).await? {
-                upstream.add(TaskStatus::Running, 1);
+                GroupState::Unfinished
             } else {
-                for (status, n) in tasks.count_tasks(&job.id, Some(group)).await?.0 {
-                    upstream.add(status, n);
-                }
-            }
+                GroupState::Finished(tasks.count_tasks(&job.id, Some(group)).await?)
+            });
         }
         match release_verdict(task.trigger_rule, &upstream) {
             Verdict::Wait => Ok(None),
@@ -213,7 +211,7 @@ impl Engine {
                 Some(controller) => {
                     let results = JobResults {
                         job_id: job_id.clone(),
-                        backend: backend.clone(),
+                        tasks: backend.tasks.clone(),
                     };
                     match self.aggregate(controller.as_ref(), &job, &results).await? {
                         Ok(result) => next.result = Some(result),

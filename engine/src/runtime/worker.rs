@@ -505,7 +505,7 @@ impl Engine {
             group: task.group.clone(),
             waits_for: task.waits_for.clone(),
             cancel: cancel.clone(),
-            backend: self.inner.backend.clone(),
+            tasks: self.inner.backend.tasks.clone(),
             last_progress: Mutex::new(None),
         });
         let run_ctx = ctx.clone();
