@@ -3,7 +3,6 @@
 
 pub mod blob;
 pub mod cog;
-pub mod cog_validate;
 pub mod failure;
 pub mod hello;
 pub mod listing;
@@ -13,6 +12,10 @@ pub mod synthetic;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tiles;
+
+/// COG validation (GDAL's validation script without GDAL) is its own crate; `services` uses it
+/// and re-exports it under its former path.
+pub use cog_validate;
 
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@
 //! `shared/design/geo.md`, section "COG validity".
 //!
 //! The script asks GDAL about the file's structure; to give the same answers without GDAL this
-//! module reads the TIFF itself (classic and BigTIFF, both byte orders) and reproduces what the
+//! crate reads the TIFF itself (classic and BigTIFF, both byte orders) and reproduces what the
 //! script can observe of libtiff 4.5 and GDAL 3.6:
 //!
 //! * which IFDs are overviews and masks (`GTiffDataset::ScanDirectories`): reduced-resolution
