@@ -38,11 +38,14 @@
 //! files; set `COG_VALIDATE_EXTRA_DIR` to a directory to compare its TIFFs as well.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+mod tiff;
+
+use tiff::*;
 
 /// What the validator found: the script's errors and warnings (same texts, same order) and
 /// the structure details it reports.
@@ -640,13 +643,6 @@ impl FullCheck<'_, '_> {
 // ---------------------------------------------------------------------------------------------
 // GDAL's view of a TIFF file: the main image, its overviews and masks.
 
-#[derive(Debug)]
-enum OpenError {
-    Io(io::Error),
-    NotTiff(String),
-    Malformed(String),
-}
-
 struct Overview {
     image: Image,
     mask: Option<Image>,
@@ -1003,28 +999,6 @@ impl Striles {
 // ---------------------------------------------------------------------------------------------
 // libtiff: TIFFReadDirectory() as far as it decides what GDAL sees.
 
-const TAG_NEW_SUBFILE_TYPE: u16 = 254;
-const TAG_IMAGE_WIDTH: u16 = 256;
-const TAG_IMAGE_LENGTH: u16 = 257;
-const TAG_BITS_PER_SAMPLE: u16 = 258;
-const TAG_COMPRESSION: u16 = 259;
-const TAG_PHOTOMETRIC: u16 = 262;
-const TAG_STRIP_OFFSETS: u16 = 273;
-const TAG_SAMPLES_PER_PIXEL: u16 = 277;
-const TAG_ROWS_PER_STRIP: u16 = 278;
-const TAG_STRIP_BYTE_COUNTS: u16 = 279;
-const TAG_PLANAR_CONFIG: u16 = 284;
-const TAG_TILE_WIDTH: u16 = 322;
-const TAG_TILE_LENGTH: u16 = 323;
-const TAG_TILE_OFFSETS: u16 = 324;
-const TAG_TILE_BYTE_COUNTS: u16 = 325;
-const TAG_SUB_IFDS: u16 = 330;
-const TAG_EXTRA_SAMPLES: u16 = 338;
-const TAG_SAMPLE_FORMAT: u16 = 339;
-const TAG_YCBCR_SUBSAMPLING: u16 = 530;
-const TAG_GDAL_METADATA: u16 = 42112;
-const TAG_GDAL_NODATA: u16 = 42113;
-
 const COMPRESSION_NONE: u16 = 1;
 const COMPRESSION_OJPEG: u16 = 6;
 const COMPRESSION_JPEG: u16 = 7;
@@ -1047,15 +1021,6 @@ const SAMPLEFORMAT_COMPLEXIEEEFP: u16 = 6;
 
 /// libtiff's `STRIP_SIZE_DEFAULT`.
 const STRIP_SIZE_DEFAULT: u64 = 8192;
-
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    tag: u16,
-    typ: u16,
-    count: u64,
-    /// The value/offset field as stored (4 bytes used in classic TIFF).
-    field: [u8; 8],
-}
 
 /// A directory as libtiff read it.
 #[derive(Debug, Clone)]
@@ -1139,252 +1104,7 @@ impl Dir {
     }
 }
 
-struct Source {
-    file: File,
-    len: u64,
-}
-
-impl Source {
-    fn open(path: &Path) -> io::Result<Source> {
-        let file = File::open(path)?;
-        let len = file.metadata()?.len();
-        Ok(Source { file, len })
-    }
-
-    /// Up to `n` bytes at `offset`, fewer at the end of the file.
-    fn read_at(&mut self, offset: u64, n: usize) -> io::Result<Vec<u8>> {
-        if offset >= self.len {
-            return Ok(Vec::new());
-        }
-        let n = (n as u64).min(self.len - offset) as usize;
-        self.file.seek(SeekFrom::Start(offset))?;
-        let mut buf = vec![0; n];
-        let mut got = 0;
-        while got < n {
-            match self.file.read(&mut buf[got..]) {
-                Ok(0) => break,
-                Ok(k) => got += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(got);
-        Ok(buf)
-    }
-}
-
-struct Tiff<'s> {
-    src: &'s mut Source,
-    le: bool,
-    big: bool,
-    first_ifd: u64,
-}
-
-impl<'s> Tiff<'s> {
-    fn open(src: &'s mut Source) -> Result<Tiff<'s>, OpenError> {
-        let head = src.read_at(0, 16).map_err(OpenError::Io)?;
-        if head.len() < 4 {
-            return Err(OpenError::NotTiff(format!(
-                "{} bytes long, too short for a TIFF header",
-                head.len()
-            )));
-        }
-        let (le, big) = match &head[..4] {
-            [0x49, 0x49, 0x2A, 0x00] => (true, false),
-            [0x4D, 0x4D, 0x00, 0x2A] => (false, false),
-            [0x49, 0x49, 0x2B, 0x00] => (true, true),
-            [0x4D, 0x4D, 0x00, 0x2B] => (false, true),
-            magic => {
-                return Err(OpenError::NotTiff(format!("bad magic bytes {magic:02x?}")));
-            }
-        };
-        let mut tiff = Tiff {
-            src,
-            le,
-            big,
-            first_ifd: 0,
-        };
-        if big {
-            if head.len() < 16 {
-                return Err(OpenError::Malformed("truncated BigTIFF header".into()));
-            }
-            if tiff.u16(&head[4..6]) != 8 {
-                return Err(OpenError::Malformed("bad BigTIFF offset size".into()));
-            }
-            if tiff.u16(&head[6..8]) != 0 {
-                return Err(OpenError::Malformed("bad BigTIFF header".into()));
-            }
-            tiff.first_ifd = tiff.u64(&head[8..16]);
-        } else {
-            if head.len() < 8 {
-                return Err(OpenError::Malformed("truncated TIFF header".into()));
-            }
-            tiff.first_ifd = u64::from(tiff.u32(&head[4..8]));
-        }
-        Ok(tiff)
-    }
-
-    fn u16(&self, b: &[u8]) -> u16 {
-        let a = [b[0], b[1]];
-        if self.le {
-            u16::from_le_bytes(a)
-        } else {
-            u16::from_be_bytes(a)
-        }
-    }
-
-    fn u32(&self, b: &[u8]) -> u32 {
-        let a = [b[0], b[1], b[2], b[3]];
-        if self.le {
-            u32::from_le_bytes(a)
-        } else {
-            u32::from_be_bytes(a)
-        }
-    }
-
-    fn u64(&self, b: &[u8]) -> u64 {
-        let a: [u8; 8] = b[..8].try_into().expect("8 bytes");
-        if self.le {
-            u64::from_le_bytes(a)
-        } else {
-            u64::from_be_bytes(a)
-        }
-    }
-
-    /// `TIFFFetchDirectory()`: the entries and the offset of the next IFD.
-    fn fetch_directory(&mut self, offset: u64) -> Result<(Vec<Entry>, u64), String> {
-        if offset == 0 {
-            return Err("no IFD (offset 0)".into());
-        }
-        let (count_len, entry_len, next_len) = if self.big { (8, 20, 8) } else { (2, 12, 4) };
-        let head = self
-            .src
-            .read_at(offset, count_len)
-            .map_err(|e| e.to_string())?;
-        if head.len() < count_len {
-            return Err("cannot read the directory count".into());
-        }
-        let n = if self.big {
-            self.u64(&head)
-        } else {
-            u64::from(self.u16(&head))
-        };
-        if n > 4096 {
-            return Err("sanity check on directory count failed".into());
-        }
-        if n == 0 {
-            return Err("empty directory".into());
-        }
-        let n = n as usize;
-        let body = self
-            .src
-            .read_at(offset + count_len as u64, n * entry_len + next_len)
-            .map_err(|e| e.to_string())?;
-        if body.len() < n * entry_len {
-            return Err("cannot read the directory".into());
-        }
-        let mut entries = Vec::with_capacity(n);
-        for raw in body[..n * entry_len].chunks_exact(entry_len) {
-            let mut field = [0u8; 8];
-            let count = if self.big {
-                field.copy_from_slice(&raw[12..20]);
-                self.u64(&raw[4..12])
-            } else {
-                field[..4].copy_from_slice(&raw[8..12]);
-                u64::from(self.u32(&raw[4..8]))
-            };
-            entries.push(Entry {
-                tag: self.u16(&raw[0..2]),
-                typ: self.u16(&raw[2..4]),
-                count,
-                field,
-            });
-        }
-        let rest = &body[n * entry_len..];
-        let next = if rest.len() < next_len {
-            0
-        } else if self.big {
-            self.u64(rest)
-        } else {
-            u64::from(self.u32(rest))
-        };
-        Ok((entries, next))
-    }
-
-    /// The raw bytes of an entry's values; `None` if they cannot be read.
-    fn entry_bytes(&mut self, e: &Entry, max_count: u64) -> Option<Vec<u8>> {
-        let size = type_size(e.typ)?;
-        let count = e.count.min(max_count);
-        let inline = if self.big { 8 } else { 4 };
-        let total = e.count.checked_mul(size)?;
-        if total <= inline {
-            return Some(e.field[..(count * size) as usize].to_vec());
-        }
-        let at = if self.big {
-            self.u64(&e.field)
-        } else {
-            u64::from(self.u32(&e.field))
-        };
-        let want = usize::try_from(count.checked_mul(size)?).ok()?;
-        self.src.read_at(at, want).ok()
-    }
-
-    fn decode(&self, typ: u16, b: &[u8]) -> Option<i128> {
-        Some(match typ {
-            1 | 7 => i128::from(b[0]),
-            6 => i128::from(b[0] as i8),
-            3 => i128::from(self.u16(b)),
-            8 => i128::from(self.u16(b) as i16),
-            4 | 13 => i128::from(self.u32(b)),
-            9 => i128::from(self.u32(b) as i32),
-            16 | 18 => i128::from(self.u64(b)),
-            17 => i128::from(self.u64(b) as i64),
-            _ => return None,
-        })
-    }
-
-    /// All values of an integer entry (libtiff's `TIFFReadDirEntry*Array`).
-    fn entry_ints(&mut self, e: &Entry) -> Option<Vec<i128>> {
-        if !matches!(e.typ, 1 | 3 | 4 | 6 | 8 | 9 | 13 | 16 | 17 | 18) {
-            return None;
-        }
-        let size = type_size(e.typ)? as usize;
-        let bytes = self.entry_bytes(e, e.count)?;
-        if (bytes.len() as u64) < e.count * size as u64 {
-            return None;
-        }
-        bytes
-            .chunks_exact(size)
-            .map(|c| self.decode(e.typ, c))
-            .collect()
-    }
-
-    /// A single unsigned value (`TIFFReadDirEntryLong` / `Short`): count 1, in range.
-    fn scalar(&mut self, e: &Entry, max: u64) -> Option<u64> {
-        if e.count != 1 {
-            return None;
-        }
-        let v = self.entry_ints(e)?.pop()?;
-        (0..=i128::from(max)).contains(&v).then_some(v as u64)
-    }
-
-    /// One value per sample, all equal (`TIFFReadDirEntryPersampleShort`), or a single value.
-    fn per_sample_short(&mut self, e: &Entry, spp: u16) -> Option<u16> {
-        if e.count == 1 {
-            return self.scalar(e, 0xFFFF).map(|v| v as u16);
-        }
-        if e.count < u64::from(spp) {
-            return None;
-        }
-        let values = self.entry_ints(e)?;
-        let first = *values.first()?;
-        if values[..usize::from(spp)].iter().any(|&v| v != first) || !(0..=0xFFFF).contains(&first)
-        {
-            return None;
-        }
-        Some(first as u16)
-    }
-
+impl Tiff<'_> {
     /// Strip/tile offsets or byte counts, loaded the way libtiff's deferred loading does:
     /// unreadable or badly typed values read as 0, extra values are ignored.
     fn strile_array(&mut self, e: Option<&Entry>, nstrips: u64) -> Vec<u64> {
@@ -1983,16 +1703,6 @@ fn codec_configured(compression: u16) -> bool {
             | 50000
             | 50001
     )
-}
-
-fn type_size(typ: u16) -> Option<u64> {
-    Some(match typ {
-        1 | 2 | 6 | 7 => 1,
-        3 | 8 => 2,
-        4 | 9 | 11 | 13 => 4,
-        5 | 10 | 12 | 16 | 17 | 18 => 8,
-        _ => return None,
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
