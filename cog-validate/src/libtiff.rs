@@ -3,8 +3,8 @@
 //! loading of offsets in 4 KiB pages), the strip and tile counts, its estimate of missing or
 //! bogus strip byte counts and its splitting of a single uncompressed strip into ~8 KiB strips.
 
-use crate::atof;
 use crate::gdal::internal_mask_flags;
+use crate::numbers::atof;
 use crate::tiff::*;
 
 /// libtiff's strip/tile offsets and byte counts.
