@@ -6,7 +6,9 @@
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::gdal::*;
+use crate::gdal::{
+    BandRef, Dataset, GMF_PER_DATASET, Image, MaskInfo, find_sibling, find_side_car_without_listing,
+};
 use crate::numbers::py_int;
 use crate::tiff::{OpenError, Source};
 use crate::{CogDetails, CogReport, CogValidateError, LevelOffsets};
