@@ -3,7 +3,6 @@
 
 pub mod blob;
 pub mod cog;
-pub mod cog_validate;
 pub mod failure;
 pub mod hello;
 pub mod listing;
@@ -14,19 +13,27 @@ pub mod synthetic;
 pub mod testing;
 pub mod tiles;
 
+/// COG validation (GDAL's validation script without GDAL) is its own crate; `services` uses it
+/// and re-exports it under its former path.
+pub use cog_validate;
+
 use std::path::PathBuf;
 
 use engine::Registry;
 
 pub use blob::Blobs;
+pub use tiles::publish::MapAssets;
 
-/// What the geospatial handlers get from the process: where the blobs live and where GDAL
-/// may write its working files.
+/// What the geospatial handlers get from the process: where the blobs live, where GDAL
+/// may write its working files, and the browser assets of the map page.
 #[derive(Clone, Debug)]
 pub struct Services {
     pub blobs: Blobs,
     /// Scratch space for outputs before they are validated and uploaded.
     pub scratch: PathBuf,
+    /// Leaflet, inlined into `tiled_raster`'s map page: the host supplies it
+    /// ([`Services::with_map_assets`]); none by default.
+    pub map_assets: MapAssets,
     /// One permit per core (see [`Services::with_slots`]): CPU-bound work (GDAL, pixels) of
     /// all tasks of the process shares them through [`Services::gdal`], so many concurrent
     /// tasks neither oversubscribe the CPU nor hold many buffers.
@@ -52,6 +59,7 @@ impl Services {
         Services {
             blobs,
             scratch: std::env::temp_dir(),
+            map_assets: MapAssets::default(),
             cpu: std::sync::Arc::new(tokio::sync::Semaphore::new(cores)),
         }
     }
@@ -61,6 +69,14 @@ impl Services {
     /// shares its machine.
     pub fn with_slots(mut self, slots: usize) -> Self {
         self.cpu = std::sync::Arc::new(tokio::sync::Semaphore::new(slots.max(1)));
+        self
+    }
+
+    /// The same services with the map page's browser assets, which the host embeds (this
+    /// crate does not, so that it builds without npm). Without them `tiled_raster`'s
+    /// `publish_tiles` fails with `NO_MAP_ASSETS`.
+    pub fn with_map_assets(mut self, assets: MapAssets) -> Self {
+        self.map_assets = assets;
         self
     }
 

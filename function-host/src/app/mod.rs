@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod graph;
+mod map_assets;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -158,7 +159,9 @@ impl App {
         };
         let engine = Engine::new(
             backend,
-            controllers::registry(&services::Services::new(blobs.clone())),
+            controllers::registry(
+                &services::Services::new(blobs.clone()).with_map_assets(map_assets::map_assets()),
+            ),
             engine_config,
         );
         Ok(App {

@@ -1,5 +1,7 @@
 //! What `publish_tiles` writes besides the tiles: the map page and the STAC item of the COG.
 
+use std::fmt;
+
 use engine::{HandlerError, TaskContext};
 use serde_json::Value;
 
@@ -8,16 +10,56 @@ use crate::Services;
 use crate::raster::RasterInfo;
 use crate::stac;
 
-/// A self-contained page showing the tiles on a Leaflet map: Leaflet itself is inlined (from
-/// npm at build time, `web` crate), and tile URLs are relative, so the page works from the
-/// output folder as it is, served or opened from disk (`file://`), with no network.
+/// The browser assets the map page inlines: Leaflet's script and style sheet. The host supplies
+/// them ([`crate::Services::with_map_assets`]; the `tessera` binary embeds them from npm, `web`
+/// crate), so that building this crate needs no npm. Empty by default: a map page without
+/// them is refused ([`map_page`]).
+#[derive(Clone, Copy, Default)]
+pub struct MapAssets {
+    pub leaflet_js: &'static [u8],
+    pub leaflet_css: &'static [u8],
+}
+
+impl fmt::Debug for MapAssets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapAssets")
+            .field(
+                "leaflet_js",
+                &format_args!("{} bytes", self.leaflet_js.len()),
+            )
+            .field(
+                "leaflet_css",
+                &format_args!("{} bytes", self.leaflet_css.len()),
+            )
+            .finish()
+    }
+}
+
+/// A self-contained page showing the tiles on a Leaflet map: Leaflet itself is inlined (the
+/// host's [`MapAssets`]), and tile URLs are relative, so the page works from the output folder
+/// as it is, served or opened from disk (`file://`), with no network.
 /// OpenStreetMap is an optional basemap under the tiles: without a network it stays blank and
 /// the tiles show all the same.
 /// The page records the job and task that wrote it in `<meta>` tags.
-pub fn map_page(p: &TiledRasterParams, bbox: [f64; 4], job_id: &str, task_id: &str) -> String {
+/// Without Leaflet (a host that supplied no assets) the page would show nothing: it is refused
+/// with `NO_MAP_ASSETS`.
+pub fn map_page(
+    p: &TiledRasterParams,
+    bbox: [f64; 4],
+    job_id: &str,
+    task_id: &str,
+    assets: &MapAssets,
+) -> Result<String, HandlerError> {
+    if assets.leaflet_js.is_empty() || assets.leaflet_css.is_empty() {
+        return Err(HandlerError::permanent(
+            "NO_MAP_ASSETS",
+            "the map page needs Leaflet's script and style sheet, which this worker's host did \
+             not supply (Services::with_map_assets)",
+        ));
+    }
     let [w, s, e, n] = bbox;
     let title = html_escape(&p.stem());
-    format!(
+    Ok(format!(
         r#"<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -45,12 +87,12 @@ map.fitBounds([[{s}, {w}], [{n}, {e}]]);
 </body>
 </html>
 "#,
-        leaflet_css = String::from_utf8_lossy(web::LEAFLET_CSS),
-        leaflet_js = String::from_utf8_lossy(web::LEAFLET_JS),
+        leaflet_css = String::from_utf8_lossy(assets.leaflet_css),
+        leaflet_js = String::from_utf8_lossy(assets.leaflet_js),
         min = p.min_zoom,
         max = p.max_zoom,
         max_view = p.max_zoom + 2,
-    )
+    ))
 }
 
 fn html_escape(s: &str) -> String {
@@ -108,27 +150,44 @@ pub async fn stac_item(
 mod tests {
     use super::*;
 
-    /// The page works offline: Leaflet is inside it, nothing is loaded from a CDN.
-    #[test]
-    fn the_map_page_carries_leaflet_inline() {
-        let p: TiledRasterParams = serde_json::from_value(serde_json::json!({
+    fn params() -> TiledRasterParams {
+        serde_json::from_value(serde_json::json!({
             "container": "in", "blob": "a/RGB.byte.tif", "output_container": "tiles",
             "output_prefix": "RGB.byte", "min_zoom": 7, "max_zoom": 9, "tile_size": 256,
             "resampling": "average"
         }))
-        .unwrap();
-        let page = map_page(&p, [-78.0, 23.0, -77.0, 24.0], "j", "t");
-        assert!(!page.contains("unpkg.com"), "no CDN");
-        assert!(page.contains("Leaflet 1.9.4"), "the script is inline");
-        assert!(
-            page.contains(".leaflet-container"),
-            "the style sheet is inline"
-        );
-        // An inline script ends at the first `</script>`: Leaflet must not contain one.
-        assert_eq!(page.matches("</script>").count(), 2);
-        assert!(
-            page.contains("L.tileLayer('{z}/{x}/{y}.png'"),
-            "tiles relative to the page"
-        );
+        .unwrap()
+    }
+
+    /// The page inlines the assets the host gives, as they are (the real Leaflet is checked by
+    /// `the_map_page_carries_leaflet_inline` in function-host, which supplies it).
+    #[test]
+    fn the_map_page_inlines_the_hosts_assets() {
+        let assets = MapAssets {
+            leaflet_js: b"/* stand-in script */",
+            leaflet_css: b"/* stand-in style */",
+        };
+        let page = map_page(&params(), [-78.0, 23.0, -77.0, 24.0], "j", "t", &assets).unwrap();
+        assert!(page.contains("<script>/* stand-in script */</script>"));
+        assert!(page.contains("<style>/* stand-in style */</style>"));
+        assert!(page.contains(r#"<meta name="tessera:job_id" content="j">"#));
+        assert!(page.contains("L.tileLayer('{z}/{x}/{y}.png'"));
+    }
+
+    /// A host that supplied no assets gets an error naming them, not a page that shows nothing.
+    #[test]
+    fn without_the_hosts_assets_the_map_page_is_refused() {
+        for assets in [
+            MapAssets::default(),
+            MapAssets {
+                leaflet_js: b"x",
+                ..MapAssets::default()
+            },
+        ] {
+            let err =
+                map_page(&params(), [-78.0, 23.0, -77.0, 24.0], "j", "t", &assets).unwrap_err();
+            assert_eq!(err.code, "NO_MAP_ASSETS");
+            assert!(err.message.contains("Services::with_map_assets"), "{err:?}");
+        }
     }
 }

@@ -606,8 +606,13 @@ impl TaskHandler for PublishTiles {
             },
         });
         let item = super::publish::stac_item(&self.0, ctx, &p).await?;
-        let html =
-            super::publish::map_page(&p, [w, s, e, n], ctx.job_id.as_str(), ctx.task_id.as_str());
+        let html = super::publish::map_page(
+            &p,
+            [w, s, e, n],
+            ctx.job_id.as_str(),
+            ctx.task_id.as_str(),
+            &self.0.map_assets,
+        )?;
         let put = |name: String, bytes: Vec<u8>| {
             let blobs = self.0.blobs.clone();
             let container = p.output_container.clone();
