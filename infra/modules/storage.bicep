@@ -35,7 +35,7 @@ param tags object = {}
 @description('Log Analytics workspace that receives the storage services\' resource logs and metrics.')
 param logAnalyticsWorkspaceId string
 
-// Names as the code builds them (engine/azure/src/lib.rs, function-host/src/functions/catalog.rs,
+// Names as the code builds them (backends/azure/src/lib.rs, function-host/src/functions/catalog.rs,
 // infra/functions/*/function.json); tests/it/infra.rs checks them against the code.
 var queueNames = [
   '${prefix}-tasks' // task messages; trigger of the `tasks` function

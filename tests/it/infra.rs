@@ -4,7 +4,7 @@
 //! (PyPI) and prints what the deployment creates. The expected names come from the code and
 //! the function app, never from the template: the queues of `function_host::functions::catalog`
 //! and of `infra/functions/*/function.json` (each trigger's `<queue>-poison` too), the tables
-//! and the results container that `engine/azure/src/lib.rs` opens, the settings that
+//! and the results container that `backends/azure/src/lib.rs` opens, the settings that
 //! `function_host::functions::settings` reads (the handler must accept the template's app
 //! settings as the host would pass them), `local.settings.json.example` and `host.json`.
 //! `checkov` (PyPI) runs over `infra/` too. Both tools come from `cargo xtask test`, which
@@ -79,10 +79,10 @@ fn bindings() -> Vec<(String, Value)> {
     out
 }
 
-/// `format!("{p}<suffix>")` names that `engine/azure/src/lib.rs` opens with `client_fn`.
+/// `format!("{p}<suffix>")` names that `backends/azure/src/lib.rs` opens with `client_fn`.
 fn engine_names(client_fn: &str) -> Vec<String> {
-    let path = workspace().join("engine/azure/src/lib.rs");
-    let source = std::fs::read_to_string(&path).expect("engine/azure/src/lib.rs");
+    let path = workspace().join("backends/azure/src/lib.rs");
+    let source = std::fs::read_to_string(&path).expect("backends/azure/src/lib.rs");
     let needle = format!("{client_fn}(format!(\"{{p}}");
     let names: Vec<String> = source
         .match_indices(&needle)
@@ -294,7 +294,7 @@ fn mismatches(model: &Value) -> Vec<String> {
     let tables_declared: BTreeSet<String> = strings(&model["tables"]).into_iter().collect();
     for t in tables_needed.difference(&tables_declared) {
         bad.push(format!(
-            "table {t} (engine/azure/src/lib.rs) is not in the template"
+            "table {t} (backends/azure/src/lib.rs) is not in the template"
         ));
     }
     for t in tables_declared.difference(&tables_needed) {
@@ -312,7 +312,7 @@ fn mismatches(model: &Value) -> Vec<String> {
     let containers_declared: BTreeSet<String> = strings(&model["containers"]).into_iter().collect();
     for c in containers_needed.difference(&containers_declared) {
         bad.push(format!(
-            "container {c} (engine/azure/src/lib.rs) is not in the template"
+            "container {c} (backends/azure/src/lib.rs) is not in the template"
         ));
     }
     containers_needed.extend(data);
