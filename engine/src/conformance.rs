@@ -656,33 +656,38 @@ pub async fn queue_dead_letter(b: Backend) {
 }
 
 pub async fn events_are_ordered_per_job(b: Backend) {
-    let (j1, j2) = (job(1).id, job(2).id);
+    // Events are written with the changes they report: here, with job updates.
+    let (j1, j2) = (insert_job(&b, &job(1)).await, insert_job(&b, &job(2)).await);
     let e = |j: &JobId, status| JobEvent {
         job_id: j.clone(),
         job_attempt: 1,
         at: 1,
         kind: EventKind::JobCompleted { status },
     };
-    b.events
-        .emit(&[e(&j1, JobStatus::Running), e(&j2, JobStatus::Failed)])
-        .await
-        .unwrap();
-    b.events
-        .emit(&[e(&j1, JobStatus::Succeeded)])
-        .await
-        .unwrap();
-    let got = b.events.events_after(&j1, 0, 10).await.unwrap();
+    let j1 = update_with(&b, &j1, &[e(&j1.id, JobStatus::Running)]).await;
+    update_with(&b, &j2, &[e(&j2.id, JobStatus::Failed)]).await;
+    update_with(&b, &j1, &[e(&j1.id, JobStatus::Succeeded)]).await;
+    let got = b.events.events_after(&j1.id, 0, 10).await.unwrap();
     assert_eq!(got.len(), 2);
     assert!(got[0].0 < got[1].0);
-    assert_eq!(got[1].1, e(&j1, JobStatus::Succeeded));
+    assert_eq!(got[1].1, e(&j1.id, JobStatus::Succeeded));
     assert_eq!(
         b.events
-            .events_after(&j1, got[0].0, 10)
+            .events_after(&j1.id, got[0].0, 10)
             .await
             .unwrap()
             .len(),
         1
     );
+}
+
+/// Store `job` unchanged with `events` (its compare-and-set must win); the stored record.
+async fn update_with(b: &Backend, job: &JobRecord, events: &[JobEvent]) -> JobRecord {
+    let revision = b.jobs.update_job(job, events).await.unwrap().unwrap();
+    JobRecord {
+        revision,
+        ..job.clone()
+    }
 }
 
 pub async fn maintenance_finds_stale_work_and_deletes_jobs(b: Backend) {
@@ -714,7 +719,19 @@ pub async fn maintenance_finds_stale_work_and_deletes_jobs(b: Backend) {
     let mut done = j.clone();
     done.status = JobStatus::Cancelled;
     done.finished_at = Some(2_000);
-    b.jobs.update_job(&done, &[]).await.unwrap().unwrap();
+    let completed = JobEvent {
+        job_id: j.id.clone(),
+        job_attempt: 1,
+        at: 1,
+        kind: EventKind::JobCompleted {
+            status: JobStatus::Cancelled,
+        },
+    };
+    b.jobs
+        .update_job(&done, &[completed])
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         b.maintenance
             .jobs_finished_before(2_000, 10)
@@ -726,17 +743,6 @@ pub async fn maintenance_finds_stale_work_and_deletes_jobs(b: Backend) {
         b.maintenance.jobs_finished_before(2_001, 10).await.unwrap(),
         vec![j.id.clone()]
     );
-    b.events
-        .emit(&[JobEvent {
-            job_id: j.id.clone(),
-            job_attempt: 1,
-            at: 1,
-            kind: EventKind::JobCompleted {
-                status: JobStatus::Cancelled,
-            },
-        }])
-        .await
-        .unwrap();
     b.maintenance
         .delete_job(&j.id, Removal::Everything)
         .await

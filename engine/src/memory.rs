@@ -568,11 +568,6 @@ impl TaskQueue for MemoryBackend {
 
 #[async_trait]
 impl EventLog for MemoryBackend {
-    async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError> {
-        self.lock().append_events(events);
-        Ok(())
-    }
-
     async fn events_after(
         &self,
         job_id: &JobId,

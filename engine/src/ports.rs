@@ -254,7 +254,6 @@ pub struct Delivery {
 /// The per-job event stream.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
-    async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError>;
     /// The cursor below which the log is settled at `now` (ms): no event with a lower
     /// sequence number can still be committed. A reader that follows the log with a cursor
     /// (a live stream, `?after=N` pages) reads only below it, so it never steps past an event

@@ -13,18 +13,17 @@
 //! writers' clock order, exact within one process. RowKeys start with `~`, after every task
 //! ID (hex) and the `job` row, so the records' own range reads never meet an event row.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use engine::events::{EventKind, JobEvent};
-use engine::ids::{JobId, TaskId};
+use engine::events::JobEvent;
+use engine::ids::JobId;
 use engine::ports::{EventLog, StoreError};
 use serde_json::Value;
 
 use crate::AzureBackend;
-use crate::codec::{self, SHARDS};
-use crate::tables::{self, BATCH, BatchOp, BatchOutcome, Entity, lit, str_prop};
+use crate::codec::SHARDS;
+use crate::tables::{self, BatchOp, Entity, lit, str_prop};
 
 /// RowKey prefix of event rows; `EVENT_END` bounds their range.
 pub(crate) const EVENT_RK: &str = "~ev";
@@ -58,30 +57,6 @@ impl Sequencer {
 pub(crate) enum Home {
     Tasks,
     Jobs,
-}
-
-/// The task an event is about, if any.
-fn task_of(event: &JobEvent) -> Option<&TaskId> {
-    match &event.kind {
-        EventKind::TaskStarted { task_id, .. }
-        | EventKind::ProgressUpdate { task_id, .. }
-        | EventKind::TaskCompleted { task_id, .. }
-        | EventKind::TaskFailed { task_id, .. }
-        | EventKind::TaskCancelled { task_id, .. }
-        | EventKind::TaskSkipped { task_id, .. } => Some(task_id),
-        EventKind::JobStarted { .. }
-        | EventKind::TasksEnded { .. }
-        | EventKind::JobCompleted { .. } => None,
-    }
-}
-
-/// Where an event is stored when it is written on its own: its task's partition, else the
-/// job's.
-fn home_of(event: &JobEvent) -> (Home, String) {
-    match task_of(event) {
-        Some(task) => (Home::Tasks, codec::task_pk(&event.job_id, task)),
-        None => (Home::Jobs, event.job_id.to_string()),
-    }
 }
 
 impl AzureBackend {
@@ -168,37 +143,6 @@ impl EventLog for AzureBackend {
     fn settle_delay(&self) -> std::time::Duration {
         // The cursor has millisecond steps: one more for the event drawn in the last one.
         std::time::Duration::from_millis(EVENT_SETTLE_MS.unsigned_abs() + 1)
-    }
-
-    /// Events that go with no status change (the engine stores those with the change): one
-    /// transaction per partition, stored before this returns.
-    async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError> {
-        let mut by_home: BTreeMap<(u8, String), Vec<BatchOp>> = BTreeMap::new();
-        for event in events {
-            let (home, pk) = home_of(event);
-            let op = self.event_op(&pk, event)?;
-            by_home
-                .entry((u8::from(home == Home::Jobs), pk))
-                .or_default()
-                .push(op);
-        }
-        for ((jobs, pk), mut ops) in by_home {
-            let table = if jobs == 1 { &self.jobs } else { &self.tasks };
-            while !ops.is_empty() {
-                let rest = ops.split_off(ops.len().min(BATCH));
-                let chunk = std::mem::replace(&mut ops, rest);
-                match tables::batch(&self.ops, table, &pk, chunk).await? {
-                    BatchOutcome::Done(_) => {}
-                    _ => {
-                        return Err(StoreError::Unavailable {
-                            message: format!("event write to partition {pk} refused"),
-                            source: None,
-                        });
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     async fn events_after(

@@ -7,16 +7,11 @@ use engine::ports::{EventLog, StoreError};
 use rusqlite::params;
 
 use crate::SqliteBackend;
-use crate::codec::{corrupt, event_rows, insert_events};
+use crate::codec::corrupt;
 use crate::db::sql;
 
 #[async_trait]
 impl EventLog for SqliteBackend {
-    async fn emit(&self, events: &[JobEvent]) -> Result<(), StoreError> {
-        let rows = event_rows(events)?;
-        self.db.call_atomic(move |c| insert_events(c, &rows)).await
-    }
-
     async fn events_after(
         &self,
         job_id: &JobId,
