@@ -632,7 +632,7 @@ pub async fn queue_dead_letter(b: Backend) {
     let depth = b.queue.depth().await.unwrap();
     assert_eq!((depth.messages, depth.poison), (0, 2), "{depth:?}");
 
-    let listed = b.queue.poison_messages(10).await.unwrap();
+    let listed = b.poison.poison_messages(10).await.unwrap();
     let bodies: Vec<&str> = listed.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["bad-1", "bad-2"], "oldest first");
     for m in &listed {
@@ -643,16 +643,19 @@ pub async fn queue_dead_letter(b: Backend) {
             m.poisoned_at
         );
     }
-    assert_eq!(b.queue.poison_messages(1).await.unwrap().len(), 1);
+    assert_eq!(b.poison.poison_messages(1).await.unwrap().len(), 1);
 
     // Removing the second leaves the first listed (the scan shows it again at once).
-    assert!(b.queue.remove_poison(&listed[1].id).await.unwrap());
-    assert!(!b.queue.remove_poison(&listed[1].id).await.unwrap(), "gone");
-    assert!(!b.queue.remove_poison("no-such-message").await.unwrap());
-    let left = b.queue.poison_messages(10).await.unwrap();
+    assert!(b.poison.remove_poison(&listed[1].id).await.unwrap());
+    assert!(
+        !b.poison.remove_poison(&listed[1].id).await.unwrap(),
+        "gone"
+    );
+    assert!(!b.poison.remove_poison("no-such-message").await.unwrap());
+    let left = b.poison.poison_messages(10).await.unwrap();
     assert_eq!(left, listed[..1], "the other poison message is untouched");
-    assert!(b.queue.remove_poison(&listed[0].id).await.unwrap());
-    assert!(b.queue.poison_messages(10).await.unwrap().is_empty());
+    assert!(b.poison.remove_poison(&listed[0].id).await.unwrap());
+    assert!(b.poison.poison_messages(10).await.unwrap().is_empty());
 }
 
 pub async fn events_are_ordered_per_job(b: Backend) {

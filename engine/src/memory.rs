@@ -542,17 +542,6 @@ impl TaskQueue for MemoryBackend {
         Ok(())
     }
 
-    async fn poison_messages(&self, limit: usize) -> Result<Vec<PoisonMessage>, QueueError> {
-        Ok(self.lock().poison.iter().take(limit).cloned().collect())
-    }
-
-    async fn remove_poison(&self, id: &str) -> Result<bool, QueueError> {
-        let mut s = self.lock();
-        let before = s.poison.len();
-        s.poison.retain(|m| m.id != id);
-        Ok(s.poison.len() < before)
-    }
-
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
         let s = self.lock();
         Ok(QueueDepth {
@@ -563,6 +552,20 @@ impl TaskQueue for MemoryBackend {
 
     async fn wait_for_messages(&self, max_wait: Duration) {
         let _ = tokio::time::timeout(max_wait, self.notify.notified()).await;
+    }
+}
+
+#[async_trait]
+impl PoisonQueue for MemoryBackend {
+    async fn poison_messages(&self, limit: usize) -> Result<Vec<PoisonMessage>, QueueError> {
+        Ok(self.lock().poison.iter().take(limit).cloned().collect())
+    }
+
+    async fn remove_poison(&self, id: &str) -> Result<bool, QueueError> {
+        let mut s = self.lock();
+        let before = s.poison.len();
+        s.poison.retain(|m| m.id != id);
+        Ok(s.poison.len() < before)
     }
 }
 

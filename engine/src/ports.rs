@@ -209,18 +209,24 @@ pub trait TaskQueue: Send + Sync + 'static {
     async fn delete(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Move the message to the poison queue.
     async fn dead_letter(&self, delivery: &Delivery) -> Result<(), QueueError>;
-    /// The oldest messages of the poison queue, at most `limit`, oldest first. Azure Storage
-    /// Queues can show at most 32 at a time (a peek), so a listing is never longer than that
-    /// there.
-    async fn poison_messages(&self, limit: usize) -> Result<Vec<PoisonMessage>, QueueError>;
-    /// Remove a message from the poison queue; `false` when it holds none with this ID.
-    async fn remove_poison(&self, id: &str) -> Result<bool, QueueError>;
     /// How many messages the queue and its poison queue hold (approximate on Azure).
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
     /// Wait until messages may be available, at most `max_wait` (a hint, not a promise).
     async fn wait_for_messages(&self, max_wait: Duration) {
         tokio::time::sleep(max_wait).await;
     }
+}
+
+/// The poison queue's administration (listing, removal): apart from delivery, which only
+/// moves a message there ([`TaskQueue::dead_letter`]).
+#[async_trait]
+pub trait PoisonQueue: Send + Sync + 'static {
+    /// The oldest messages of the poison queue, at most `limit`, oldest first. Azure Storage
+    /// Queues can show at most 32 at a time (a peek), so a listing is never longer than that
+    /// there.
+    async fn poison_messages(&self, limit: usize) -> Result<Vec<PoisonMessage>, QueueError>;
+    /// Remove a message from the poison queue; `false` when it holds none with this ID.
+    async fn remove_poison(&self, id: &str) -> Result<bool, QueueError>;
 }
 
 /// A message in the poison queue: one delivered too often without an outcome, or one that
@@ -318,6 +324,7 @@ pub struct Backend {
     pub jobs: Arc<dyn JobStore>,
     pub tasks: Arc<dyn TaskStore>,
     pub queue: Arc<dyn TaskQueue>,
+    pub poison: Arc<dyn PoisonQueue>,
     pub events: Arc<dyn EventLog>,
     pub maintenance: Arc<dyn Maintenance>,
 }
@@ -326,12 +333,13 @@ impl Backend {
     /// A backend that implements every port in one type.
     pub fn from_all<B>(backend: Arc<B>) -> Self
     where
-        B: JobStore + TaskStore + TaskQueue + EventLog + Maintenance,
+        B: JobStore + TaskStore + TaskQueue + PoisonQueue + EventLog + Maintenance,
     {
         Backend {
             jobs: backend.clone(),
             tasks: backend.clone(),
             queue: backend.clone(),
+            poison: backend.clone(),
             events: backend.clone(),
             maintenance: backend,
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_storage_queues::prelude::*;
-use engine::ports::{Delivery, PoisonMessage, QueueDepth, QueueError, TaskQueue};
+use engine::ports::{Delivery, PoisonMessage, PoisonQueue, QueueDepth, QueueError, TaskQueue};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::ops::Op;
@@ -127,6 +127,25 @@ impl TaskQueue for AzureBackend {
         self.delete(delivery).await
     }
 
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let count = |queue: &QueueClient| {
+            let queue = queue.clone();
+            async move {
+                self.ops.count(Op::QueueGet);
+                queue
+                    .get_metadata()
+                    .await
+                    .map(|m| m.approximate_messages_count as u64)
+                    .map_err(|e| unavailable("queue metadata", e))
+            }
+        };
+        let (messages, poison) = futures::try_join!(count(&self.queue), count(&self.poison))?;
+        Ok(QueueDepth { messages, poison })
+    }
+}
+
+#[async_trait]
+impl PoisonQueue for AzureBackend {
     async fn poison_messages(&self, limit: usize) -> Result<Vec<PoisonMessage>, QueueError> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -197,22 +216,6 @@ impl TaskQueue for AzureBackend {
             }
         }
         Ok(found)
-    }
-
-    async fn depth(&self) -> Result<QueueDepth, QueueError> {
-        let count = |queue: &QueueClient| {
-            let queue = queue.clone();
-            async move {
-                self.ops.count(Op::QueueGet);
-                queue
-                    .get_metadata()
-                    .await
-                    .map(|m| m.approximate_messages_count as u64)
-                    .map_err(|e| unavailable("queue metadata", e))
-            }
-        };
-        let (messages, poison) = futures::try_join!(count(&self.queue), count(&self.poison))?;
-        Ok(QueueDepth { messages, poison })
     }
 }
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use engine::model::{Millis, now_millis};
-use engine::ports::{Delivery, PoisonMessage, QueueDepth, QueueError, StoreError, TaskQueue};
+use engine::ports::{
+    Delivery, PoisonMessage, PoisonQueue, QueueDepth, QueueError, StoreError, TaskQueue,
+};
 use rand::Rng;
 use rusqlite::params;
 
@@ -122,6 +124,33 @@ impl TaskQueue for SqliteBackend {
         .await
     }
 
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        self.db
+            .read(|c| {
+                let count = |queue: &str| {
+                    c.prepare_cached("SELECT count(*) FROM queue WHERE queue = ?1")
+                        .map_err(sql)?
+                        .query_row([queue], |r| r.get::<_, i64>(0))
+                        .map(|n| n as u64)
+                        .map_err(sql)
+                };
+                Ok(QueueDepth {
+                    messages: count(TASKS_QUEUE)?,
+                    poison: count(POISON_QUEUE)?,
+                })
+            })
+            .await
+            .map_err(queue_error)
+    }
+
+    async fn wait_for_messages(&self, max_wait: Duration) {
+        // Sends from this process wake us at once; other processes' sends are seen by polling.
+        let _ = tokio::time::timeout(max_wait, self.notify.notified()).await;
+    }
+}
+
+#[async_trait]
+impl PoisonQueue for SqliteBackend {
     async fn poison_messages(&self, limit: usize) -> Result<Vec<PoisonMessage>, QueueError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db
@@ -160,30 +189,6 @@ impl TaskQueue for SqliteBackend {
             .await
             .map_err(queue_error)?;
         Ok(n == 1)
-    }
-
-    async fn depth(&self) -> Result<QueueDepth, QueueError> {
-        self.db
-            .read(|c| {
-                let count = |queue: &str| {
-                    c.prepare_cached("SELECT count(*) FROM queue WHERE queue = ?1")
-                        .map_err(sql)?
-                        .query_row([queue], |r| r.get::<_, i64>(0))
-                        .map(|n| n as u64)
-                        .map_err(sql)
-                };
-                Ok(QueueDepth {
-                    messages: count(TASKS_QUEUE)?,
-                    poison: count(POISON_QUEUE)?,
-                })
-            })
-            .await
-            .map_err(queue_error)
-    }
-
-    async fn wait_for_messages(&self, max_wait: Duration) {
-        // Sends from this process wake us at once; other processes' sends are seen by polling.
-        let _ = tokio::time::timeout(max_wait, self.notify.notified()).await;
     }
 }
 

@@ -177,7 +177,7 @@ impl Engine {
         let messages = self
             .inner
             .backend
-            .queue
+            .poison
             .poison_messages(limit.clamp(1, POISON_LIST_MAX))
             .await?;
         Ok(messages.into_iter().map(entry).collect())
@@ -248,14 +248,14 @@ impl Engine {
         info!(message_id = id, outcome = ?replayed, "poison message replayed");
         // Removed after its work is back: a crash in between leaves a message whose replay
         // finds nothing left to do.
-        backend.queue.remove_poison(id).await?;
+        backend.poison.remove_poison(id).await?;
         Ok(replayed)
     }
 
     /// Remove poison message `id` without replaying it.
     pub async fn discard_poison(&self, id: &str) -> Result<PoisonEntry, ReplayError> {
         let message = self.find_poison(id).await?;
-        if !self.inner.backend.queue.remove_poison(id).await? {
+        if !self.inner.backend.poison.remove_poison(id).await? {
             return Err(ReplayError::NotFound(id.to_owned()));
         }
         info!(message_id = id, "poison message discarded");
@@ -266,7 +266,7 @@ impl Engine {
         // The IDs a backend can address are those it lists (Azure: the oldest 32).
         self.inner
             .backend
-            .queue
+            .poison
             .poison_messages(POISON_LIST_MAX)
             .await?
             .into_iter()
