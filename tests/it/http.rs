@@ -1472,8 +1472,10 @@ fn the_openapi_document_is_valid_and_the_server_keeps_to_it() {
                 examples,
                 "--seed",
                 "1",
+                // Generous: a shared CI machine (GDAL, Chromium and the other tests run
+                // beside it) was seen to leave a request unanswered for over 20 s.
                 "--request-timeout",
-                "20",
+                "60",
             ])
             .env("NO_COLOR", "1")
             .output()
