@@ -18,7 +18,7 @@ use crate::model::{
     ErrorClass, ErrorInfo, JobRecord, OutcomePolicy, Progress, StatusCounts, TaskRecord, TaskSpec,
     TaskStatus, now_millis,
 };
-use crate::ports::{Page, PageRequest, StoreError, TaskQuery, TaskStore};
+use crate::ports::{Page, PageRequest, StoreError, TaskProgress, TaskQuery, TaskReads};
 use crate::retry::RetryPolicy;
 
 /// A handler's failure, classified for the retry policy.
@@ -142,8 +142,9 @@ pub struct TaskContext {
     pub(crate) group: Option<String>,
     pub(crate) waits_for: Option<String>,
     pub(crate) cancel: CancellationToken,
-    /// The one port a handler reaches, through the capabilities below.
-    pub(crate) tasks: Arc<dyn TaskStore>,
+    /// What a handler reaches, through the capabilities below: task reads, and its progress.
+    pub(crate) tasks: Arc<dyn TaskReads>,
+    pub(crate) progress: Arc<dyn TaskProgress>,
     pub(crate) last_progress: Mutex<Option<std::time::Instant>>,
 }
 
@@ -187,7 +188,7 @@ impl TaskContext {
             },
         );
         if let Err(e) = self
-            .tasks
+            .progress
             .set_progress(&self.job_id, &self.task_id, &progress, &event)
             .await
         {
@@ -301,7 +302,7 @@ impl CheckError {
 /// Read access to a job's tasks, for a controller's aggregate.
 pub struct JobResults {
     pub(crate) job_id: JobId,
-    pub(crate) tasks: Arc<dyn TaskStore>,
+    pub(crate) tasks: Arc<dyn TaskReads>,
 }
 
 impl JobResults {

@@ -220,26 +220,7 @@ fn paginate<T>(
 }
 
 #[async_trait]
-impl TaskStore for MemoryBackend {
-    async fn insert_tasks(&self, job_id: &JobId, tasks: &[TaskRecord]) -> Result<u64, StoreError> {
-        let mut s = self.lock();
-        let mut created = 0;
-        for t in tasks {
-            let key = (job_id.clone(), t.id.clone());
-            if s.tasks.contains_key(&key) {
-                continue;
-            }
-            s.tasks.insert(key, (t.clone(), 1));
-            s.task_log.push(StatusChange {
-                id: t.id.to_string(),
-                from: None,
-                to: t.status,
-            });
-            created += 1;
-        }
-        Ok(created)
-    }
-
+impl TaskReads for MemoryBackend {
     async fn get_task(
         &self,
         job_id: &JobId,
@@ -268,47 +249,6 @@ impl TaskStore for MemoryBackend {
                     .map(|(t, _)| (id.clone(), t.status))
             })
             .collect())
-    }
-
-    async fn update_task(&self, task: &TaskRecord, events: &[JobEvent]) -> Result<Cas, StoreError> {
-        let mut s = self.lock();
-        let Some((stored, n)) = s.tasks.get_mut(&(task.job_id.clone(), task.id.clone())) else {
-            return Ok(Err(Conflict));
-        };
-        if rev(*n) != task.revision {
-            return Ok(Err(Conflict));
-        }
-        let from = stored.status;
-        // Progress is advisory: written only by set_progress.
-        let progress = stored.progress.take();
-        *stored = task.clone();
-        stored.progress = progress;
-        *n += 1;
-        let n = *n;
-        if from != task.status {
-            s.task_log.push(StatusChange {
-                id: task.id.to_string(),
-                from: Some(from),
-                to: task.status,
-            });
-        }
-        s.append_events(events);
-        Ok(Ok(rev(n)))
-    }
-
-    async fn set_progress(
-        &self,
-        job_id: &JobId,
-        id: &TaskId,
-        progress: &Progress,
-        event: &JobEvent,
-    ) -> Result<(), StoreError> {
-        let mut s = self.lock();
-        if let Some((t, _)) = s.tasks.get_mut(&(job_id.clone(), id.clone())) {
-            t.progress = Some(progress.clone());
-            s.append_events(std::slice::from_ref(event));
-        }
-        Ok(())
     }
 
     async fn running_progress(&self, job_id: &JobId) -> Result<f64, StoreError> {
@@ -382,6 +322,54 @@ impl TaskStore for MemoryBackend {
                 && group.is_none_or(|g| is_member(t, g) || t.child_group.as_deref() == Some(g))
         }))
     }
+}
+
+#[async_trait]
+impl TaskWrites for MemoryBackend {
+    async fn insert_tasks(&self, job_id: &JobId, tasks: &[TaskRecord]) -> Result<u64, StoreError> {
+        let mut s = self.lock();
+        let mut created = 0;
+        for t in tasks {
+            let key = (job_id.clone(), t.id.clone());
+            if s.tasks.contains_key(&key) {
+                continue;
+            }
+            s.tasks.insert(key, (t.clone(), 1));
+            s.task_log.push(StatusChange {
+                id: t.id.to_string(),
+                from: None,
+                to: t.status,
+            });
+            created += 1;
+        }
+        Ok(created)
+    }
+
+    async fn update_task(&self, task: &TaskRecord, events: &[JobEvent]) -> Result<Cas, StoreError> {
+        let mut s = self.lock();
+        let Some((stored, n)) = s.tasks.get_mut(&(task.job_id.clone(), task.id.clone())) else {
+            return Ok(Err(Conflict));
+        };
+        if rev(*n) != task.revision {
+            return Ok(Err(Conflict));
+        }
+        let from = stored.status;
+        // Progress is advisory: written only by set_progress.
+        let progress = stored.progress.take();
+        *stored = task.clone();
+        stored.progress = progress;
+        *n += 1;
+        let n = *n;
+        if from != task.status {
+            s.task_log.push(StatusChange {
+                id: task.id.to_string(),
+                from: Some(from),
+                to: task.status,
+            });
+        }
+        s.append_events(events);
+        Ok(Ok(rev(n)))
+    }
 
     async fn finish_unstarted(
         &self,
@@ -425,6 +413,24 @@ impl TaskStore for MemoryBackend {
             s.append_events(&[event]);
         }
         Ok(count)
+    }
+}
+
+#[async_trait]
+impl TaskProgress for MemoryBackend {
+    async fn set_progress(
+        &self,
+        job_id: &JobId,
+        id: &TaskId,
+        progress: &Progress,
+        event: &JobEvent,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if let Some((t, _)) = s.tasks.get_mut(&(job_id.clone(), id.clone())) {
+            t.progress = Some(progress.clone());
+            s.append_events(std::slice::from_ref(event));
+        }
+        Ok(())
     }
 }
 

@@ -131,12 +131,9 @@ pub trait JobStore: Send + Sync + 'static {
     async fn job_statuses(&self) -> Result<Vec<(JobId, JobStatus)>, StoreError>;
 }
 
-/// Tasks of jobs, each updated by compare-and-set.
+/// Reads of a job's tasks.
 #[async_trait]
-pub trait TaskStore: Send + Sync + 'static {
-    /// Insert the tasks whose IDs are absent (idempotent); returns how many were created.
-    /// All tasks belong to one job; backends batch them (100 per Table Storage transaction).
-    async fn insert_tasks(&self, job_id: &JobId, tasks: &[TaskRecord]) -> Result<u64, StoreError>;
+pub trait TaskReads: Send + Sync + 'static {
     async fn get_task(&self, job_id: &JobId, id: &TaskId)
     -> Result<Option<TaskRecord>, StoreError>;
     /// Statuses of several tasks of one job (absent IDs are left out).
@@ -145,18 +142,6 @@ pub trait TaskStore: Send + Sync + 'static {
         job_id: &JobId,
         ids: &[TaskId],
     ) -> Result<Vec<(TaskId, TaskStatus)>, StoreError>;
-    /// Replace the task if its stored revision is still `task.revision`, and store `events`
-    /// in the same write: both or neither.
-    async fn update_task(&self, task: &TaskRecord, events: &[JobEvent]) -> Result<Cas, StoreError>;
-    /// Advisory progress: written without a compare-and-set and without changing the
-    /// revision, with its `progress_update` event in the same write.
-    async fn set_progress(
-        &self,
-        job_id: &JobId,
-        id: &TaskId,
-        progress: &Progress,
-        event: &JobEvent,
-    ) -> Result<(), StoreError>;
     /// Sum of the progress fractions of the job's RUNNING tasks.
     async fn running_progress(&self, job_id: &JobId) -> Result<f64, StoreError>;
     /// Tasks of one job in a stable order, paged.
@@ -178,6 +163,17 @@ pub trait TaskStore: Send + Sync + 'static {
     /// the orchestrators feeding it? Must be cheap: it runs after every task.
     async fn any_unfinished(&self, job_id: &JobId, group: Option<&str>)
     -> Result<bool, StoreError>;
+}
+
+/// Writes of a job's tasks: inserts, compare-and-set updates, the bulk end of unstarted tasks.
+#[async_trait]
+pub trait TaskWrites: Send + Sync + 'static {
+    /// Insert the tasks whose IDs are absent (idempotent); returns how many were created.
+    /// All tasks belong to one job; backends batch them (100 per Table Storage transaction).
+    async fn insert_tasks(&self, job_id: &JobId, tasks: &[TaskRecord]) -> Result<u64, StoreError>;
+    /// Replace the task if its stored revision is still `task.revision`, and store `events`
+    /// in the same write: both or neither.
+    async fn update_task(&self, task: &TaskRecord, events: &[JobEvent]) -> Result<Cas, StoreError>;
     /// Move every PENDING / QUEUED / RETRY_WAIT task of the job's attempt `job_attempt` to `to`
     /// (CANCELLED or SKIPPED) with `error`, changing their revisions. Tasks of another attempt
     /// are left alone: a late follow-up of a cancelled attempt never ends a re-run's tasks. Returns how many moved. Each write that moves
@@ -191,6 +187,25 @@ pub trait TaskStore: Send + Sync + 'static {
         error: &ErrorInfo,
     ) -> Result<u64, StoreError>;
 }
+
+/// A running task's advisory progress (the one write a handler makes, through its context).
+#[async_trait]
+pub trait TaskProgress: Send + Sync + 'static {
+    /// Advisory progress: written without a compare-and-set and without changing the
+    /// revision, with its `progress_update` event in the same write.
+    async fn set_progress(
+        &self,
+        job_id: &JobId,
+        id: &TaskId,
+        progress: &Progress,
+        event: &JobEvent,
+    ) -> Result<(), StoreError>;
+}
+
+/// Every task port: what a backend implements and the runtime holds.
+pub trait TaskStore: TaskReads + TaskWrites + TaskProgress {}
+
+impl<T: TaskReads + TaskWrites + TaskProgress + ?Sized> TaskStore for T {}
 
 /// A task queue with leases (visibility timeouts), like Azure Storage Queues.
 #[async_trait]

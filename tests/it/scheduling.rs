@@ -155,7 +155,7 @@ impl TaskHandler for Chaos {
         self.name
     }
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutput, HandlerError> {
-        use engine::ports::TaskStore;
+        use engine::ports::TaskReads;
         let me = self
             .backend
             .get_task(&ctx.job_id, &ctx.task_id)

@@ -11,7 +11,7 @@ use engine::model::{
 };
 use engine::ports::{
     Cas, Conflict, Inserted, JobStore, Maintenance, Page, PageRequest, Removal, StoreError,
-    TaskQuery, TaskStore,
+    TaskProgress, TaskQuery, TaskReads, TaskWrites,
 };
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
@@ -303,40 +303,7 @@ impl JobStore for AzureBackend {
 }
 
 #[async_trait]
-impl TaskStore for AzureBackend {
-    async fn insert_tasks(&self, job_id: &JobId, tasks: &[TaskRecord]) -> Result<u64, StoreError> {
-        let mut by_pk: BTreeMap<String, Vec<BatchOp>> = BTreeMap::new();
-        for task in tasks {
-            let entity = self.task_entity_for_write(task).await?;
-            by_pk
-                .entry(codec::task_pk(job_id, &task.id))
-                .or_default()
-                .push(BatchOp::Insert(entity));
-            for dep in &task.depends_on {
-                let edge = codec::edge_entity(job_id, dep, &task.id);
-                by_pk
-                    .entry(codec::task_pk(job_id, dep))
-                    .or_default()
-                    .push(BatchOp::Insert(edge));
-            }
-        }
-        let created: Vec<u64> = futures::stream::iter(transactions(by_pk))
-            .map(|(pk, ops)| async move {
-                let entities = ops
-                    .into_iter()
-                    .filter_map(|op| match op {
-                        BatchOp::Insert(e) => Some(e),
-                        _ => None,
-                    })
-                    .collect();
-                self.insert_absent(&pk, entities).await
-            })
-            .buffer_unordered(PARALLEL)
-            .try_collect()
-            .await?;
-        Ok(created.into_iter().sum())
-    }
-
+impl TaskReads for AzureBackend {
     async fn get_task(
         &self,
         job_id: &JobId,
@@ -407,42 +374,6 @@ impl TaskStore for AzureBackend {
             .iter()
             .filter_map(|id| found.get(id.as_str()).map(|s| (id.clone(), *s)))
             .collect())
-    }
-
-    async fn update_task(&self, task: &TaskRecord, events: &[JobEvent]) -> Result<Cas, StoreError> {
-        let entity = self.task_entity_for_write(task).await?;
-        let pk = codec::task_pk(&task.job_id, &task.id);
-        self.replace_with_events(
-            &self.tasks,
-            &pk,
-            task.id.as_str(),
-            entity,
-            &task.revision.0,
-            events,
-        )
-        .await
-    }
-
-    async fn set_progress(
-        &self,
-        job_id: &JobId,
-        id: &TaskId,
-        progress: &Progress,
-        event: &JobEvent,
-    ) -> Result<(), StoreError> {
-        let entity = codec::progress_entity(job_id, id, progress)?;
-        let pk = codec::task_pk(job_id, id);
-        let ops = vec![
-            BatchOp::Upsert(codec::progress_rk(id), entity),
-            self.event_op(&pk, event)?,
-        ];
-        match tables::batch(&self.ops, &self.tasks, &pk, ops).await? {
-            BatchOutcome::Done(_) => Ok(()),
-            _ => Err(StoreError::Unavailable {
-                message: format!("progress of task {id} refused"),
-                source: None,
-            }),
-        }
     }
 
     async fn running_progress(&self, job_id: &JobId) -> Result<f64, StoreError> {
@@ -542,6 +473,56 @@ impl TaskStore for AzureBackend {
         }
         tables::exists(&self.ops, &self.tasks, &filter).await
     }
+}
+
+#[async_trait]
+impl TaskWrites for AzureBackend {
+    async fn insert_tasks(&self, job_id: &JobId, tasks: &[TaskRecord]) -> Result<u64, StoreError> {
+        let mut by_pk: BTreeMap<String, Vec<BatchOp>> = BTreeMap::new();
+        for task in tasks {
+            let entity = self.task_entity_for_write(task).await?;
+            by_pk
+                .entry(codec::task_pk(job_id, &task.id))
+                .or_default()
+                .push(BatchOp::Insert(entity));
+            for dep in &task.depends_on {
+                let edge = codec::edge_entity(job_id, dep, &task.id);
+                by_pk
+                    .entry(codec::task_pk(job_id, dep))
+                    .or_default()
+                    .push(BatchOp::Insert(edge));
+            }
+        }
+        let created: Vec<u64> = futures::stream::iter(transactions(by_pk))
+            .map(|(pk, ops)| async move {
+                let entities = ops
+                    .into_iter()
+                    .filter_map(|op| match op {
+                        BatchOp::Insert(e) => Some(e),
+                        _ => None,
+                    })
+                    .collect();
+                self.insert_absent(&pk, entities).await
+            })
+            .buffer_unordered(PARALLEL)
+            .try_collect()
+            .await?;
+        Ok(created.into_iter().sum())
+    }
+
+    async fn update_task(&self, task: &TaskRecord, events: &[JobEvent]) -> Result<Cas, StoreError> {
+        let entity = self.task_entity_for_write(task).await?;
+        let pk = codec::task_pk(&task.job_id, &task.id);
+        self.replace_with_events(
+            &self.tasks,
+            &pk,
+            task.id.as_str(),
+            entity,
+            &task.revision.0,
+            events,
+        )
+        .await
+    }
 
     async fn finish_unstarted(
         &self,
@@ -627,6 +608,31 @@ impl TaskStore for AzureBackend {
             message: format!("cancelling the tasks of job {job_id} kept conflicting"),
             source: None,
         })
+    }
+}
+
+#[async_trait]
+impl TaskProgress for AzureBackend {
+    async fn set_progress(
+        &self,
+        job_id: &JobId,
+        id: &TaskId,
+        progress: &Progress,
+        event: &JobEvent,
+    ) -> Result<(), StoreError> {
+        let entity = codec::progress_entity(job_id, id, progress)?;
+        let pk = codec::task_pk(job_id, id);
+        let ops = vec![
+            BatchOp::Upsert(codec::progress_rk(id), entity),
+            self.event_op(&pk, event)?,
+        ];
+        match tables::batch(&self.ops, &self.tasks, &pk, ops).await? {
+            BatchOutcome::Done(_) => Ok(()),
+            _ => Err(StoreError::Unavailable {
+                message: format!("progress of task {id} refused"),
+                source: None,
+            }),
+        }
     }
 }
 

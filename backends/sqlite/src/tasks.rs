@@ -1,4 +1,4 @@
-//! The `TaskStore` port: one row per task (status, group, the JSON document, progress apart)
+//! The task ports (`TaskReads`, `TaskWrites`, `TaskProgress`): one row per task (status, group, the JSON document, progress apart)
 //! and one row per dependency edge, keyed by the job's integer key.
 
 use async_trait::async_trait;
@@ -7,7 +7,9 @@ use engine::ids::{JobId, TaskId};
 use engine::model::{
     ErrorInfo, Progress, Revision, StatusCounts, TaskRecord, TaskStatus, now_millis,
 };
-use engine::ports::{Cas, Conflict, Page, PageRequest, StoreError, TaskQuery, TaskStore};
+use engine::ports::{
+    Cas, Conflict, Page, PageRequest, StoreError, TaskProgress, TaskQuery, TaskReads, TaskWrites,
+};
 use rusqlite::{OptionalExtension, params};
 
 use crate::SqliteBackend;
@@ -21,50 +23,7 @@ const TERMINAL: &str = "('SUCCEEDED','FAILED','SKIPPED','CANCELLED')";
 const UNSTARTED: &str = "('PENDING','QUEUED','RETRY_WAIT')";
 
 #[async_trait]
-impl TaskStore for SqliteBackend {
-    async fn insert_tasks(&self, job_id: &JobId, tasks: &[TaskRecord]) -> Result<u64, StoreError> {
-        let mut rows = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            rows.push((
-                t.id.clone(),
-                t.status.as_str(),
-                t.group.clone(),
-                t.child_group.clone(),
-                t.updated_at,
-                to_json(t)?,
-                t.depends_on.clone(),
-            ));
-        }
-        let job_id = job_id.clone();
-        let revision = initial_revision();
-        self.db
-            .call_atomic(move |c| {
-                let mut insert = c
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO tasks (job, id, status, grp, child_group, updated_at, revision, doc)
-                         VALUES ((SELECT key FROM jobs WHERE id = ?1), ?2, ?3, ?4, ?5, ?6, ?8, ?7)",
-                    )
-                    .map_err(sql)?;
-                let mut edge = c
-                    .prepare_cached("INSERT OR IGNORE INTO task_edges (job, dep_id, task_id) VALUES ((SELECT key FROM jobs WHERE id = ?1), ?2, ?3)")
-                    .map_err(sql)?;
-                let mut created = 0;
-                for (id, status, group, child_group, updated_at, doc, deps) in rows {
-                    let n = insert
-                        .execute(params![job_id.as_str(), id.as_str(), status, group, child_group, updated_at, doc, revision])
-                        .map_err(sql)?;
-                    if n == 1 {
-                        created += 1;
-                        for dep in deps {
-                            edge.execute(params![job_id.as_str(), dep.as_str(), id.as_str()]).map_err(sql)?;
-                        }
-                    }
-                }
-                Ok(created)
-            })
-            .await
-    }
-
+impl TaskReads for SqliteBackend {
     async fn get_task(
         &self,
         job_id: &JobId,
@@ -111,54 +70,6 @@ impl TaskStore for SqliteBackend {
                     }
                 }
                 Ok(out)
-            })
-            .await
-    }
-
-    async fn update_task(&self, task: &TaskRecord, events: &[JobEvent]) -> Result<Cas, StoreError> {
-        let mut stored = task.clone();
-        stored.progress = None;
-        let doc = to_json(&stored)?;
-        let (job_id, id, status, updated_at, expected) = (
-            task.job_id.clone(),
-            task.id.clone(),
-            task.status.as_str(),
-            task.updated_at,
-            revision_of(&task.revision),
-        );
-        cas_with_events(&self.db, events, move |c| {
-                let n = c
-                    .prepare_cached(
-                        "UPDATE tasks SET status = ?1, updated_at = ?2, doc = ?3, revision = revision + 1
-                         WHERE job = (SELECT key FROM jobs WHERE id = ?4) AND id = ?5 AND revision = ?6",
-                    )
-                    .map_err(sql)?
-                    .execute(params![status, updated_at, doc, job_id.as_str(), id.as_str(), expected])
-                    .map_err(sql)?;
-                Ok(if n == 1 { Ok(Revision((expected + 1).to_string())) } else { Err(Conflict) })
-            })
-            .await
-    }
-
-    async fn set_progress(
-        &self,
-        job_id: &JobId,
-        id: &TaskId,
-        progress: &Progress,
-        event: &JobEvent,
-    ) -> Result<(), StoreError> {
-        let (job_id, id, progress) = (job_id.clone(), id.clone(), to_json(progress)?);
-        let rows = event_rows(std::slice::from_ref(event))?;
-        self.db
-            .call_atomic(move |c| {
-                let n = c.prepare_cached("UPDATE tasks SET progress = ?1 WHERE job = (SELECT key FROM jobs WHERE id = ?2) AND id = ?3")
-                    .map_err(sql)?
-                    .execute(params![progress, job_id.as_str(), id.as_str()])
-                    .map_err(sql)?;
-                if n == 1 {
-                    insert_events(c, &rows)?;
-                }
-                Ok(())
             })
             .await
     }
@@ -301,6 +212,77 @@ impl TaskStore for SqliteBackend {
             })
             .await
     }
+}
+
+#[async_trait]
+impl TaskWrites for SqliteBackend {
+    async fn insert_tasks(&self, job_id: &JobId, tasks: &[TaskRecord]) -> Result<u64, StoreError> {
+        let mut rows = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            rows.push((
+                t.id.clone(),
+                t.status.as_str(),
+                t.group.clone(),
+                t.child_group.clone(),
+                t.updated_at,
+                to_json(t)?,
+                t.depends_on.clone(),
+            ));
+        }
+        let job_id = job_id.clone();
+        let revision = initial_revision();
+        self.db
+            .call_atomic(move |c| {
+                let mut insert = c
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO tasks (job, id, status, grp, child_group, updated_at, revision, doc)
+                         VALUES ((SELECT key FROM jobs WHERE id = ?1), ?2, ?3, ?4, ?5, ?6, ?8, ?7)",
+                    )
+                    .map_err(sql)?;
+                let mut edge = c
+                    .prepare_cached("INSERT OR IGNORE INTO task_edges (job, dep_id, task_id) VALUES ((SELECT key FROM jobs WHERE id = ?1), ?2, ?3)")
+                    .map_err(sql)?;
+                let mut created = 0;
+                for (id, status, group, child_group, updated_at, doc, deps) in rows {
+                    let n = insert
+                        .execute(params![job_id.as_str(), id.as_str(), status, group, child_group, updated_at, doc, revision])
+                        .map_err(sql)?;
+                    if n == 1 {
+                        created += 1;
+                        for dep in deps {
+                            edge.execute(params![job_id.as_str(), dep.as_str(), id.as_str()]).map_err(sql)?;
+                        }
+                    }
+                }
+                Ok(created)
+            })
+            .await
+    }
+
+    async fn update_task(&self, task: &TaskRecord, events: &[JobEvent]) -> Result<Cas, StoreError> {
+        let mut stored = task.clone();
+        stored.progress = None;
+        let doc = to_json(&stored)?;
+        let (job_id, id, status, updated_at, expected) = (
+            task.job_id.clone(),
+            task.id.clone(),
+            task.status.as_str(),
+            task.updated_at,
+            revision_of(&task.revision),
+        );
+        cas_with_events(&self.db, events, move |c| {
+                let n = c
+                    .prepare_cached(
+                        "UPDATE tasks SET status = ?1, updated_at = ?2, doc = ?3, revision = revision + 1
+                         WHERE job = (SELECT key FROM jobs WHERE id = ?4) AND id = ?5 AND revision = ?6",
+                    )
+                    .map_err(sql)?
+                    .execute(params![status, updated_at, doc, job_id.as_str(), id.as_str(), expected])
+                    .map_err(sql)?;
+                Ok(if n == 1 { Ok(Revision((expected + 1).to_string())) } else { Err(Conflict) })
+            })
+            .await
+    }
 
     async fn finish_unstarted(
         &self,
@@ -344,6 +326,32 @@ impl TaskStore for SqliteBackend {
                         .map_err(sql)?;
                 }
                 Ok(n as u64)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl TaskProgress for SqliteBackend {
+    async fn set_progress(
+        &self,
+        job_id: &JobId,
+        id: &TaskId,
+        progress: &Progress,
+        event: &JobEvent,
+    ) -> Result<(), StoreError> {
+        let (job_id, id, progress) = (job_id.clone(), id.clone(), to_json(progress)?);
+        let rows = event_rows(std::slice::from_ref(event))?;
+        self.db
+            .call_atomic(move |c| {
+                let n = c.prepare_cached("UPDATE tasks SET progress = ?1 WHERE job = (SELECT key FROM jobs WHERE id = ?2) AND id = ?3")
+                    .map_err(sql)?
+                    .execute(params![progress, job_id.as_str(), id.as_str()])
+                    .map_err(sql)?;
+                if n == 1 {
+                    insert_events(c, &rows)?;
+                }
+                Ok(())
             })
             .await
     }

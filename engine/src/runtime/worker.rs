@@ -506,6 +506,7 @@ impl Engine {
             waits_for: task.waits_for.clone(),
             cancel: cancel.clone(),
             tasks: self.inner.backend.tasks.clone(),
+            progress: self.inner.backend.tasks.clone(),
             last_progress: Mutex::new(None),
         });
         let run_ctx = ctx.clone();
