@@ -156,10 +156,8 @@ fn storage_cloud_and_http_crates_stay_with_their_owner() {
     for name in PRODUCTION {
         let p = &packages[*name];
         for dep in shipped_deps(p) {
-            if let Some((_, owner)) = OWNED.iter().find(|(d, _)| *d == dep) {
-                if owner != name {
-                    broken.push(format!("{name} depends on {dep} (only {owner} may)"));
-                }
+            if let Some((_, owner)) = OWNED.iter().find(|(d, owner)| *d == dep && owner != name) {
+                broken.push(format!("{name} depends on {dep} (only {owner} may)"));
             }
         }
     }

@@ -134,18 +134,17 @@ impl Engine {
     /// Expand a job whose claim this expansion holds.
     async fn expand_claimed(&self, job: JobRecord, checked: Checked) -> Result<(), RuntimeError> {
         let id = job.id.clone();
-        if checked == Checked::No {
-            if let Some(controller) = self.inner.registry.controller(&job.job_type) {
-                match controller.check_at_expansion(&job.params).await {
-                    Ok(()) => {}
-                    Err(CheckError::Invalid(e)) => {
-                        warn!(job_id = %id, field = %e.field, error = %e.reason, "the accepted job's params are refused at expansion");
-                        let message = format!("{}: {}", e.field, e.reason);
-                        return self.fail_pending(&id, codes::INVALID_PARAMS, message).await;
-                    }
-                    Err(e @ CheckError::Unavailable { .. }) => {
-                        return Err(RuntimeError::CheckUnavailable(e.to_string()));
-                    }
+        let controller = self.inner.registry.controller(&job.job_type);
+        if let (Checked::No, Some(controller)) = (checked, controller) {
+            match controller.check_at_expansion(&job.params).await {
+                Ok(()) => {}
+                Err(CheckError::Invalid(e)) => {
+                    warn!(job_id = %id, field = %e.field, error = %e.reason, "the accepted job's params are refused at expansion");
+                    let message = format!("{}: {}", e.field, e.reason);
+                    return self.fail_pending(&id, codes::INVALID_PARAMS, message).await;
+                }
+                Err(e @ CheckError::Unavailable { .. }) => {
+                    return Err(RuntimeError::CheckUnavailable(e.to_string()));
                 }
             }
         }
