@@ -162,30 +162,9 @@ impl HostQueues {
     }
 }
 
-/// An Azure error as one line: HTTP status and the service's error code, or the transport
-/// failure with its causes (as engine-azure words it).
+/// An Azure error as one line, as engine-azure words it.
 fn describe(e: &azure_core::Error) -> String {
-    use azure_core::error::ErrorKind;
-    match e.kind() {
-        ErrorKind::HttpResponse { status, error_code } => {
-            let code = error_code.as_deref().unwrap_or("no error code");
-            let hint = match u16::from(*status) {
-                401 | 403 => " (check the account key, SAS token or role assignment)",
-                _ => "",
-            };
-            format!("HTTP {} {code}{hint}", u16::from(*status))
-        }
-        _ => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
-    }
+    engine_azure::describe_error(e)
 }
 
 /// The HTTP status of a failed request, if the service answered.

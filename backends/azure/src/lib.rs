@@ -165,6 +165,28 @@ fn client_options(config: &AzureConfig) -> ClientOptions {
     ))
 }
 
+/// An Azure SDK error as one line, as this crate words its own (for the tools beside it that
+/// call the SDK themselves: `test-support`); any other error as its chain of causes. The
+/// signature names no SDK type.
+pub fn describe_error(e: &(dyn std::error::Error + 'static)) -> String {
+    match e.downcast_ref::<azure_core::Error>() {
+        Some(e) => describe(e),
+        None => with_causes(e),
+    }
+}
+
+/// An error and its causes, `: `-separated.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// An Azure error as one line: HTTP status and the service's error code, or the transport
 /// failure with its causes.
 pub(crate) fn describe(e: &azure_core::Error) -> String {
@@ -178,16 +200,7 @@ pub(crate) fn describe(e: &azure_core::Error) -> String {
             };
             format!("HTTP {} {code}{hint}", u16::from(*status))
         }
-        _ => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
+        _ => with_causes(e),
     }
 }
 
